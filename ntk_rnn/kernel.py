@@ -1,0 +1,276 @@
+"""The exact empirical NTK of the RNN: a structured fast path (theory.md §2) and two autodiff references.
+
+Rows and columns of every kernel are ordered by (sample, position, output unit) in C order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ntk_rnn.config import RNNConfig
+from ntk_rnn.model import Params, _apply, check_inputs, check_params, check_positions, hidden_states
+
+METHODS = ("structured", "jacobian", "ntvp")
+DEFAULT_MAX_BYTES = 2 * 2**30
+
+
+def empirical_ntk(
+    cfg: RNNConfig,
+    params: Mapping[str, jax.Array],
+    x1,
+    x2=None,
+    positions: Sequence[int] | None = None,
+    method: str = "structured",
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> np.ndarray:
+    """Exact empirical NTK  K = J(x1) J(x2)^T  over the trainable parameters, in float64.
+
+    Args:
+      cfg, params: the model.
+      x1: (n1, L1, d_x) sequences; x2: (n2, L2, d_x), or None for x2 = x1.
+      positions: 0-based output positions kept on both sides; None means the paper's loss
+        positions 1..L-1 of each input.
+      method: "structured" (fast, theory.md §2), "jacobian" (contracts autodiff Jacobians) or
+        "ntvp" (kernel columns from vjp/jvp products). The last two are references.
+      max_bytes: peak working-memory budget of the structured path; it works in sample chunks
+        sized to fit.
+
+    Returns:
+      (n1 * P1 * d, n2 * P2 * d) float64 numpy array, rows ordered (sample, position, unit).
+    """
+    params = check_params(cfg, params)
+    x1 = check_inputs(cfg, x1, "x1")
+    symmetric = x2 is None
+    x2 = x1 if symmetric else check_inputs(cfg, x2, "x2")
+    pos1 = check_positions(positions, x1.shape[1])
+    pos2 = pos1 if symmetric else check_positions(positions, x2.shape[1])
+    if method == "structured":
+        return _structured_ntk(cfg, params, x1, x2, pos1, pos2, symmetric, max_bytes)
+    if method == "jacobian":
+        return np.asarray(_jacobian_ntk(cfg, params, x1, x2, pos1, pos2))
+    if method == "ntvp":
+        return np.asarray(_ntvp_ntk(cfg, params, x1, x2, pos1, pos2))
+    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+
+# ----------------------------------------------------------------------------- references
+
+
+def _output_fn(cfg: RNNConfig, params: Params, x: jax.Array, positions: tuple[int, ...]):
+    """theta (trainable params) -> flat outputs (n * P * d,) at the kept positions."""
+    frozen = {k: v for k, v in params.items() if k not in cfg.trainable}
+    pos = np.asarray(positions)
+
+    def f(theta):
+        return _apply(cfg, {**frozen, **theta}, x)[:, pos, :].reshape(-1)
+
+    return f
+
+
+def _trainable(cfg: RNNConfig, params: Params) -> Params:
+    return {k: params[k] for k in cfg.trainable}
+
+
+@partial(jax.jit, static_argnums=(0, 4, 5))
+def _jacobian_ntk(cfg, params, x1, x2, pos1, pos2):
+    theta = _trainable(cfg, params)
+
+    def flat_jacobian(x, pos):
+        jac = jax.jacrev(_output_fn(cfg, params, x, pos))(theta)
+        return jnp.concatenate([j.reshape(j.shape[0], -1) for j in jax.tree.leaves(jac)], axis=1)
+
+    return flat_jacobian(x1, pos1) @ flat_jacobian(x2, pos2).T
+
+
+@partial(jax.jit, static_argnums=(0, 4, 5))
+def _ntvp_ntk(cfg, params, x1, x2, pos1, pos2):
+    theta = _trainable(cfg, params)
+    f1 = _output_fn(cfg, params, x1, pos1)
+    f2, vjp2 = jax.vjp(_output_fn(cfg, params, x2, pos2), theta)
+
+    def column(e):
+        (cotangent,) = vjp2(e)
+        return jax.jvp(f1, (theta,), (cotangent,))[1]
+
+    eye = jnp.eye(f2.shape[0], dtype=f2.dtype)
+    return jax.lax.map(column, eye, batch_size=min(64, f2.shape[0])).T
+
+
+# ----------------------------------------------------------------------------- structured path
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """Which backward vectors delta_{l,a} one input side needs (0-based l, a).
+
+    The vectors are stored by distance s = l - a, and within a distance by sorted position, keeping
+    only a >= 1 (h_{a-1} = h_{-1} = 0 kills a = 0) and a <= l (causality).
+    """
+
+    positions: tuple[int, ...]  # sorted
+    starts: tuple[int, ...]  # starts[s]: first sorted position with l - s >= 1
+
+    @classmethod
+    def build(cls, positions: tuple[int, ...]) -> _Plan:
+        pos = tuple(sorted(positions))
+        starts = tuple(next(i for i, p in enumerate(pos) if p - s >= 1) for s in range(max(pos)))
+        return cls(pos, starts)
+
+    @property
+    def position_of(self) -> np.ndarray:
+        """Index into `positions` of each stored vector, shape (T,)."""
+        return np.concatenate([np.arange(k, len(self.positions)) for k in self.starts] or [np.zeros(0, int)])
+
+    @property
+    def time_of(self) -> np.ndarray:
+        """The step a of each stored vector, shape (T,)."""
+        pos = np.asarray(self.positions)
+        return np.concatenate([pos[k:] - s for s, k in enumerate(self.starts)] or [np.zeros(0, int)])
+
+    @property
+    def size(self) -> int:
+        return sum(len(self.positions) - k for k in self.starts)
+
+
+def _activation_derivative(cfg: RNNConfig, g: jax.Array) -> jax.Array:
+    return jax.jvp(cfg.phi, (g,), (jnp.ones_like(g),))[1]
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _backward_vectors(cfg: RNNConfig, plan: _Plan, params: Params, x: jax.Array):
+    """delta_{i,l,a,k} for the plan's (l, a) pairs, (c, T, d, m), and the hidden states h (c, L, m)."""
+    g, h = hidden_states(cfg, params, x)
+    dphi = _activation_derivative(cfg, g)
+    W, B = params["W"], params["B"]
+    pos = np.asarray(plan.positions)
+    blocks = []
+    for s, start in enumerate(plan.starts):
+        if s == 0:
+            delta = dphi[:, pos[start:], None, :] * B[None, None, :, :]
+        else:
+            delta = delta[:, start - plan.starts[s - 1] :]
+            delta = dphi[:, pos[start:] - s, None, :] * (delta @ W)
+        blocks.append(delta)
+    return jnp.concatenate(blocks, axis=1), h
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _pair_kernel(plan1: _Plan, plan2: _Plan, delta1, h1, delta2, h2):
+    """Kernel block between two sample chunks, (c1, P1, d, c2, P2, d), positions in sorted order.
+
+    K[(i,l,k),(j,l',k')] = sum_{a,b} (delta_{i,l,a,k} . delta_{j,l',b,k'}) (h_{i,a-1} . h_{j,b-1}).
+    """
+    c1, t1, d, m = delta1.shape
+    c2, t2 = delta2.shape[:2]
+    gram = (delta1.reshape(-1, m) @ delta2.reshape(-1, m).T).reshape(c1, t1, d, c2, t2, d)
+    hh = jnp.einsum("iam,jbm->iajb", h1, h2)
+    hh = hh[:, plan1.time_of - 1][:, :, :, plan2.time_of - 1]
+    weighted = gram * hh[:, :, None, :, :, None]
+    s1 = jax.nn.one_hot(plan1.position_of, len(plan1.positions), dtype=gram.dtype)
+    s2 = jax.nn.one_hot(plan2.position_of, len(plan2.positions), dtype=gram.dtype)
+    return jnp.einsum("up,iukjvl,vq->ipkjql", s1, weighted, s2)
+
+
+def _chunk_size(n: int, t1: int, t2: int, d: int, m: int, length: int, max_bytes: int, symmetric: bool) -> int:
+    """Largest sample chunk whose pair working set fits in half of max_bytes."""
+
+    def working_set(c: int) -> int:
+        vectors = c * (t1 + t2) * d * m
+        gram = 3 * (c * t1 * d) * (c * t2 * d)
+        states = 4 * c * length * m
+        return 8 * (vectors + gram + states)
+
+    c = n
+    if symmetric and n >= 16:  # several chunks let the symmetric case skip the lower blocks
+        c = math.ceil(n / 4)
+    while c > 1 and working_set(c) > max_bytes // 2:
+        c = math.ceil(c / 2)
+    if working_set(c) > max_bytes // 2:
+        raise ValueError(
+            f"max_bytes={max_bytes} is too small: one sample needs about {working_set(1) * 2} bytes "
+            f"(m={m}, {t1} backward vectors per sample); raise max_bytes"
+        )
+    return c
+
+
+def _chunks(x: jax.Array, c: int) -> list[jax.Array]:
+    """Split (n, L, d_x) into chunks of exactly c samples, zero-padding the last."""
+    n = x.shape[0]
+    pad = (-n) % c
+    if pad:
+        x = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)])
+    return [x[i : i + c] for i in range(0, n + pad, c)]
+
+
+def _structured_ntk(cfg, params, x1, x2, pos1, pos2, symmetric, max_bytes) -> np.ndarray:
+    if cfg.trainable != ("W",):
+        raise NotImplementedError(
+            f"method='structured' supports trainable=('W',) so far, got {cfg.trainable}; "
+            "use method='jacobian' or method='ntvp'"
+        )
+    n1, n2, d, m = x1.shape[0], x2.shape[0], cfg.output_dim, cfg.width
+    plan1, plan2 = _Plan.build(pos1), _Plan.build(pos2)
+    out = np.zeros((n1, len(pos1), d, n2, len(pos2), d))
+    if plan1.size and plan2.size:
+        length = max(x1.shape[1], x2.shape[1])
+        c = _chunk_size(max(n1, n2), plan1.size, plan2.size, d, m, length, max_bytes, symmetric)
+        chunks1 = _chunks(x1, c)
+        chunks2 = chunks1 if symmetric else _chunks(x2, c)
+        keep = 8 * (n1 * plan1.size + n2 * plan2.size) * d * m <= max_bytes // 2
+        factors1 = _lazy_factors(cfg, plan1, params, chunks1, keep)
+        factors2 = factors1 if symmetric else _lazy_factors(cfg, plan2, params, chunks2, keep)
+        for bi in range(len(chunks1)):
+            for bj in range(bi if symmetric else 0, len(chunks2)):
+                block = np.asarray(_pair_kernel(plan1, plan2, *factors1(bi), *factors2(bj)))
+                r1, r2 = slice(bi * c, min((bi + 1) * c, n1)), slice(bj * c, min((bj + 1) * c, n2))
+                block = block[: r1.stop - r1.start, :, :, : r2.stop - r2.start]
+                out[r1, :, :, r2] = block
+                if symmetric and bi != bj:
+                    out[r2, :, :, r1] = block.transpose(3, 4, 5, 0, 1, 2)
+    # undo the sorting of positions
+    rank1 = np.argsort(np.argsort(pos1))
+    rank2 = np.argsort(np.argsort(pos2))
+    out = out[:, rank1][:, :, :, :, rank2]
+    return out.reshape(n1 * len(pos1) * d, n2 * len(pos2) * d)
+
+
+def _lazy_factors(cfg, plan, params, chunks, keep: bool):
+    """chunk index -> (delta, h); memoized when everything fits the budget, else recomputed."""
+    cache: dict[int, tuple[jax.Array, jax.Array]] = {}
+
+    def get(i: int):
+        if i in cache:
+            return cache[i]
+        value = _backward_vectors(cfg, plan, params, chunks[i])
+        if keep:
+            cache[i] = value
+        return value
+
+    return get
+
+
+def structured_flops(
+    n1: int, n2: int, length: int, positions: tuple[int, ...], m: int, d: int, d_x: int, symmetric: bool
+) -> float:
+    """Floating-point operations of the structured path for equal-length inputs (no chunk padding).
+
+    Counts the forward pass, the backward vectors (one m x m product per (l, a) pair with
+    1 <= a < l), the Gram matrix of the vectors (its upper half only when x2 is x1), and the
+    hidden-state Gram. The final contraction over (a, b) is O(T^2 P) and left out.
+    """
+    plan = _Plan.build(positions)
+    t = plan.size
+    steps = sum(len(positions) - k for k in plan.starts[1:])
+    forward = 2 * (n1 + (0 if symmetric else n2)) * length * (m * m + m * d_x)
+    backward = 2 * (n1 + (0 if symmetric else n2)) * steps * d * m * m
+    pairs = (n1 * t * d) * (n2 * t * d)
+    gram = 2 * m * (pairs / 2 if symmetric else pairs)
+    states = 2 * m * (n1 * length) * (n2 * length)
+    return float(forward + backward + gram + states)
