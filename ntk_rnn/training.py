@@ -1,0 +1,299 @@
+"""GD and SGD on the paper's loss, with the kernel, weight movement and ReLU patterns tracked.
+
+The loss is f(theta) = 1/2 sum_i sum_{l in positions} ||y_{i,l} - y*_{i,l}||^2 (theory.md §1), a sum
+and not a mean, so that full-batch GD on the linearized model reads f_{t+1} - y = (I - eta K)(f_t - y).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+import scipy.linalg
+import scipy.sparse.linalg
+from tqdm.auto import tqdm
+
+from ntk_rnn.config import RNNConfig
+from ntk_rnn.data import SequenceData
+from ntk_rnn.fitting import linear_fit
+from ntk_rnn.kernel import empirical_ntk
+from ntk_rnn.model import Params, _apply, check_inputs, check_params, check_positions, hidden_states
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How to train.
+
+    Attributes:
+      steps: number of parameter updates.
+      lr: absolute step size eta; None means eta = lr_scale / lambda_max(K_0).
+      lr_scale: c in eta = c / lambda_max(K_0). GD on the linearized model is stable for c < 2.
+      batch_size: None for full-batch GD; b for SGD on b samples per step drawn without replacement
+        (b = 1 is the paper's SGD). The minibatch gradient is scaled by n/b, so it is unbiased.
+      record_every: record loss, weight movement and ReLU patterns every this many steps.
+      kernel_every: also compute K_t every this many steps (a multiple of record_every); 0 means only
+        at the first and last step.
+      positions: loss positions (0-based); None means 1..L-1, the paper's l = 2..L.
+      divergence_factor: a loss above this times the initial loss counts as divergence.
+    """
+
+    steps: int = 200
+    lr: float | None = None
+    lr_scale: float = 0.5
+    batch_size: int | None = None
+    record_every: int = 10
+    kernel_every: int = 50
+    positions: tuple[int, ...] | None = None
+    divergence_factor: float = 1e6
+
+    def __post_init__(self) -> None:
+        def positive_int(name):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"TrainConfig.{name} must be a positive int, got {value!r}")
+
+        positive_int("steps")
+        positive_int("record_every")
+        if self.batch_size is not None:
+            positive_int("batch_size")
+        if not isinstance(self.kernel_every, int) or self.kernel_every < 0 or self.kernel_every % self.record_every:
+            raise ValueError(
+                f"TrainConfig.kernel_every must be 0 or a positive multiple of record_every={self.record_every}, "
+                f"got {self.kernel_every!r}"
+            )
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"TrainConfig.lr must be a positive finite float or None, got {self.lr!r}")
+        if not (math.isfinite(self.lr_scale) and self.lr_scale > 0):
+            raise ValueError(f"TrainConfig.lr_scale must be a positive finite float, got {self.lr_scale!r}")
+        if not self.divergence_factor > 1:
+            raise ValueError(f"TrainConfig.divergence_factor must exceed 1, got {self.divergence_factor!r}")
+        if self.positions is not None:
+            object.__setattr__(self, "positions", tuple(int(p) for p in self.positions))
+
+
+class TrainingDivergedError(ValueError):
+    """Training produced NaN/inf or an exploding loss. `history` holds the rows recorded before."""
+
+    def __init__(self, step: int, lr: float, loss: float, history: pd.DataFrame):
+        self.step, self.lr, self.loss, self.history = step, lr, loss, history
+        super().__init__(
+            f"training diverged at step {step} with step size eta={lr:.4g}: loss={loss:.4g}. "
+            f"Use a smaller lr or lr_scale (GD needs eta < 2 / lambda_max(K_0)); "
+            f"{len(history)} recorded rows are kept in .history"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """history: one row per recorded step (kernel columns are NaN between kernel checkpoints);
+    params: the final parameters; summary: step size, initial spectrum and fitted versus predicted rate."""
+
+    history: pd.DataFrame
+    params: Params
+    summary: dict
+
+
+def residuals(cfg: RNNConfig, params: Params, x: jax.Array, y: jax.Array, positions: Sequence[int]) -> jax.Array:
+    """y_pred - y* at the loss positions, (n, P, d)."""
+    pos = np.asarray(positions)
+    return _apply(cfg, params, x)[:, pos] - y[:, pos]
+
+
+def loss(cfg: RNNConfig, params: Params, x: jax.Array, y: jax.Array, positions: Sequence[int]) -> jax.Array:
+    """The paper's loss 1/2 sum_{i, l in positions} ||B h_{i,l} - y*_{i,l}||^2 (a scalar)."""
+    return 0.5 * jnp.sum(residuals(cfg, params, x, y, positions) ** 2)
+
+
+def _merge(params: Params, theta: Params) -> Params:
+    return {**params, **theta}
+
+
+@partial(jax.jit, static_argnums=(0, 6, 7, 8))
+def _run_steps(cfg, params, theta, opt_state, key, step0, positions, batch_size, num_steps, x, y, lr):
+    """num_steps optimizer updates; returns the new (theta, opt_state) and the per-step losses.
+
+    For SGD the per-step loss is the minibatch estimate (n/b) * 1/2 sum over the batch.
+    """
+    n = x.shape[0]
+    optimizer = optax.sgd(lr)
+
+    def batch_loss(theta, xb, yb, scale):
+        return scale * loss(cfg, _merge(params, theta), xb, yb, positions)
+
+    def step(carry, t):
+        theta, opt_state = carry
+        if batch_size is None:
+            xb, yb, scale = x, y, 1.0
+        else:
+            idx = jax.random.choice(jax.random.fold_in(key, step0 + t), n, (batch_size,), replace=False)
+            xb, yb, scale = x[idx], y[idx], n / batch_size
+        value, grads = jax.value_and_grad(batch_loss)(theta, xb, yb, scale)
+        updates, opt_state = optimizer.update(grads, opt_state, theta)
+        return (optax.apply_updates(theta, updates), opt_state), value
+
+    (theta, opt_state), losses = jax.lax.scan(step, (theta, opt_state), jnp.arange(num_steps))
+    return theta, opt_state, losses
+
+
+@partial(jax.jit, static_argnums=(0, 4))
+def _gradient_sq_norm(cfg, params, x, y, positions):
+    """||grad f||^2 over the trainable parameters, by autodiff (independent of the kernel)."""
+    theta = {k: params[k] for k in cfg.trainable}
+    grads = jax.grad(lambda th: loss(cfg, _merge(params, th), x, y, positions))(theta)
+    return sum(jnp.sum(g**2) for g in jax.tree.leaves(grads))
+
+
+def spectral_norm(matrix: np.ndarray) -> float:
+    """Largest singular value, by ARPACK Lanczos with a fixed start vector (deterministic)."""
+    matrix = np.asarray(matrix)
+    if not matrix.any():
+        return 0.0
+    if min(matrix.shape) < 3:
+        return float(np.linalg.norm(matrix, 2))
+    v0 = np.ones(min(matrix.shape))
+    return float(scipy.sparse.linalg.svds(matrix, k=1, v0=v0, return_singular_vectors=False, tol=1e-10)[0])
+
+
+def _pattern_flip_fraction(g0: jax.Array, g: jax.Array) -> float:
+    """Fraction of units at steps 2..L whose sign of the pre-activation differs (relu: D_l changed)."""
+    return float(jnp.mean((g0[:, 1:] > 0) != (g[:, 1:] > 0))) if g0.shape[1] > 1 else 0.0
+
+
+def train(
+    cfg: RNNConfig,
+    params: Params,
+    data: SequenceData,
+    tcfg: TrainConfig,
+    key: jax.Array,
+    progress: bool = True,
+) -> TrainResult:
+    """Train the trainable parameters of cfg on data with GD or SGD, tracking the NTK.
+
+    Every record_every steps a row holds: step, loss, w_distance_fro = ||W_t - W_0||_F,
+    omega = sqrt(m) ||W_t - W_0||_2 and pattern_flip_fraction. Kernel checkpoints add lambda_min,
+    lambda_max, condition, kernel_drift = ||K_t - K_0||_F / ||K_0||_F, grad_sq_norm = ||grad f||^2
+    and gradient_ratio = ||grad f||^2 / (2 lambda_min(K_t) f), which theory.md §4 says is >= 1.
+    Raises TrainingDivergedError (with the rows recorded so far) on NaN/inf or an exploding loss.
+    """
+    params = check_params(cfg, params)
+    x = check_inputs(cfg, data.x, "data.x")
+    y = jnp.asarray(data.y, dtype=jnp.float64)
+    if y.shape[:2] != x.shape[:2] or y.shape[2] != cfg.output_dim:
+        raise ValueError(
+            f"data.y must have shape (n, L, d) = {(*x.shape[:2], cfg.output_dim)} to match data.x and the config, "
+            f"got {y.shape}"
+        )
+    n, m = x.shape[0], cfg.width
+    if tcfg.batch_size is not None and tcfg.batch_size > n:
+        raise ValueError(f"TrainConfig.batch_size={tcfg.batch_size} exceeds the number of samples n={n}")
+    positions = check_positions(tcfg.positions, x.shape[1], "TrainConfig.positions")
+    kernel_method = "structured" if cfg.trainable == ("W",) else "jacobian"
+
+    def kernel(p):
+        return empirical_ntk(cfg, p, x, positions=positions, method=kernel_method)
+
+    K0 = kernel(params)
+    eig0 = scipy.linalg.eigvalsh(K0)
+    lam_min0, lam_max0 = float(eig0[0]), float(eig0[-1])
+    if lam_max0 <= 0:
+        raise ValueError("K_0 is zero (no output depends on the trainable parameters at these positions)")
+    lr = tcfg.lr if tcfg.lr is not None else tcfg.lr_scale / lam_max0
+    if tcfg.batch_size is None and lr >= 2.0 / lam_max0:
+        raise ValueError(
+            f"step size eta={lr:.4g} is at or above 2 / lambda_max(K_0) = {2.0 / lam_max0:.4g} "
+            f"(lambda_max(K_0) = {lam_max0:.4g}); full-batch GD would diverge. Choose lr_scale < 2"
+        )
+
+    theta = {k: params[k] for k in cfg.trainable}
+    opt_state = optax.sgd(lr).init(theta)
+    g0, _ = hidden_states(cfg, params, x)
+    W0 = np.asarray(params["W"])
+    loss0 = float(loss(cfg, params, x, y, positions))
+    rows: list[dict] = []
+
+    def record(step: int, p: Params, with_kernel: bool) -> dict:
+        current = float(loss(cfg, p, x, y, positions))
+        dW = np.asarray(p["W"]) - W0
+        g, _ = hidden_states(cfg, p, x)
+        row = {
+            "step": step,
+            "loss": current,
+            "w_distance_fro": float(np.linalg.norm(dW)),
+            "omega": math.sqrt(m) * spectral_norm(dW),
+            "pattern_flip_fraction": _pattern_flip_fraction(g0, g),
+        }
+        if with_kernel:
+            K = K0 if step == 0 else kernel(p)
+            eig = eig0 if step == 0 else scipy.linalg.eigvalsh(K)
+            grad_sq = float(_gradient_sq_norm(cfg, p, x, y, positions))
+            row |= {
+                "lambda_min": float(eig[0]),
+                "lambda_max": float(eig[-1]),
+                "condition": float(eig[-1] / eig[0]) if eig[0] > 0 else math.inf,
+                "kernel_drift": float(np.linalg.norm(K - K0) / np.linalg.norm(K0)),
+                "grad_sq_norm": grad_sq,
+                "gradient_ratio": grad_sq / (2 * float(eig[0]) * current) if eig[0] > 0 and current > 0 else math.nan,
+            }
+        return row
+
+    rows.append(record(0, params, True))
+    done, p = 0, params
+    with tqdm(total=tcfg.steps, desc=f"train m={m}", disable=not progress, leave=False) as bar:
+        while done < tcfg.steps:
+            k = min(tcfg.record_every, tcfg.steps - done)
+            theta, opt_state, step_losses = _run_steps(
+                cfg, params, theta, opt_state, key, done, positions, tcfg.batch_size, k, x, y, lr
+            )
+            step_losses = np.asarray(step_losses)
+            bad = ~np.isfinite(step_losses) | (step_losses > tcfg.divergence_factor * loss0)
+            if bad.any():
+                first = int(np.argmax(bad))
+                raise TrainingDivergedError(done + first, lr, float(step_losses[first]), pd.DataFrame(rows))
+            done += k
+            p = _merge(params, theta)
+            with_kernel = done == tcfg.steps or (tcfg.kernel_every > 0 and done % tcfg.kernel_every == 0)
+            row = record(done, p, with_kernel)
+            if not math.isfinite(row["loss"]) or row["loss"] > tcfg.divergence_factor * loss0:
+                raise TrainingDivergedError(done, lr, row["loss"], pd.DataFrame(rows))
+            rows.append(row)
+            bar.update(k)
+            bar.set_postfix(loss=f"{row['loss']:.3g}")
+
+    history = pd.DataFrame(rows)
+    summary = {
+        "lr": lr,
+        "lambda_min_0": lam_min0,
+        "lambda_max_0": lam_max0,
+        "initial_loss": loss0,
+        "final_loss": float(history["loss"].iloc[-1]),
+        "predicted_log_rate": predicted_log_rate(lr, lam_min0),
+        **fit_log_rate(history["step"].to_numpy(), history["loss"].to_numpy()),
+        "kernel_method": kernel_method,
+        "positions": list(positions),
+    }
+    return TrainResult(history=history, params=p, summary=summary)
+
+
+def predicted_log_rate(lr: float, lambda_min: float) -> float:
+    """Per-step slope of log-loss for GD on the linearized model, slowest mode: 2 log|1 - eta lambda_min|."""
+    factor = abs(1.0 - lr * lambda_min)
+    return 2.0 * math.log(factor) if factor > 0 else -math.inf
+
+
+def fit_log_rate(steps: np.ndarray, losses: np.ndarray, floor: float = 1e-24) -> dict:
+    """Least-squares slope of log(loss) against step over the second half of the run.
+
+    Points whose loss fell below floor * initial loss (rounding noise) are dropped. Returns the
+    slope per step and its 95% confidence interval; NaN when fewer than 3 points remain.
+    """
+    steps, losses = np.asarray(steps, float), np.asarray(losses, float)
+    keep = (steps >= steps[-1] / 2) & (losses > floor * losses[0])
+    fit = linear_fit(steps[keep], np.log(losses[keep]))
+    return {"fitted_log_rate": fit["slope"], "fitted_log_rate_ci95": fit["ci95"]}

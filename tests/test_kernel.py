@@ -1,0 +1,155 @@
+"""The structured kernel against two autodiff references, plus shapes, ordering and errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import ntk_rnn
+from ntk_rnn.kernel import _Plan, structured_flops
+
+
+def _setup(n, length, dx, d, m, seed, activation="relu"):
+    cfg = ntk_rnn.RNNConfig(width=m, input_dim=dx, output_dim=d, activation=activation)
+    params = ntk_rnn.init_params(cfg, jax.random.key(seed))
+    x = jax.random.normal(jax.random.key(seed + 1), (n, length, dx))
+    return cfg, params, x
+
+
+def _rel(a, b):
+    return np.linalg.norm(a - b) / np.linalg.norm(b)
+
+
+@st.composite
+def kernel_cases(draw):
+    length = draw(st.integers(1, 6))
+    length2 = draw(st.integers(1, 6))
+    min_len = min(length, length2)
+    positions = draw(
+        st.one_of(
+            st.none() if min_len >= 2 else st.nothing(),
+            st.lists(st.integers(0, min_len - 1), min_size=1, max_size=min_len, unique=True),
+        )
+    )
+    return dict(
+        n=draw(st.integers(1, 4)),
+        n2=draw(st.one_of(st.none(), st.integers(1, 3))),
+        length=length,
+        length2=length2,
+        dx=draw(st.integers(1, 4)),
+        d=draw(st.integers(1, 3)),
+        m=draw(st.sampled_from([4, 8, 16])),
+        seed=draw(st.integers(0, 2**16)),
+        positions=positions,
+        activation=draw(st.sampled_from(["relu", "tanh"])),
+    )
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=kernel_cases())
+def test_three_methods_agree(case):
+    """structured == jacobian == ntvp to 1e-10 relative, over random shapes, seeds and positions."""
+    cfg, params, x1 = _setup(case["n"], case["length"], case["dx"], case["d"], case["m"], case["seed"], case["activation"])
+    x2 = None
+    if case["n2"] is not None:
+        x2 = jax.random.normal(jax.random.key(case["seed"] + 7), (case["n2"], case["length2"], case["dx"]))
+    elif case["positions"] is None and case["length"] < 2:
+        return
+    kernels = {
+        method: ntk_rnn.empirical_ntk(cfg, params, x1, x2, positions=case["positions"], method=method)
+        for method in ("structured", "jacobian", "ntvp")
+    }
+    ref = kernels["jacobian"]
+    scale = max(np.abs(ref).max(), 1e-300)
+    assert kernels["structured"].shape == ref.shape
+    assert np.abs(kernels["structured"] - ref).max() / scale < 1e-10
+    assert np.abs(kernels["ntvp"] - ref).max() / scale < 1e-10
+
+
+def test_agreement_at_moderate_width_with_chunking():
+    """Many chunks (tiny memory budget) give the same kernel as one chunk, and match autodiff."""
+    cfg, params, x = _setup(n=21, length=5, dx=3, d=2, m=64, seed=3)
+    one = ntk_rnn.empirical_ntk(cfg, params, x)
+    chunked = ntk_rnn.empirical_ntk(cfg, params, x, max_bytes=2 * 8 * (3 * (2 * 10 * 2) ** 2 + 2 * 2 * 10 * 2 * 64 + 4 * 2 * 5 * 64))
+    ref = ntk_rnn.empirical_ntk(cfg, params, x, method="jacobian")
+    assert _rel(one, ref) < 1e-12
+    assert _rel(chunked, ref) < 1e-12
+    np.testing.assert_allclose(one, one.T, rtol=0, atol=1e-12 * np.abs(one).max())
+
+
+def test_row_order_is_sample_position_unit():
+    """Blocks per sample pair match kernels of single samples; within a block, (position, unit) in C order."""
+    cfg, params, x = _setup(n=3, length=4, dx=2, d=2, m=8, seed=0)
+    K = ntk_rnn.empirical_ntk(cfg, params, x, positions=(3, 1))
+    for i in range(3):
+        for j in range(3):
+            single = ntk_rnn.empirical_ntk(cfg, params, x[i : i + 1], x[j : j + 1], positions=(3, 1))
+            np.testing.assert_allclose(K[i * 4 : (i + 1) * 4, j * 4 : (j + 1) * 4], single, rtol=1e-12)
+    # position 3 then position 1, each with units 0, 1: compare with one output at a time
+    y = lambda W, p, k: ntk_rnn.apply(cfg, {**params, "W": W}, x[:1])[0, p, k]  # noqa: E731
+    grads = [np.asarray(jax.grad(y)(params["W"], p, k)).ravel() for p in (3, 1) for k in (0, 1)]
+    np.testing.assert_allclose(K[:4, :4], np.array(grads) @ np.array(grads).T, rtol=1e-10)
+
+
+def test_position_zero_has_no_w_gradient():
+    """y_1 = B relu(A x_1) does not depend on W (h_0 = 0): its kernel rows are exactly zero."""
+    cfg, params, x = _setup(n=3, length=4, dx=2, d=1, m=8, seed=0)
+    K = ntk_rnn.empirical_ntk(cfg, params, x, positions=(0, 2))
+    assert np.all(K.reshape(3, 2, 3, 2)[:, 0] == 0)
+    assert np.all(K.reshape(3, 2, 3, 2)[:, 1, :, 1].diagonal() > 0)
+
+
+def test_kernel_is_psd_and_same_seed_same_numbers():
+    cfg, params, x = _setup(n=6, length=5, dx=3, d=1, m=32, seed=11)
+    K = ntk_rnn.empirical_ntk(cfg, params, x)
+    assert np.linalg.eigvalsh(K)[0] > -1e-10 * np.abs(K).max()
+    cfg2, params2, x2 = _setup(n=6, length=5, dx=3, d=1, m=32, seed=11)
+    assert np.array_equal(K, ntk_rnn.empirical_ntk(cfg2, params2, x2))
+
+
+def test_user_params_dict_accepted():
+    cfg, params, x = _setup(n=2, length=3, dx=2, d=1, m=4, seed=0)
+    plain = {k: np.asarray(v) for k, v in params.items()}
+    np.testing.assert_array_equal(ntk_rnn.empirical_ntk(cfg, plain, x), ntk_rnn.empirical_ntk(cfg, params, x))
+
+
+def test_plan_counts_only_causal_pairs_after_the_first_step():
+    plan = _Plan.build(tuple(range(1, 16)))
+    assert plan.size == 15 * 16 // 2  # pairs 1 <= a <= l for l = 1..15
+    assert np.all(plan.time_of >= 1) and np.all(plan.time_of <= np.asarray(plan.positions)[plan.position_of])
+    assert len(set(zip(plan.position_of, plan.time_of, strict=True))) == plan.size
+    # backward products: one per (l, a) with 1 <= a < l; the Gram term dominates at m=1024
+    flops = structured_flops(32, 32, 16, tuple(range(1, 16)), 1024, 1, 8, True)
+    assert flops > 2 * 1024 * (32 * 120) ** 2 / 2
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(method="fast"), "method must be one of"),
+        (dict(positions=(0, 9)), r"positions must lie in \[0, L\)"),
+        (dict(positions=(1, 1)), "must not repeat"),
+        (dict(positions=()), "must not be empty"),
+        (dict(x2=np.zeros((2, 3, 5))), "x2 has token dimension 5"),
+        (dict(x2=np.full((2, 3, 2), np.nan)), "x2 contains NaN"),
+        (dict(max_bytes=1000), "max_bytes=1000 is too small"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(kwargs, match):
+    cfg, params, x = _setup(n=2, length=3, dx=2, d=1, m=4, seed=0)
+    with pytest.raises(ValueError, match=match):
+        ntk_rnn.empirical_ntk(cfg, params, x, **kwargs)
+
+
+def test_bad_params_and_inputs_raise():
+    cfg, params, x = _setup(n=2, length=3, dx=2, d=1, m=4, seed=0)
+    with pytest.raises(ValueError, match=r"params\['W'\] must have shape \(4, 4\)"):
+        ntk_rnn.empirical_ntk(cfg, {**params, "W": jnp.zeros((3, 3))}, x)
+    with pytest.raises(ValueError, match="missing"):
+        ntk_rnn.apply(cfg, {"W": params["W"]}, x)
+    with pytest.raises(ValueError, match=r"x must have shape \(n, L, d_x\)"):
+        ntk_rnn.apply(cfg, params, np.zeros((3, 2)))
+    with pytest.raises(NotImplementedError, match="structured"):
+        ntk_rnn.empirical_ntk(cfg.replace(trainable=("W", "B")), params, x)
