@@ -11,7 +11,7 @@ DIGIT_CLASSES = (3, 8)
 
 
 def study_dataset(name: str, key: jax.Array, n: int, length: int, input_dim: int, delta: float) -> SequenceData:
-    """"synthetic": the paper's delta-separated unit tokens with Gaussian labels (n, L, d_x).
+    """ "synthetic": the paper's delta-separated unit tokens with Gaussian labels (n, L, d_x).
     "digits": n scikit-learn digits 3 vs 8 read as 8 rows, +-1 labels; length and input_dim are
     fixed by the data (8 and 9) and the arguments are ignored."""
     if name == "synthetic":

@@ -35,9 +35,7 @@ def spectrum_table(config: SpectrumConfig, cache_dir=None, progress: bool = True
         cfg = ntk_rnn.RNNConfig(width=unit["width"], input_dim=data.input_dim, output_dim=data.output_dim)
         params = ntk_rnn.init_params(cfg, param_key)
         eig = scipy.linalg.eigvalsh(ntk_rnn.empirical_ntk(cfg, params, data.x))
-        return pd.DataFrame(
-            {"rank": np.arange(eig.size), "eigenvalue": eig, "eigenvalue_over_m": eig / unit["width"]}
-        )
+        return pd.DataFrame({"rank": np.arange(eig.size), "eigenvalue": eig, "eigenvalue_over_m": eig / unit["width"]})
 
     units = [
         {"dataset": ds, "width": m, "seed": s} for ds in config.datasets for m in config.widths for s in config.seeds

@@ -54,8 +54,7 @@ class RNNConfig:
                 raise ValueError(f"RNNConfig.{name} must be a positive float, got {value!r}")
         if isinstance(self.activation, str) and self.activation not in ACTIVATIONS:
             raise ValueError(
-                f"RNNConfig.activation must be one of {sorted(ACTIVATIONS)} or a callable, "
-                f"got {self.activation!r}"
+                f"RNNConfig.activation must be one of {sorted(ACTIVATIONS)} or a callable, got {self.activation!r}"
             )
         if not callable(self.activation) and not isinstance(self.activation, str):
             raise ValueError(f"RNNConfig.activation must be a name or a callable, got {self.activation!r}")

@@ -20,7 +20,12 @@ def linear_fit(x, y) -> dict:
     fit = scipy.stats.linregress(x[ok], y[ok])
     half = float(scipy.stats.t.ppf(0.975, ok.sum() - 2) * fit.stderr)
     slope = float(fit.slope)
-    return {"slope": slope, "intercept": float(fit.intercept), "ci95": [slope - half, slope + half], "points": int(ok.sum())}
+    return {
+        "slope": slope,
+        "intercept": float(fit.intercept),
+        "ci95": [slope - half, slope + half],
+        "points": int(ok.sum()),
+    }
 
 
 def power_law_fit(x, y) -> dict:

@@ -205,7 +205,7 @@ def _chunks(x: jax.Array, c: int) -> list[jax.Array]:
     n = x.shape[0]
     pad = (-n) % c
     if pad:
-        x = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)])
+        x = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)])
     return [x[i : i + c] for i in range(0, n + pad, c)]
 
 

@@ -208,7 +208,8 @@ def train(
     if tcfg.batch_size is None and lr >= 2.0 / lam_max0:
         raise ValueError(
             f"step size eta={lr:.4g} is at or above 2 / lambda_max(K_0) = {2.0 / lam_max0:.4g} "
-            f"(lambda_max(K_0) = {lam_max0:.4g}); full-batch GD would diverge. Choose lr_scale < 2"
+            f"(lambda_max(K_0) = {lam_max0:.4g}); full-batch GD would diverge. "
+            "Use lr < 2 / lambda_max(K_0) or lr_scale < 2"
         )
 
     theta = {k: params[k] for k in cfg.trainable}

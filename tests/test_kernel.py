@@ -51,7 +51,9 @@ def kernel_cases(draw):
 @given(case=kernel_cases())
 def test_three_methods_agree(case):
     """structured == jacobian == ntvp to 1e-10 relative, over random shapes, seeds and positions."""
-    cfg, params, x1 = _setup(case["n"], case["length"], case["dx"], case["d"], case["m"], case["seed"], case["activation"])
+    cfg, params, x1 = _setup(
+        case["n"], case["length"], case["dx"], case["d"], case["m"], case["seed"], case["activation"]
+    )
     x2 = None
     if case["n2"] is not None:
         x2 = jax.random.normal(jax.random.key(case["seed"] + 7), (case["n2"], case["length2"], case["dx"]))
@@ -72,7 +74,9 @@ def test_agreement_at_moderate_width_with_chunking():
     """Many chunks (tiny memory budget) give the same kernel as one chunk, and match autodiff."""
     cfg, params, x = _setup(n=21, length=5, dx=3, d=2, m=64, seed=3)
     one = ntk_rnn.empirical_ntk(cfg, params, x)
-    chunked = ntk_rnn.empirical_ntk(cfg, params, x, max_bytes=2 * 8 * (3 * (2 * 10 * 2) ** 2 + 2 * 2 * 10 * 2 * 64 + 4 * 2 * 5 * 64))
+    chunked = ntk_rnn.empirical_ntk(
+        cfg, params, x, max_bytes=2 * 8 * (3 * (2 * 10 * 2) ** 2 + 2 * 2 * 10 * 2 * 64 + 4 * 2 * 5 * 64)
+    )
     ref = ntk_rnn.empirical_ntk(cfg, params, x, method="jacobian")
     assert _rel(one, ref) < 1e-12
     assert _rel(chunked, ref) < 1e-12

@@ -1,0 +1,49 @@
+"""One look for every figure: seaborn's colour-blind palettes, markers that survive grayscale, PNG + PDF."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import seaborn as sns
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def apply_style() -> None:
+    sns.set_theme(context="paper", style="whitegrid", font_scale=1.15, rc={"figure.dpi": 110, "savefig.dpi": 160})
+
+
+def width_palette(widths) -> dict:
+    """Sequential palette over widths (ordered in lightness, so readable in grayscale)."""
+    widths = sorted(set(int(w) for w in widths))
+    return dict(zip(widths, sns.color_palette("viridis", len(widths)), strict=True))
+
+
+def save_figure(fig: plt.Figure, out_dir: str | os.PathLike, name: str) -> list[Path]:
+    """Write name.png and name.pdf into out_dir, each atomically; close the figure."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "pdf"):
+        path = out_dir / f"{name}.{ext}"
+        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=f".{ext}")
+        os.close(fd)
+        try:
+            fig.savefig(tmp, format=ext, bbox_inches="tight")
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def slope_label(fit: dict, name: str = "slope") -> str:
+    lo, hi = fit["ci95"]
+    return f"{name} {fit['slope']:+.2f} [{lo:+.2f}, {hi:+.2f}]"

@@ -1,0 +1,48 @@
+"""The main job: run every study in analysis/ and render every figure into figures/."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from analysis.kernel_spectrum import SpectrumConfig, spectrum_table
+from analysis.width_training import WidthTrainingConfig, training_table
+from figures.spectrum import spectrum_figure
+from figures.style import save_figure
+from figures.training import loss_curves_figure, movement_figure, movement_fits
+from ntk_rnn.storage import environment, write_json, write_table
+
+FIGURES_DIR = Path(__file__).resolve().parent
+
+
+def run_suite(out_dir: str | Path = FIGURES_DIR, cache_dir: str | Path = "results", progress: bool = True) -> dict:
+    """Compute the studies (cached per unit under cache_dir), save their tables beside the cache, and
+    write the figures as PNG and PDF into out_dir. Returns {figure name: fitted numbers}."""
+    cache_dir = Path(cache_dir)
+    studies = {
+        "kernel_spectrum": (SpectrumConfig(), spectrum_table),
+        "width_training": (WidthTrainingConfig(), training_table),
+    }
+    tables, timings = {}, {}
+    for name, (config, study) in tqdm(studies.items(), desc="studies", disable=not progress):
+        start = time.perf_counter()
+        tables[name] = study(config, cache_dir=cache_dir, progress=progress)
+        timings[name] = time.perf_counter() - start
+        write_table(tables[name], cache_dir / f"{name}.csv")
+
+    save_figure(spectrum_figure(tables["kernel_spectrum"]), out_dir, "fig1_kernel_spectrum")
+    save_figure(loss_curves_figure(tables["width_training"]), out_dir, "fig2_gd_loss_curves")
+    save_figure(movement_figure(tables["width_training"]), out_dir, "fig3_movement_vs_width")
+    numbers = {"movement_slopes": movement_fits(tables["width_training"]), "seconds": timings}
+    write_json(
+        {"configs": {k: vars(c) for k, (c, _) in studies.items()}, "results": numbers, "environment": environment()},
+        cache_dir / "suite.json",
+    )
+    return numbers
+
+
+if __name__ == "__main__":
+    print(json.dumps(run_suite(), indent=2, default=str))

@@ -1,0 +1,161 @@
+"""`ntk-rnn`: a thin command line over the library. `ntk-rnn SUBCOMMAND --help` lists the options."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import scipy.linalg
+
+import ntk_rnn
+from ntk_rnn.data import SequenceData, digits_sequences, load_npz, synthetic_sequences
+from ntk_rnn.storage import environment, write_json, write_table
+
+
+def _add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--width", type=int, default=256, help="hidden width m (default 256)")
+    parser.add_argument("--activation", default="relu", help="relu, tanh, erf or linear (default relu)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data, weights and batches (default 0)")
+    parser.add_argument(
+        "--data",
+        default="synthetic",
+        help="'synthetic' (the paper's delta-separated unit tokens, Gaussian labels), 'digits' "
+        "(scikit-learn digits as 8 rows, classes 3 vs 8) or a path to an .npz with x (n,L,d_x) and y (n,L,d)",
+    )
+    parser.add_argument("--n", type=int, default=16, help="number of sequences (synthetic, digits; default 16)")
+    parser.add_argument("--length", type=int, default=8, help="sequence length L (synthetic; default 8)")
+    parser.add_argument("--input-dim", type=int, default=8, help="token dimension d_x (synthetic; default 8)")
+    parser.add_argument("--output-dim", type=int, default=1, help="output dimension d (synthetic; default 1)")
+    parser.add_argument("--delta", type=float, default=0.5, help="first-token separation (synthetic; default 0.5)")
+    parser.add_argument(
+        "--positions", type=int, nargs="+", default=None, help="0-based output positions (default: the paper's 1..L-1)"
+    )
+
+
+def _dataset(args, key: jax.Array) -> SequenceData:
+    if args.data == "synthetic":
+        return synthetic_sequences(key, args.n, args.length, args.input_dim, args.output_dim, args.delta)
+    if args.data == "digits":
+        return digits_sequences(args.n, key, classes=(3, 8))
+    return load_npz(args.data)
+
+
+def _setup(args):
+    """(data, cfg, params, batch key) from the seed: the data, weights and SGD batches get their own keys."""
+    data_key, param_key, batch_key = jax.random.split(jax.random.key(args.seed), 3)
+    data = _dataset(args, data_key)
+    cfg = ntk_rnn.RNNConfig(
+        width=args.width, input_dim=data.input_dim, output_dim=data.output_dim, activation=args.activation
+    )
+    return data, cfg, ntk_rnn.init_params(cfg, param_key), batch_key
+
+
+def _kernel(args) -> int:
+    data, cfg, params, _ = _setup(args)
+    start = time.perf_counter()
+    K = ntk_rnn.empirical_ntk(cfg, params, data.x, positions=args.positions, method=args.method)
+    seconds = time.perf_counter() - start
+    eig = scipy.linalg.eigvalsh(K)
+    summary = {
+        "shape": list(K.shape),
+        "method": args.method,
+        "seconds": round(seconds, 4),
+        "lambda_min": eig[0],
+        "lambda_max": eig[-1],
+        "lambda_min_over_m": eig[0] / cfg.width,
+        "condition": eig[-1] / eig[0] if eig[0] > 0 else float("inf"),
+    }
+    print(json.dumps(summary, indent=2, default=float))
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp.npz")
+        np.savez(tmp, kernel=K, eigenvalues=eig)
+        tmp.replace(out)
+        print(f"wrote {out}")
+    return 0
+
+
+def _train(args) -> int:
+    from ntk_rnn.training import TrainConfig, TrainingDivergedError, train
+
+    data, cfg, params, batch_key = _setup(args)
+    tcfg = TrainConfig(
+        steps=args.steps,
+        lr=args.lr,
+        lr_scale=args.lr_scale,
+        batch_size=args.batch_size,
+        record_every=args.record_every,
+        kernel_every=args.kernel_every,
+        positions=tuple(args.positions) if args.positions else None,
+    )
+    out = Path(args.out)
+    record = {"model": cfg.to_dict(), "train": vars(tcfg), "data": repr(data), "seed": args.seed}
+    try:
+        result = train(cfg, params, data, tcfg, batch_key)
+    except TrainingDivergedError as err:
+        write_table(err.history, out / "history.csv")
+        write_json(record | {"error": str(err), "environment": environment()}, out / "record.json")
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    write_table(result.history, out / "history.csv")
+    write_json(record | {"summary": result.summary, "environment": environment()}, out / "record.json")
+    print(json.dumps(result.summary, indent=2, default=float))
+    print(f"wrote {out / 'history.csv'} and {out / 'record.json'}")
+    return 0
+
+
+def _figures(args) -> int:
+    from figures.suite import run_suite
+
+    start = time.perf_counter()
+    numbers = run_suite(out_dir=args.out, cache_dir=args.cache)
+    print(json.dumps(numbers, indent=2, default=float))
+    print(f"figures written to {args.out} in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ntk-rnn", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    kernel = sub.add_parser("kernel", help="empirical NTK at initialization: spectrum and timing")
+    _add_model_args(kernel)
+    kernel.add_argument("--method", default="structured", choices=ntk_rnn.kernel.METHODS)
+    kernel.add_argument("--out", default=None, help="optional .npz for the kernel and its eigenvalues")
+    kernel.set_defaults(run=_kernel)
+
+    train = sub.add_parser("train", help="GD/SGD with kernel tracking; writes history.csv and record.json")
+    _add_model_args(train)
+    train.add_argument("--steps", type=int, default=200)
+    train.add_argument("--lr", type=float, default=None, help="absolute step size (default: lr-scale / lambda_max)")
+    train.add_argument("--lr-scale", type=float, default=0.5, help="c in eta = c / lambda_max(K_0) (default 0.5)")
+    train.add_argument("--batch-size", type=int, default=None, help="SGD minibatch size (default: full-batch GD)")
+    train.add_argument("--record-every", type=int, default=10)
+    train.add_argument("--kernel-every", type=int, default=50, help="kernel checkpoints (multiple of record-every)")
+    train.add_argument("--out", default="results/train", help="output directory (default results/train)")
+    train.set_defaults(run=_train)
+
+    figures = sub.add_parser("figures", help="run the studies and write every figure (the main job)")
+    figures.add_argument("--out", default="figures", help="figure directory (default figures)")
+    figures.add_argument("--cache", default="results", help="table cache directory (default results)")
+    figures.set_defaults(run=_figures)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError, NotImplementedError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

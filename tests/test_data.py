@@ -1,0 +1,456 @@
+"""Tests for ntk_rnn.data: the paper's token form, delta-separation, digits, splits and npz files."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import ntk_rnn  # noqa: F401  (enables float64)
+from ntk_rnn.data import (
+    SequenceData,
+    digits_sequences,
+    first_token_separation,
+    gaussian_labels,
+    load_npz,
+    normalize_tokens,
+    save_npz,
+    synthetic_sequences,
+    token_assumption_error,
+    train_test_split,
+)
+
+INV_SQRT2 = 1 / math.sqrt(2)
+
+
+def key(seed: int = 0) -> jax.Array:
+    return jax.random.key(seed)
+
+
+def circle_bound(n: int) -> float:
+    return math.sqrt(2) * math.sin(math.pi / n)
+
+
+# --------------------------------------------------------------------------- SequenceData
+
+
+def test_sequence_data_converts_and_reports_shapes():
+    x = np.ones((3, 4, 5), dtype=np.float32)
+    y = np.zeros((3, 4, 2), dtype=np.int32)
+    data = SequenceData(x, y, "toy")
+    assert isinstance(data.x, jax.Array) and data.x.dtype == np.float64 and data.y.dtype == np.float64
+    assert (data.n, data.length, data.input_dim, data.output_dim) == (3, 4, 5, 2)
+    assert "n=3" in repr(data) and "toy" in repr(data)
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "y_shape", "match"),
+    [
+        ((3, 4), (3, 4, 1), r"SequenceData\.x must have shape \(n, L, d_x\)"),
+        ((3, 4, 5), (3, 4), r"SequenceData\.y must have shape \(n, L, d\) = \(3, 4, d\)"),
+        ((3, 4, 5), (2, 4, 1), r"SequenceData\.y must have shape \(n, L, d\) = \(3, 4, d\)"),
+        ((3, 4, 5), (3, 5, 1), r"SequenceData\.y must have shape"),
+        ((0, 4, 5), (0, 4, 1), r"SequenceData\.x must have shape"),
+    ],
+)
+def test_sequence_data_rejects_bad_shapes(x_shape, y_shape, match):
+    with pytest.raises(ValueError, match=match):
+        SequenceData(np.zeros(x_shape), np.zeros(y_shape))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("field", ["x", "y"])
+def test_sequence_data_rejects_non_finite(field, bad):
+    arrays = {"x": np.zeros((2, 3, 4)), "y": np.zeros((2, 3, 1))}
+    arrays[field][1, 2, 0] = bad
+    with pytest.raises(ValueError, match=rf"SequenceData\.{field} contains NaN or inf"):
+        SequenceData(**arrays)
+
+
+def test_sequence_data_rejects_non_numeric_and_bad_name():
+    with pytest.raises(ValueError, match=r"SequenceData\.x must be a real numeric array"):
+        SequenceData(np.full((1, 1, 1), "a"), np.zeros((1, 1, 1)))
+    with pytest.raises(ValueError, match="name must be a str"):
+        SequenceData(np.zeros((1, 1, 1)), np.zeros((1, 1, 1)), name=3)
+
+
+def test_sequence_data_is_frozen():
+    data = SequenceData(np.zeros((1, 1, 1)), np.zeros((1, 1, 1)))
+    with pytest.raises(AttributeError):
+        data.name = "other"
+
+
+def test_take_selects_samples():
+    x = np.arange(5 * 2 * 3, dtype=float).reshape(5, 2, 3)
+    y = np.arange(5 * 2 * 1, dtype=float).reshape(5, 2, 1)
+    data = SequenceData(x, y, "toy")
+    sub = data.take(np.array([4, 1]))
+    np.testing.assert_array_equal(sub.x, x[[4, 1]])
+    np.testing.assert_array_equal(sub.y, y[[4, 1]])
+    assert sub.name == "toy"
+    mask = np.array([True, False, True, False, False])
+    np.testing.assert_array_equal(data.take(mask).x, x[[0, 2]])
+    with pytest.raises(ValueError, match=r"idx must lie in \[0, n\)"):
+        data.take([5])
+    with pytest.raises(ValueError, match="at least one sample"):
+        data.take(np.array([], dtype=int))
+    with pytest.raises(ValueError, match="integers"):
+        data.take([0.5])
+    with pytest.raises(ValueError, match=r"boolean idx must have shape \(5,\)"):
+        data.take([True, False])
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def test_token_assumption_error_measures_both_conditions():
+    good = np.array(normalize_tokens(np.array([[3.0, 4.0], [-1.0, 0.0]])))
+    assert token_assumption_error(good) < 1e-15
+    assert token_assumption_error(2 * good) == pytest.approx(1.0)
+    shifted = good.copy()
+    shifted[0] = [0.0, 0.0, 1.0]  # unit norm, wrong bias coordinate
+    assert token_assumption_error(shifted) == pytest.approx(1 - INV_SQRT2)
+
+
+def test_first_token_separation():
+    x = np.zeros((3, 2, 2))
+    x[:, 0, :] = [[0, 0], [3, 4], [0, 1]]
+    x[:, 1, :] = 100.0  # later tokens do not count
+    assert first_token_separation(x) == pytest.approx(1.0)
+    assert first_token_separation(x[:1]) == math.inf
+    with pytest.raises(ValueError, match=r"\(n, L, d_x\)"):
+        first_token_separation(np.zeros((3, 2)))
+
+
+def test_first_token_separation_is_exact_for_close_points():
+    # Gram-matrix formulas lose these distances to cancellation; exact differences do not.
+    x = np.zeros((3, 1, 2))
+    x[:, 0, :] = [[1.0, 0.0], [1.0 + 1e-9, 0.0], [0.0, 1.0]]
+    assert first_token_separation(x) == pytest.approx(1e-9, rel=1e-6)
+
+
+# --------------------------------------------------------------------------- normalize_tokens
+
+
+def test_normalize_tokens_values_and_errors():
+    tok = np.asarray(normalize_tokens(np.array([3.0, 4.0])))
+    np.testing.assert_allclose(tok, [0.6 * INV_SQRT2, 0.8 * INV_SQRT2, INV_SQRT2], rtol=0, atol=1e-16)
+    with pytest.raises(ValueError, match=r"v\[1, 0\] is a zero feature vector"):
+        normalize_tokens(np.array([[[1.0, 2.0]], [[0.0, 0.0]]]))
+    with pytest.raises(ValueError, match="v contains NaN or inf"):
+        normalize_tokens(np.array([1.0, np.nan]))
+    with pytest.raises(ValueError, match=r"v must have shape \(\.\.\., k\)"):
+        normalize_tokens(np.float64(1.0))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=6),
+        elements=st.floats(allow_nan=False, allow_infinity=False, allow_subnormal=True),
+    )
+)
+def test_normalize_tokens_property(v):
+    if np.any(np.all(v == 0, axis=-1)):
+        with pytest.raises(ValueError, match="zero feature vector"):
+            normalize_tokens(v)
+        return
+    tok = np.asarray(normalize_tokens(v))
+    assert tok.shape == (*v.shape[:-1], v.shape[-1] + 1)
+    np.testing.assert_allclose(np.linalg.norm(tok, axis=-1), 1.0, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(tok[..., -1], INV_SQRT2)
+    assert token_assumption_error(tok) < 1e-12
+    # the direction is kept: tok[..., :-1] is a positive multiple of v
+    dots = np.sum(tok[..., :-1] * (v / np.max(np.abs(v), axis=-1, keepdims=True)), axis=-1)
+    assert np.all(dots > 0)
+
+
+# --------------------------------------------------------------------------- labels and synthetic data
+
+
+def test_gaussian_labels():
+    y = gaussian_labels(key(1), 50, 4, 3)
+    assert y.shape == (50, 4, 3) and y.dtype == np.float64
+    assert abs(float(y.mean())) < 0.2 and abs(float(y.std()) - 1) < 0.1
+    with pytest.raises(ValueError, match="output_dim must be an int >= 1"):
+        gaussian_labels(key(), 2, 3, 0)
+
+
+@pytest.mark.parametrize(("n", "length", "input_dim", "delta"), [(16, 5, 8, 0.5), (64, 3, 8, 0.5), (1, 4, 2, 0.0)])
+def test_synthetic_token_form_and_separation(n, length, input_dim, delta):
+    data = synthetic_sequences(key(3), n, length, input_dim, output_dim=2, delta=delta)
+    assert data.x.shape == (n, length, input_dim) and data.y.shape == (n, length, 2)
+    assert data.name == "synthetic"
+    assert token_assumption_error(data) < 1e-12
+    assert first_token_separation(data) >= delta
+
+
+def test_synthetic_is_deterministic_in_the_key():
+    a = synthetic_sequences(key(7), 32, 4, 6, delta=0.6)
+    b = synthetic_sequences(key(7), 32, 4, 6, delta=0.6)
+    c = synthetic_sequences(key(8), 32, 4, 6, delta=0.6)
+    np.testing.assert_array_equal(a.x, b.x)
+    np.testing.assert_array_equal(a.y, b.y)
+    assert not np.array_equal(a.x, c.x)
+    assert not np.array_equal(a.y, c.y)
+
+
+def test_synthetic_later_tokens_look_uniform():
+    data = synthetic_sequences(key(2), 400, 3, 4, delta=0.0)
+    u = np.asarray(data.x[:, 1:, :-1]).reshape(-1, 3) * math.sqrt(2)
+    np.testing.assert_allclose(u.mean(axis=0), 0.0, atol=0.1)  # mean of uniform unit vectors is 0
+    np.testing.assert_allclose(u.T @ u / len(u), np.eye(3) / 3, atol=0.05)  # covariance I/k
+
+
+def test_synthetic_repulsion_reaches_a_dense_request_fast():
+    # random first tokens are far from 0.5-separated here, so the repulsion must do the work
+    import time
+
+    start = time.perf_counter()
+    data = synthetic_sequences(key(0), 512, 2, 8, delta=0.5)
+    assert time.perf_counter() - start < 5.0  # well under a second once compiled; generous for slow CI
+    assert first_token_separation(data) >= 0.5
+
+
+def test_synthetic_hard_but_feasible_hexagon():
+    delta = 0.99 * circle_bound(6)
+    data = synthetic_sequences(key(0), 6, 3, 3, delta=delta)
+    assert first_token_separation(data) >= delta
+
+
+def test_synthetic_extreme_feasible_input_dim_2():
+    data = synthetic_sequences(key(0), 2, 3, 2, delta=math.sqrt(2))
+    assert first_token_separation(data) == pytest.approx(math.sqrt(2), rel=1e-12)
+    assert token_assumption_error(data) < 1e-12
+    # without a separation requirement any n works; tokens are then random signs
+    many = synthetic_sequences(key(0), 50, 2, 2, delta=0.0)
+    assert token_assumption_error(many) < 1e-12
+    assert set(np.round(np.asarray(many.x[:, :, 0]) * math.sqrt(2), 12).ravel()) == {-1.0, 1.0}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(n=3, input_dim=2, delta=0.1), r"n=3.*input_dim=2.*delta=0\.1.*at most 2"),
+        (dict(n=2, input_dim=2, delta=1.5), r"n=2.*input_dim=2.*delta=1\.5"),
+        (dict(n=4, input_dim=10, delta=1.2), r"n=4.*input_dim=10.*delta=1\.2.*Rankin"),
+        (dict(n=7, input_dim=3, delta=0.7), r"n=7.*input_dim=3.*delta=0\.7.*circle"),
+        (dict(n=6, input_dim=3, delta=1.01 * circle_bound(6)), r"n=6.*input_dim=3.*circle"),
+        (dict(n=5, input_dim=4, delta=1.05), r"n=5.*input_dim=4.*delta=1\.05"),
+    ],
+)
+def test_synthetic_impossible_requests_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        synthetic_sequences(key(), length=3, **kwargs)
+
+
+def test_synthetic_unfound_separation_raises():
+    # 100 points on the 2-sphere cannot be 0.3-separated (Tammes: about 0.26), but no simple bound rules it out
+    with pytest.raises(ValueError, match=r"could not find n=100.*input_dim=4.*delta=0\.3.*best separation found"):
+        synthetic_sequences(key(), 100, 2, 4, delta=0.3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(n=0), "n must be an int >= 1"),
+        (dict(length=0), "length must be an int >= 1"),
+        (dict(input_dim=1), "input_dim must be an int >= 2"),
+        (dict(output_dim=True), "output_dim must be an int >= 1"),
+        (dict(delta=-0.1), "delta must be a finite float >= 0"),
+        (dict(delta=math.nan), "delta must be a finite float >= 0"),
+        (dict(delta=math.inf), "delta must be a finite float >= 0"),
+    ],
+)
+def test_synthetic_argument_validation(kwargs, match):
+    args = dict(n=4, length=3, input_dim=5, output_dim=1, delta=0.5) | kwargs
+    with pytest.raises(ValueError, match=match):
+        synthetic_sequences(key(), **args)
+
+
+def test_synthetic_rejects_a_non_key():
+    with pytest.raises(ValueError, match="key must be a JAX PRNG key"):
+        synthetic_sequences("seed", 2, 3, 4)
+
+
+def test_synthetic_user_labels():
+    labels = np.arange(4 * 3 * 2, dtype=float).reshape(4, 3, 2)
+    data = synthetic_sequences(key(), 4, 3, 5, output_dim=2, labels=labels)
+    np.testing.assert_array_equal(data.y, labels)
+    # the tokens do not depend on whether labels were given
+    np.testing.assert_array_equal(data.x, synthetic_sequences(key(), 4, 3, 5, output_dim=2).x)
+    with pytest.raises(ValueError, match=r"labels must have shape \(n, length, output_dim\) = \(4, 3, 2\)"):
+        synthetic_sequences(key(), 4, 3, 5, output_dim=2, labels=labels[:, :, :1])
+    bad = labels.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="labels contains NaN or inf"):
+        synthetic_sequences(key(), 4, 3, 5, output_dim=2, labels=bad)
+
+
+def _feasible_separation(n: int, input_dim: int) -> float:
+    """A separation known to be achievable (simplex, cross-polytope, regular polygon)."""
+    k = input_dim - 1
+    if k == 2:
+        return circle_bound(n)
+    if n <= k + 1:
+        return math.sqrt(n / (n - 1))
+    return 1.0  # n <= 2k: the cross-polytope
+
+
+@st.composite
+def feasible_settings(draw):
+    input_dim = draw(st.integers(3, 8))
+    n = draw(st.integers(2, 2 * (input_dim - 1) if input_dim > 3 else 10))
+    frac = draw(st.floats(0.0, 0.9))
+    return n, input_dim, frac * _feasible_separation(n, input_dim), draw(st.integers(0, 2**31 - 1))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(feasible_settings())
+def test_synthetic_separation_property(setting):
+    n, input_dim, delta, seed = setting
+    data = synthetic_sequences(key(seed), n, 2, input_dim, delta=delta)
+    assert first_token_separation(data) >= delta
+    assert token_assumption_error(data) < 1e-12
+
+
+# --------------------------------------------------------------------------- digits
+
+
+def test_digits_all():
+    data = digits_sequences()
+    assert data.x.shape == (1797, 8, 9) and data.y.shape == (1797, 8, 10)
+    assert data.name == "digits"
+    assert token_assumption_error(data) < 1e-12
+    y = np.asarray(data.y)
+    np.testing.assert_allclose(y.sum(axis=-1), 0.0, atol=1e-12)  # centred one-hot
+    assert set(np.round(np.unique(y), 12)) == {-0.1, 0.9}
+    np.testing.assert_array_equal(y, np.broadcast_to(y[:, :1], y.shape))  # same target at every step
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    np.testing.assert_array_equal(np.argmax(y[:, 0], axis=1), digits.target)
+    # the first image's first row, by hand
+    v = (digits.images[0, 0] - 8) / 8
+    np.testing.assert_allclose(data.x[0, 0, :8], v / np.linalg.norm(v) * INV_SQRT2, atol=1e-15)
+
+
+def test_digits_binary_labels():
+    data = digits_sequences(classes=(3, 8))
+    from sklearn.datasets import load_digits
+
+    target = load_digits().target
+    keep = np.isin(target, (3, 8))
+    assert data.n == keep.sum() and data.output_dim == 1
+    np.testing.assert_array_equal(data.y[:, 0, 0], np.where(target[keep] == 3, 1.0, -1.0))
+    np.testing.assert_array_equal(data.y[:, :, 0], np.repeat(data.y[:, :1, 0], 8, axis=1))
+
+
+def test_digits_subset_and_classes_order():
+    a = digits_sequences(n=50, key=key(4), classes=(7, 1, 2))
+    b = digits_sequences(n=50, key=key(4), classes=(7, 1, 2))
+    assert a.x.shape == (50, 8, 9) and a.y.shape == (50, 8, 3)
+    np.testing.assert_array_equal(a.x, b.x)
+    np.testing.assert_allclose(np.unique(np.asarray(a.y)), [-1 / 3, 2 / 3])
+    assert not np.array_equal(a.x, digits_sequences(n=50, key=key(5), classes=(7, 1, 2)).x)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(n=10), "key is required"),
+        (dict(n=400, key=key(), classes=(0, 1)), r"n=400 exceeds the 360 digits images"),
+        (dict(classes=(3,)), "at least 2 distinct ints in 0..9"),
+        (dict(classes=(3, 3)), "at least 2 distinct ints in 0..9"),
+        (dict(classes=(3, 10)), "at least 2 distinct ints in 0..9"),
+        (dict(n=0, key=key()), "n must be an int >= 1"),
+    ],
+)
+def test_digits_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        digits_sequences(**kwargs)
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def test_train_test_split_disjoint_and_complete():
+    data = synthetic_sequences(key(1), 20, 3, 4, delta=0.1)
+    train, test = train_test_split(data, 5, key(2))
+    assert (train.n, test.n) == (15, 5)
+    rows = lambda d: {tuple(r) for r in np.asarray(d.x[:, 0])}  # noqa: E731  (first tokens are distinct)
+    assert rows(train).isdisjoint(rows(test))
+    assert rows(train) | rows(test) == rows(data)
+    again = train_test_split(data, 5, key(2))
+    np.testing.assert_array_equal(again[1].x, test.x)
+    other = train_test_split(data, 5, key(3))
+    assert not np.array_equal(other[1].x, test.x)
+
+
+@pytest.mark.parametrize("n_test", [0, 20, -1, 2.5, True])
+def test_train_test_split_rejects_bad_sizes(n_test):
+    data = synthetic_sequences(key(1), 20, 3, 4, delta=0.1)
+    with pytest.raises(ValueError, match=r"n_test must be an int in \[1, n - 1\] = \[1, 19\]"):
+        train_test_split(data, n_test, key())
+
+
+# --------------------------------------------------------------------------- npz files
+
+
+def test_npz_round_trip(tmp_path):
+    data = synthetic_sequences(key(5), 6, 4, 5, output_dim=2, delta=0.3)
+    path = tmp_path / "set.npz"
+    save_npz(path, data)
+    back = load_npz(path)
+    np.testing.assert_array_equal(back.x, data.x)
+    np.testing.assert_array_equal(back.y, data.y)
+    assert back.name == "synthetic"
+    assert load_npz(str(path), name="other").name == "other"
+    assert [p.name for p in tmp_path.iterdir()] == ["set.npz"]  # no temp files left behind
+
+
+def test_save_npz_overwrites_atomically_and_keeps_the_exact_path(tmp_path):
+    path = tmp_path / "data.bin"
+    save_npz(path, SequenceData(np.zeros((1, 1, 2)), np.zeros((1, 1, 1))))
+    save_npz(path, SequenceData(np.ones((2, 1, 2)), np.zeros((2, 1, 1)), "second"))
+    assert [p.name for p in tmp_path.iterdir()] == ["data.bin"]
+    assert load_npz(path).name == "second" and load_npz(path).n == 2
+    with pytest.raises(TypeError, match="SequenceData"):
+        save_npz(path, np.zeros((1, 1, 1)))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        save_npz(tmp_path / "missing" / "d.npz", load_npz(path))
+
+
+def test_load_npz_plain_arrays_uses_file_stem(tmp_path):
+    path = tmp_path / "plain.npz"
+    np.savez(path, x=np.zeros((2, 3, 4)), y=np.ones((2, 3, 1)))
+    data = load_npz(path)
+    assert data.name == "plain" and data.y.shape == (2, 3, 1)
+
+
+def test_load_npz_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nope\.npz"):
+        load_npz(tmp_path / "nope.npz")
+    np.savez(tmp_path / "no_y.npz", x=np.zeros((2, 3, 4)))
+    with pytest.raises(ValueError, match=r"no array 'y'.*\(2, 3, d\)"):
+        load_npz(tmp_path / "no_y.npz")
+    np.savez(tmp_path / "no_x.npz", y=np.zeros((2, 3, 1)))
+    with pytest.raises(ValueError, match=r"no array 'x'.*\(n, L, d_x\)"):
+        load_npz(tmp_path / "no_x.npz")
+    np.savez(tmp_path / "bad_y.npz", x=np.zeros((2, 3, 4)), y=np.zeros((2, 4, 1)))
+    with pytest.raises(ValueError, match=r"bad_y\.npz.*SequenceData\.y must have shape \(n, L, d\) = \(2, 3, d\)"):
+        load_npz(tmp_path / "bad_y.npz")
+    x = np.zeros((2, 3, 4))
+    x[0, 0, 0] = np.inf
+    np.savez(tmp_path / "inf_x.npz", x=x, y=np.zeros((2, 3, 1)))
+    with pytest.raises(ValueError, match=r"SequenceData\.x contains NaN or inf"):
+        load_npz(tmp_path / "inf_x.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match=r"not a readable \.npz"):
+        load_npz(tmp_path / "junk.npz")
