@@ -143,6 +143,13 @@ def _activation_derivative(cfg: RNNConfig, g: jax.Array) -> jax.Array:
     return jax.jvp(cfg.phi, (g,), (jnp.ones_like(g),))[1]
 
 
+def _take(a: jax.Array, index: np.ndarray) -> jax.Array:
+    """a[:, index] for a static index; a slice (no gather) when the index is a contiguous range."""
+    if index.size and np.array_equal(index, np.arange(index[0], index[0] + index.size)):
+        return jax.lax.slice_in_dim(a, int(index[0]), int(index[0]) + index.size, axis=1)
+    return a[:, index]
+
+
 @partial(jax.jit, static_argnums=(0, 1))
 def _backward_vectors(cfg: RNNConfig, plan: _Plan, params: Params, x: jax.Array):
     """delta_{i,l,a,k} for the plan's (l, a) pairs, (c, T, d, m), and the hidden states h (c, L, m)."""
@@ -153,20 +160,23 @@ def _backward_vectors(cfg: RNNConfig, plan: _Plan, params: Params, x: jax.Array)
     blocks = []
     for s, start in enumerate(plan.starts):
         if s == 0:
-            delta = dphi[:, pos[start:], None, :] * B[None, None, :, :]
+            delta = _take(dphi, pos[start:])[:, :, None, :] * B[None, None, :, :]
         else:
             delta = delta[:, start - plan.starts[s - 1] :]
-            delta = dphi[:, pos[start:] - s, None, :] * (delta @ W)
+            delta = _take(dphi, pos[start:] - s)[:, :, None, :] * (delta @ W)
         blocks.append(delta)
     return jnp.concatenate(blocks, axis=1), h
 
 
-@partial(jax.jit, static_argnums=(0, 1))
-def _pair_kernel(plan1: _Plan, plan2: _Plan, delta1, h1, delta2, h2):
-    """Kernel block between two sample chunks, (c1, P1, d, c2, P2, d), positions in sorted order.
+@partial(jax.jit, static_argnums=(0, 1, 2))
+def _pair_kernel(plan1: _Plan, plan2: _Plan, c: int, delta1, h1, start1, delta2, h2, start2):
+    """Kernel block between the c samples from start1 and the c samples from start2, (c, P1, d, c, P2, d),
+    positions in sorted order.
 
     K[(i,l,k),(j,l',k')] = sum_{a,b} (delta_{i,l,a,k} . delta_{j,l',b,k'}) (h_{i,a-1} . h_{j,b-1}).
     """
+    delta1, h1 = (jax.lax.dynamic_slice_in_dim(a, start1, c) for a in (delta1, h1))
+    delta2, h2 = (jax.lax.dynamic_slice_in_dim(a, start2, c) for a in (delta2, h2))
     c1, t1, d, m = delta1.shape
     c2, t2 = delta2.shape[:2]
     gram = (delta1.reshape(-1, m) @ delta2.reshape(-1, m).T).reshape(c1, t1, d, c2, t2, d)
@@ -200,13 +210,23 @@ def _chunk_size(n: int, t1: int, t2: int, d: int, m: int, length: int, max_bytes
     return c
 
 
-def _chunks(x: jax.Array, c: int) -> list[jax.Array]:
-    """Split (n, L, d_x) into chunks of exactly c samples, zero-padding the last."""
-    n = x.shape[0]
-    pad = (-n) % c
-    if pad:
-        x = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)])
-    return [x[i : i + c] for i in range(0, n + pad, c)]
+def _pad(x: jax.Array, c: int) -> jax.Array:
+    """Zero-pad (n, L, d_x) along samples to a multiple of c (padded rows are computed, then dropped)."""
+    pad = (-x.shape[0]) % c
+    return jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
+
+
+def _factor_source(cfg: RNNConfig, plan: _Plan, params: Params, x: jax.Array, c: int, keep: bool):
+    """chunk index -> (delta, h, offset of the chunk in them).
+
+    With keep, the backward vectors of all samples are computed once, in one call (large matrix
+    products); otherwise each chunk's are recomputed whenever a block needs them.
+    """
+    x = _pad(x, c)
+    if keep:
+        delta, h = _backward_vectors(cfg, plan, params, x)
+        return lambda i: (delta, h, i * c)
+    return lambda i: (*_backward_vectors(cfg, plan, params, x[i * c : (i + 1) * c]), 0)
 
 
 def _structured_ntk(cfg, params, x1, x2, pos1, pos2, symmetric, max_bytes) -> np.ndarray:
@@ -221,14 +241,12 @@ def _structured_ntk(cfg, params, x1, x2, pos1, pos2, symmetric, max_bytes) -> np
     if plan1.size and plan2.size:
         length = max(x1.shape[1], x2.shape[1])
         c = _chunk_size(max(n1, n2), plan1.size, plan2.size, d, m, length, max_bytes, symmetric)
-        chunks1 = _chunks(x1, c)
-        chunks2 = chunks1 if symmetric else _chunks(x2, c)
         keep = 8 * (n1 * plan1.size + n2 * plan2.size) * d * m <= max_bytes // 2
-        factors1 = _lazy_factors(cfg, plan1, params, chunks1, keep)
-        factors2 = factors1 if symmetric else _lazy_factors(cfg, plan2, params, chunks2, keep)
-        for bi in range(len(chunks1)):
-            for bj in range(bi if symmetric else 0, len(chunks2)):
-                block = np.asarray(_pair_kernel(plan1, plan2, *factors1(bi), *factors2(bj)))
+        factors1 = _factor_source(cfg, plan1, params, x1, c, keep)
+        factors2 = factors1 if symmetric else _factor_source(cfg, plan2, params, x2, c, keep)
+        for bi in range(math.ceil(n1 / c)):
+            for bj in range(bi if symmetric else 0, math.ceil(n2 / c)):
+                block = np.asarray(_pair_kernel(plan1, plan2, c, *factors1(bi), *factors2(bj)))
                 r1, r2 = slice(bi * c, min((bi + 1) * c, n1)), slice(bj * c, min((bj + 1) * c, n2))
                 block = block[: r1.stop - r1.start, :, :, : r2.stop - r2.start]
                 out[r1, :, :, r2] = block
@@ -239,21 +257,6 @@ def _structured_ntk(cfg, params, x1, x2, pos1, pos2, symmetric, max_bytes) -> np
     rank2 = np.argsort(np.argsort(pos2))
     out = out[:, rank1][:, :, :, :, rank2]
     return out.reshape(n1 * len(pos1) * d, n2 * len(pos2) * d)
-
-
-def _lazy_factors(cfg, plan, params, chunks, keep: bool):
-    """chunk index -> (delta, h); memoized when everything fits the budget, else recomputed."""
-    cache: dict[int, tuple[jax.Array, jax.Array]] = {}
-
-    def get(i: int):
-        if i in cache:
-            return cache[i]
-        value = _backward_vectors(cfg, plan, params, chunks[i])
-        if keep:
-            cache[i] = value
-        return value
-
-    return get
 
 
 def structured_flops(

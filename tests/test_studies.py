@@ -1,0 +1,128 @@
+"""Studies, sweeps, result files, figures and the CLI, on small sizes."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.kernel_spectrum import SpectrumConfig, spectrum_table
+from analysis.sweep import run_sweep
+from analysis.width_training import WidthTrainingConfig, training_table
+from figures.spectrum import spectrum_figure
+from figures.style import save_figure
+from figures.training import loss_curves_figure, movement_figure, movement_fits
+from ntk_rnn import cli
+from ntk_rnn.storage import read_table, write_json, write_table
+
+
+def test_sweep_resumes_after_an_interruption(tmp_path):
+    calls = []
+
+    def compute(unit):
+        calls.append(unit["k"])
+        if unit["k"] == 2 and len(calls) == 3:
+            raise KeyboardInterrupt  # the first run dies on the third unit
+        return pd.DataFrame({"value": [unit["k"] ** 2]})
+
+    units = [{"k": k} for k in range(4)]
+    config = SpectrumConfig()
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep("toy", config, units, compute, tmp_path, progress=False)
+    assert calls == [0, 1, 2]
+    assert len(list((tmp_path / "toy").glob("*.csv"))) == 2
+    table = run_sweep("toy", config, units, compute, tmp_path, progress=False)
+    assert calls == [0, 1, 2, 2, 3]  # only the unfinished units ran again
+    assert list(table["k"]) == [0, 1, 2, 3] and list(table["value"]) == [0, 1, 4, 9]
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "t.csv"
+    write_table(pd.DataFrame({"a": [1]}), path)
+
+    class Boom(pd.DataFrame):
+        def to_csv(self, *args, **kwargs):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        write_table(Boom({"a": [2]}), path)
+    assert read_table(path)["a"].tolist() == [1]
+    assert [p.name for p in tmp_path.iterdir()] == ["t.csv"]
+    write_json({"x": 1}, tmp_path / "r.json")
+    assert json.loads((tmp_path / "r.json").read_text()) == {"x": 1}
+
+
+@pytest.fixture(scope="module")
+def small_tables(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    spectrum = spectrum_table(
+        SpectrumConfig(widths=(16, 32, 64), seeds=(0, 1), n=4, length=4, input_dim=4), cache, progress=False
+    )
+    training = training_table(
+        WidthTrainingConfig(widths=(32, 64, 128), seeds=(0, 1), n=4, length=4, input_dim=4, steps=40, kernel_every=20),
+        cache,
+        progress=False,
+    )
+    return spectrum, training
+
+
+def test_spectrum_table_is_tidy_and_positive(small_tables):
+    spectrum, _ = small_tables
+    assert set(spectrum.columns) == {"dataset", "width", "seed", "rank", "eigenvalue", "eigenvalue_over_m"}
+    # synthetic: 4 sequences x 3 positions; digits: 4 x 7
+    sizes = spectrum.groupby(["dataset", "width", "seed"]).size()
+    assert set(sizes.loc["synthetic"]) == {12} and set(sizes.loc["digits"]) == {28}
+    assert np.all(spectrum["eigenvalue"] > 0)
+    np.testing.assert_allclose(spectrum["eigenvalue_over_m"] * spectrum["width"], spectrum["eigenvalue"])
+
+
+def test_training_table_and_fits(small_tables):
+    _, training = small_tables
+    assert {"width", "seed", "step", "loss", "kernel_drift", "lr", "predicted_log_rate"} <= set(training.columns)
+    assert set(training.groupby(["width", "seed"]).size()) == {5}
+    fits = movement_fits(training)
+    assert set(fits) == {"kernel_drift", "w_distance_fro"} and all(np.isfinite(f["slope"]) for f in fits.values())
+
+
+def test_figures_render_with_labels_and_log_axes(small_tables, tmp_path):
+    spectrum, training = small_tables
+    fig = spectrum_figure(spectrum)
+    assert [ax.get_yscale() for ax in fig.axes[:2]] == ["log", "log"]
+    assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes[:2])
+    paths = save_figure(fig, tmp_path, "spectrum")
+    assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 1000 for p in paths)
+    fig = loss_curves_figure(training)
+    assert fig.axes[0].get_yscale() == "log"
+    fig = movement_figure(training)
+    assert all(ax.get_xscale() == "log" and ax.get_yscale() == "log" for ax in fig.axes)
+    assert any("slope" in t.get_text() for ax in fig.axes for t in ax.get_legend().get_texts())
+
+
+def test_cli_kernel_and_train(tmp_path, capsys):
+    out = tmp_path / "k.npz"
+    args = ["--width", "16", "--n", "4", "--length", "4", "--input-dim", "4"]
+    assert cli.main(["kernel", *args, "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out.split("\nwrote")[0])
+    saved = np.load(out)
+    assert saved["kernel"].shape == (12, 12) and summary["lambda_min"] == pytest.approx(saved["eigenvalues"][0])
+    assert cli.main(["train", *args, "--steps", "20", "--kernel-every", "10", "--out", str(tmp_path / "run")]) == 0
+    history = read_table(tmp_path / "run" / "history.csv")
+    record = json.loads((tmp_path / "run" / "record.json").read_text())
+    assert list(history["step"]) == [0, 10, 20] and record["model"]["width"] == 16
+    assert "jax" in record["environment"]["packages"]
+
+
+def test_cli_reports_divergence_and_bad_input(tmp_path, capsys):
+    args = ["--width", "16", "--n", "4", "--length", "4", "--input-dim", "4"]
+    run = tmp_path / "bad"
+    code = cli.main(["train", *args, "--lr", "5", "--batch-size", "1", "--steps", "200", "--record-every", "5",
+                     "--kernel-every", "0", "--out", str(run)])  # fmt: skip
+    assert code == 1
+    assert "diverged at step" in capsys.readouterr().err
+    assert read_table(run / "history.csv")["step"].iloc[0] == 0
+    assert "error" in json.loads((run / "record.json").read_text())
+    assert cli.main(["kernel", "--data", str(tmp_path / "missing.npz")]) == 2
+    assert "missing.npz" in capsys.readouterr().err
+    assert cli.main(["kernel", *args, "--delta", "5"]) == 2
+    assert "delta" in capsys.readouterr().err

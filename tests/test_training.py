@@ -1,0 +1,146 @@
+"""Training with kernel tracking: identities the records must satisfy, determinism, and failures."""
+
+import jax
+import numpy as np
+import pytest
+
+import ntk_rnn
+from ntk_rnn.data import synthetic_sequences
+from ntk_rnn.training import (
+    TrainConfig,
+    TrainingDivergedError,
+    fit_log_rate,
+    predicted_log_rate,
+    residuals,
+    spectral_norm,
+    train,
+)
+
+
+@pytest.fixture(scope="module")
+def problem():
+    data = synthetic_sequences(jax.random.key(0), n=6, length=5, input_dim=4, delta=0.5)
+    cfg = ntk_rnn.RNNConfig(width=64, input_dim=4)
+    params = ntk_rnn.init_params(cfg, jax.random.key(1))
+    return cfg, params, data
+
+
+@pytest.fixture(scope="module")
+def gd_run(problem):
+    cfg, params, data = problem
+    tcfg = TrainConfig(steps=60, lr_scale=1.0, record_every=10, kernel_every=20)
+    return train(cfg, params, data, tcfg, jax.random.key(2), progress=False)
+
+
+def test_gd_records_and_decreases_the_loss(gd_run):
+    h = gd_run.history
+    assert list(h["step"]) == [0, 10, 20, 30, 40, 50, 60]
+    assert np.all(np.diff(h["loss"]) < 0)
+    assert h.loc[0, "w_distance_fro"] == 0 and h.loc[0, "omega"] == 0 and h.loc[0, "pattern_flip_fraction"] == 0
+    assert np.all(np.diff(h["w_distance_fro"]) > 0)
+    kernel_rows = h.dropna(subset=["lambda_min"])
+    assert list(kernel_rows["step"]) == [0, 20, 40, 60]
+    assert kernel_rows["kernel_drift"].iloc[0] == 0 and np.all(kernel_rows["kernel_drift"].iloc[1:] > 0)
+
+
+def test_gradient_ratio_is_at_least_one(gd_run):
+    """||grad f||^2 = r^T K r >= 2 lambda_min(K) f at every kernel checkpoint (theory.md §4)."""
+    ratios = gd_run.history["gradient_ratio"].dropna()
+    assert len(ratios) == 4 and np.all(ratios >= 1 - 1e-9)
+
+
+def test_autodiff_gradient_norm_equals_residual_kernel_form(problem, gd_run):
+    """The autodiff ||grad f||^2 recorded at step 0 equals r^T K_0 r from the structured kernel."""
+    cfg, params, data = problem
+    r = np.asarray(residuals(cfg, params, data.x, data.y, tuple(range(1, 5)))).reshape(-1)
+    K0 = ntk_rnn.empirical_ntk(cfg, params, data.x)
+    assert gd_run.history.loc[0, "grad_sq_norm"] == pytest.approx(r @ K0 @ r, rel=1e-10)
+    assert gd_run.summary["lambda_max_0"] == pytest.approx(np.linalg.eigvalsh(K0)[-1], rel=1e-10)
+    assert gd_run.summary["lr"] == pytest.approx(1.0 / gd_run.summary["lambda_max_0"])
+
+
+def test_omega_is_sqrt_m_times_spectral_norm_of_the_weight_change(problem, gd_run):
+    cfg, params, _ = problem
+    dW = np.asarray(gd_run.params["W"] - params["W"])
+    assert gd_run.history["omega"].iloc[-1] == pytest.approx(np.sqrt(cfg.width) * np.linalg.norm(dW, 2), rel=1e-8)
+    assert gd_run.history["w_distance_fro"].iloc[-1] == pytest.approx(np.linalg.norm(dW), rel=1e-12)
+
+
+def test_spectral_norm_matches_dense_svd():
+    a = np.asarray(jax.random.normal(jax.random.key(0), (50, 40)))
+    assert spectral_norm(a) == pytest.approx(np.linalg.norm(a, 2), rel=1e-10)
+    assert spectral_norm(np.zeros((5, 5))) == 0.0
+
+
+def test_only_trainable_parameters_move(problem, gd_run):
+    _, params, _ = problem
+    assert np.array_equal(gd_run.params["A"], params["A"]) and np.array_equal(gd_run.params["B"], params["B"])
+    assert not np.array_equal(gd_run.params["W"], params["W"])
+
+
+def test_sgd_with_the_full_batch_is_gd(problem, gd_run):
+    cfg, params, data = problem
+    tcfg = TrainConfig(steps=60, lr_scale=1.0, record_every=10, kernel_every=20, batch_size=data.n)
+    sgd = train(cfg, params, data, tcfg, jax.random.key(5), progress=False)
+    np.testing.assert_allclose(sgd.history["loss"], gd_run.history["loss"], rtol=1e-9)
+
+
+def test_sgd_is_seeded(problem):
+    cfg, params, data = problem
+    tcfg = TrainConfig(steps=30, lr_scale=0.2, record_every=10, kernel_every=0, batch_size=1)
+    a = train(cfg, params, data, tcfg, jax.random.key(3), progress=False).history
+    b = train(cfg, params, data, tcfg, jax.random.key(3), progress=False).history
+    c = train(cfg, params, data, tcfg, jax.random.key(4), progress=False).history
+    assert a.equals(b)
+    assert not np.allclose(a["loss"], c["loss"])
+    assert list(a.dropna(subset=["lambda_min"])["step"]) == [0, 30]
+
+
+def test_divergence_names_step_and_step_size_and_keeps_rows(problem):
+    cfg, params, data = problem
+    tcfg = TrainConfig(steps=200, lr=1.0, record_every=5, kernel_every=0, batch_size=1)
+    with pytest.raises(TrainingDivergedError, match=r"diverged at step \d+ with step size eta=1") as err:
+        train(cfg, params, data, tcfg, jax.random.key(0), progress=False)
+    assert len(err.value.history) >= 1 and err.value.history.loc[0, "step"] == 0
+
+
+def test_full_batch_step_above_the_stability_bound_is_refused(problem):
+    cfg, params, data = problem
+    with pytest.raises(ValueError, match=r"at or above 2 / lambda_max\(K_0\) = [\d.]+ \(lambda_max\(K_0\) = [\d.]+\)"):
+        train(cfg, params, data, TrainConfig(steps=5, lr_scale=2.5), jax.random.key(0), progress=False)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(steps=0), "steps must be a positive int"),
+        (dict(record_every=10, kernel_every=15), "kernel_every must be 0 or a positive multiple"),
+        (dict(lr=-1.0), "lr must be a positive finite"),
+        (dict(lr_scale=float("nan")), "lr_scale must be a positive finite"),
+    ],
+)
+def test_train_config_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_train_input_validation(problem):
+    cfg, params, data = problem
+    with pytest.raises(ValueError, match="batch_size=7 exceeds the number of samples n=6"):
+        train(cfg, params, data, TrainConfig(batch_size=7), jax.random.key(0), progress=False)
+    with pytest.raises(ValueError, match="positions must lie in"):
+        train(cfg, params, data, TrainConfig(positions=(9,)), jax.random.key(0), progress=False)
+
+
+def test_rate_fit_recovers_an_exact_exponential():
+    steps = np.arange(0, 201, 10)
+    fit = fit_log_rate(steps, 3.0 * np.exp(-0.02 * steps))
+    assert fit["fitted_log_rate"] == pytest.approx(-0.02, rel=1e-10)
+    assert predicted_log_rate(0.1, 2.0) == pytest.approx(2 * np.log(0.8))
+
+
+def test_observed_rate_is_at_least_the_slowest_mode_rate(gd_run):
+    """Near the kernel regime the loss falls at least as fast as the slowest linearized mode allows
+    (up to the kernel drift), so the fitted log-rate is not slower than the prediction by much."""
+    s = gd_run.summary
+    assert s["fitted_log_rate"] < 0.5 * s["predicted_log_rate"]
