@@ -13,6 +13,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm.auto import tqdm
 
 from ntk_rnn.config import RNNConfig
 from ntk_rnn.model import Params, _apply, check_inputs, check_params, check_positions, hidden_states
@@ -188,8 +189,12 @@ def _pair_kernel(plan1: _Plan, plan2: _Plan, c: int, delta1, h1, start1, delta2,
     return jnp.einsum("up,iukjvl,vq->ipkjql", s1, weighted, s2)
 
 
-def _chunk_size(n: int, t1: int, t2: int, d: int, m: int, length: int, max_bytes: int, symmetric: bool) -> int:
-    """Largest sample chunk whose pair working set fits in half of max_bytes."""
+GRAM_ROWS = 1024  # rows of backward vectors per chunk: big enough for efficient matrix products
+
+
+def _chunk_size(n: int, t1: int, t2: int, d: int, m: int, length: int, max_bytes: int) -> int:
+    """Samples per chunk: about GRAM_ROWS backward vectors (which also lets the symmetric case skip
+    most lower blocks), halved until the pair working set fits in half of max_bytes."""
 
     def working_set(c: int) -> int:
         vectors = c * (t1 + t2) * d * m
@@ -197,9 +202,7 @@ def _chunk_size(n: int, t1: int, t2: int, d: int, m: int, length: int, max_bytes
         states = 4 * c * length * m
         return 8 * (vectors + gram + states)
 
-    c = n
-    if symmetric and n >= 16:  # several chunks let the symmetric case skip the lower blocks
-        c = math.ceil(n / 4)
+    c = min(n, max(1, round(GRAM_ROWS / (max(t1, t2) * d))))
     while c > 1 and working_set(c) > max_bytes // 2:
         c = math.ceil(c / 2)
     if working_set(c) > max_bytes // 2:
@@ -240,18 +243,19 @@ def _structured_ntk(cfg, params, x1, x2, pos1, pos2, symmetric, max_bytes) -> np
     out = np.zeros((n1, len(pos1), d, n2, len(pos2), d))
     if plan1.size and plan2.size:
         length = max(x1.shape[1], x2.shape[1])
-        c = _chunk_size(max(n1, n2), plan1.size, plan2.size, d, m, length, max_bytes, symmetric)
+        c = _chunk_size(max(n1, n2), plan1.size, plan2.size, d, m, length, max_bytes)
         keep = 8 * (n1 * plan1.size + n2 * plan2.size) * d * m <= max_bytes // 2
         factors1 = _factor_source(cfg, plan1, params, x1, c, keep)
         factors2 = factors1 if symmetric else _factor_source(cfg, plan2, params, x2, c, keep)
-        for bi in range(math.ceil(n1 / c)):
-            for bj in range(bi if symmetric else 0, math.ceil(n2 / c)):
-                block = np.asarray(_pair_kernel(plan1, plan2, c, *factors1(bi), *factors2(bj)))
-                r1, r2 = slice(bi * c, min((bi + 1) * c, n1)), slice(bj * c, min((bj + 1) * c, n2))
-                block = block[: r1.stop - r1.start, :, :, : r2.stop - r2.start]
-                out[r1, :, :, r2] = block
-                if symmetric and bi != bj:
-                    out[r2, :, :, r1] = block.transpose(3, 4, 5, 0, 1, 2)
+        blocks1, blocks2 = math.ceil(n1 / c), math.ceil(n2 / c)
+        pairs = [(bi, bj) for bi in range(blocks1) for bj in range(bi if symmetric else 0, blocks2)]
+        for bi, bj in tqdm(pairs, desc="kernel blocks", delay=3.0, leave=False):
+            block = np.asarray(_pair_kernel(plan1, plan2, c, *factors1(bi), *factors2(bj)))
+            r1, r2 = slice(bi * c, min((bi + 1) * c, n1)), slice(bj * c, min((bj + 1) * c, n2))
+            block = block[: r1.stop - r1.start, :, :, : r2.stop - r2.start]
+            out[r1, :, :, r2] = block
+            if symmetric and bi != bj:
+                out[r2, :, :, r1] = block.transpose(3, 4, 5, 0, 1, 2)
     # undo the sorting of positions
     rank1 = np.argsort(np.argsort(pos1))
     rank2 = np.argsort(np.argsort(pos2))
