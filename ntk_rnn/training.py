@@ -26,6 +26,8 @@ from ntk_rnn.fitting import linear_fit
 from ntk_rnn.kernel import empirical_ntk
 from ntk_rnn.model import Params, _apply, check_inputs, check_params, check_positions, hidden_states
 
+OPTIMIZERS = ("sgd", "momentum", "adam")
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -42,6 +44,8 @@ class TrainConfig:
         at the first and last step.
       positions: loss positions (0-based); None means 1..L-1, the paper's l = 2..L.
       divergence_factor: a loss above this times the initial loss counts as divergence.
+      optimizer: "sgd" (plain gradient steps: GD, or SGD with batch_size), "momentum" (heavy ball
+        with coefficient `momentum`) or "adam", all from optax, at step size eta.
     """
 
     steps: int = 200
@@ -52,6 +56,8 @@ class TrainConfig:
     kernel_every: int = 50
     positions: tuple[int, ...] | None = None
     divergence_factor: float = 1e6
+    optimizer: str = "sgd"
+    momentum: float = 0.9
 
     def __post_init__(self) -> None:
         def positive_int(name):
@@ -74,8 +80,20 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.lr_scale must be a positive finite float, got {self.lr_scale!r}")
         if not self.divergence_factor > 1:
             raise ValueError(f"TrainConfig.divergence_factor must exceed 1, got {self.divergence_factor!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"TrainConfig.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"TrainConfig.momentum must lie in [0, 1), got {self.momentum!r}")
         if self.positions is not None:
             object.__setattr__(self, "positions", tuple(int(p) for p in self.positions))
+
+    def make_optimizer(self, lr: float) -> optax.GradientTransformation:
+        """The optax transformation at step size lr."""
+        if self.optimizer == "momentum":
+            return optax.sgd(lr, momentum=self.momentum)
+        if self.optimizer == "adam":
+            return optax.adam(lr)
+        return optax.sgd(lr)
 
 
 class TrainingDivergedError(ValueError):
@@ -115,17 +133,33 @@ def _merge(params: Params, theta: Params) -> Params:
     return {**params, **theta}
 
 
-@partial(jax.jit, static_argnums=(0, 6, 7, 8))
-def _run_steps(cfg, params, theta, opt_state, key, step0, positions, batch_size, num_steps, x, y, lr):
-    """num_steps optimizer updates; returns the new (theta, opt_state) and the per-step losses.
+def model_outputs(cfg: RNNConfig, params0: Params, theta: Params, x: jax.Array, linear: bool) -> jax.Array:
+    """Outputs (n, L, d) of the network with trainable parameters theta, or, with linear, of its
+    first-order Taylor model around params0: f(params0, x) + J(params0, x) (theta - theta0), by a jvp."""
 
-    For SGD the per-step loss is the minibatch estimate (n/b) * 1/2 sum over the batch.
-    """
-    n = x.shape[0]
-    optimizer = optax.sgd(lr)
+    def f(th):
+        return _apply(cfg, _merge(params0, th), x)
+
+    if not linear:
+        return f(theta)
+    theta0 = {k: params0[k] for k in theta}
+    f0, df = jax.jvp(f, (theta0,), (jax.tree.map(jnp.subtract, theta, theta0),))
+    return f0 + df
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
+def _run_steps(cfg, tcfg, linear, positions, num_steps, params0, theta, opt_state, key, step0, x, y, lr):
+    """num_steps optimizer updates of the true (or linearized) model; returns the new (theta,
+    opt_state) and the per-step losses. The minibatch of step t depends only on (key, t), so a true
+    and a linearized run with the same key see the same batches. For SGD the per-step loss is the
+    minibatch estimate (n/b) * 1/2 sum over the batch."""
+    n, batch_size = x.shape[0], tcfg.batch_size
+    optimizer = tcfg.make_optimizer(lr)
+    pos = np.asarray(positions)
 
     def batch_loss(theta, xb, yb, scale):
-        return scale * loss(cfg, _merge(params, theta), xb, yb, positions)
+        out = model_outputs(cfg, params0, theta, xb, linear)
+        return scale * 0.5 * jnp.sum((out[:, pos] - yb[:, pos]) ** 2)
 
     def step(carry, t):
         theta, opt_state = carry
@@ -166,6 +200,67 @@ def _pattern_flip_fraction(g0: jax.Array, g: jax.Array) -> float:
     return float(jnp.mean((g0[:, 1:] > 0) != (g[:, 1:] > 0))) if g0.shape[1] > 1 else 0.0
 
 
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """A validated training problem: inputs, targets, loss positions, K_0 and the step size."""
+
+    cfg: RNNConfig
+    params: Params
+    x: jax.Array
+    y: jax.Array
+    positions: tuple[int, ...]
+    kernel_method: str
+    K0: np.ndarray
+    eig0: np.ndarray
+    lr: float
+
+    def kernel(self, params: Params) -> np.ndarray:
+        """K_t on the training inputs at the loss positions."""
+        return empirical_ntk(self.cfg, params, self.x, positions=self.positions, method=self.kernel_method)
+
+
+def prepare(cfg: RNNConfig, params: Params, data: SequenceData, tcfg: TrainConfig) -> Setup:
+    """Validate the problem, compute K_0 and its spectrum, and fix the step size.
+
+    Refuses a plain full-batch step at or above 2 / lambda_max(K_0), where GD on the linearized
+    model diverges, naming the computed lambda_max.
+    """
+    params = check_params(cfg, params)
+    x = check_inputs(cfg, data.x, "data.x")
+    y = jnp.asarray(data.y, dtype=jnp.float64)
+    if y.shape[:2] != x.shape[:2] or y.shape[2] != cfg.output_dim:
+        raise ValueError(
+            f"data.y must have shape (n, L, d) = {(*x.shape[:2], cfg.output_dim)} to match data.x and the config, "
+            f"got {y.shape}"
+        )
+    if tcfg.batch_size is not None and tcfg.batch_size > x.shape[0]:
+        raise ValueError(f"TrainConfig.batch_size={tcfg.batch_size} exceeds the number of samples n={x.shape[0]}")
+    positions = check_positions(tcfg.positions, x.shape[1], "TrainConfig.positions")
+    kernel_method = "structured" if cfg.trainable == ("W",) else "jacobian"
+    K0 = empirical_ntk(cfg, params, x, positions=positions, method=kernel_method)
+    eig0 = scipy.linalg.eigvalsh(K0)
+    lam_max0 = float(eig0[-1])
+    if lam_max0 <= 0:
+        raise ValueError("K_0 is zero (no output depends on the trainable parameters at these positions)")
+    lr = tcfg.lr if tcfg.lr is not None else tcfg.lr_scale / lam_max0
+    if tcfg.batch_size is None and tcfg.optimizer == "sgd" and lr >= 2.0 / lam_max0:
+        raise ValueError(
+            f"step size eta={lr:.4g} is at or above 2 / lambda_max(K_0) = {2.0 / lam_max0:.4g} "
+            f"(lambda_max(K_0) = {lam_max0:.4g}); full-batch GD would diverge. "
+            "Use lr < 2 / lambda_max(K_0) or lr_scale < 2"
+        )
+    return Setup(cfg, params, x, y, positions, kernel_method, K0, eig0, lr)
+
+
+def check_divergence(losses, step0: int, lr: float, loss0: float, tcfg: TrainConfig, rows: list[dict]) -> None:
+    """Raise TrainingDivergedError at the first non-finite loss or one above divergence_factor * loss0."""
+    losses = np.asarray(losses, dtype=float)
+    bad = ~np.isfinite(losses) | (losses > tcfg.divergence_factor * loss0)
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise TrainingDivergedError(step0 + first, lr, float(losses[first]), pd.DataFrame(rows))
+
+
 def train(
     cfg: RNNConfig,
     params: Params,
@@ -182,38 +277,22 @@ def train(
     and gradient_ratio = ||grad f||^2 / (2 lambda_min(K_t) f), which theory.md §4 says is >= 1.
     Raises TrainingDivergedError (with the rows recorded so far) on NaN/inf or an exploding loss.
     """
-    params = check_params(cfg, params)
-    x = check_inputs(cfg, data.x, "data.x")
-    y = jnp.asarray(data.y, dtype=jnp.float64)
-    if y.shape[:2] != x.shape[:2] or y.shape[2] != cfg.output_dim:
-        raise ValueError(
-            f"data.y must have shape (n, L, d) = {(*x.shape[:2], cfg.output_dim)} to match data.x and the config, "
-            f"got {y.shape}"
-        )
-    n, m = x.shape[0], cfg.width
-    if tcfg.batch_size is not None and tcfg.batch_size > n:
-        raise ValueError(f"TrainConfig.batch_size={tcfg.batch_size} exceeds the number of samples n={n}")
-    positions = check_positions(tcfg.positions, x.shape[1], "TrainConfig.positions")
-    kernel_method = "structured" if cfg.trainable == ("W",) else "jacobian"
-
-    def kernel(p):
-        return empirical_ntk(cfg, p, x, positions=positions, method=kernel_method)
-
-    K0 = kernel(params)
-    eig0 = scipy.linalg.eigvalsh(K0)
+    setup = prepare(cfg, params, data, tcfg)
+    params, x, y, positions, lr, K0, eig0 = (
+        setup.params,
+        setup.x,
+        setup.y,
+        setup.positions,
+        setup.lr,
+        setup.K0,
+        setup.eig0,
+    )
     lam_min0, lam_max0 = float(eig0[0]), float(eig0[-1])
-    if lam_max0 <= 0:
-        raise ValueError("K_0 is zero (no output depends on the trainable parameters at these positions)")
-    lr = tcfg.lr if tcfg.lr is not None else tcfg.lr_scale / lam_max0
-    if tcfg.batch_size is None and lr >= 2.0 / lam_max0:
-        raise ValueError(
-            f"step size eta={lr:.4g} is at or above 2 / lambda_max(K_0) = {2.0 / lam_max0:.4g} "
-            f"(lambda_max(K_0) = {lam_max0:.4g}); full-batch GD would diverge. "
-            "Use lr < 2 / lambda_max(K_0) or lr_scale < 2"
-        )
+    m = cfg.width
+    kernel = setup.kernel
 
     theta = {k: params[k] for k in cfg.trainable}
-    opt_state = optax.sgd(lr).init(theta)
+    opt_state = tcfg.make_optimizer(lr).init(theta)
     g0, _ = hidden_states(cfg, params, x)
     W0 = np.asarray(params["W"])
     loss0 = float(loss(cfg, params, x, y, positions))
@@ -250,19 +329,14 @@ def train(
         while done < tcfg.steps:
             k = min(tcfg.record_every, tcfg.steps - done)
             theta, opt_state, step_losses = _run_steps(
-                cfg, params, theta, opt_state, key, done, positions, tcfg.batch_size, k, x, y, lr
+                cfg, tcfg, False, positions, k, params, theta, opt_state, key, done, x, y, lr
             )
-            step_losses = np.asarray(step_losses)
-            bad = ~np.isfinite(step_losses) | (step_losses > tcfg.divergence_factor * loss0)
-            if bad.any():
-                first = int(np.argmax(bad))
-                raise TrainingDivergedError(done + first, lr, float(step_losses[first]), pd.DataFrame(rows))
+            check_divergence(step_losses, done, lr, loss0, tcfg, rows)
             done += k
             p = _merge(params, theta)
             with_kernel = done == tcfg.steps or (tcfg.kernel_every > 0 and done % tcfg.kernel_every == 0)
             row = record(done, p, with_kernel)
-            if not math.isfinite(row["loss"]) or row["loss"] > tcfg.divergence_factor * loss0:
-                raise TrainingDivergedError(done, lr, row["loss"], pd.DataFrame(rows))
+            check_divergence([row["loss"]], done, lr, loss0, tcfg, rows)
             rows.append(row)
             bar.update(k)
             bar.set_postfix(loss=f"{row['loss']:.3g}")
@@ -276,7 +350,7 @@ def train(
         "final_loss": float(history["loss"].iloc[-1]),
         "predicted_log_rate": predicted_log_rate(lr, lam_min0),
         **fit_log_rate(history["step"].to_numpy(), history["loss"].to_numpy()),
-        "kernel_method": kernel_method,
+        "kernel_method": setup.kernel_method,
         "positions": list(positions),
     }
     return TrainResult(history=history, params=p, summary=summary)
