@@ -13,6 +13,8 @@ import ntk_rnn
 from analysis.datasets import study_dataset
 from analysis.sweep import run_sweep
 
+AXES = ("widths", "seeds", "datasets")  # config fields that only list the units (left out of cache keys)
+
 
 @dataclasses.dataclass(frozen=True)
 class SpectrumConfig:
@@ -40,4 +42,4 @@ def spectrum_table(config: SpectrumConfig, cache_dir=None, progress: bool = True
     units = [
         {"dataset": ds, "width": m, "seed": s} for ds in config.datasets for m in config.widths for s in config.seeds
     ]
-    return run_sweep("kernel_spectrum", config, units, compute, cache_dir, progress)
+    return run_sweep("kernel_spectrum", config, units, compute, cache_dir, progress, AXES)

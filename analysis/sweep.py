@@ -1,8 +1,10 @@
 """Resumable sweeps: each unit of a study is computed once and cached as its own atomic CSV file.
 
-A unit's file name hashes the study name, its config, the unit's parameters and the source code of
-ntk_rnn and analysis, so an edit to the code or the config invalidates the cache, and a sweep that
-was killed halfway resumes at the first missing unit.
+A unit's file name hashes the study name, the config without the fields that only list the units
+(the sweep axes, e.g. widths and seeds), the unit's parameters and the source code of ntk_rnn and
+analysis. An edit to the code or to any other config field invalidates the cache; a sweep that was
+killed halfway resumes at the first missing unit; and a sweep extended by more widths or seeds
+reuses the units it already has.
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ def code_version() -> str:
     return digest.hexdigest()[:12]
 
 
-def unit_key(study: str, config, unit: dict) -> str:
+def unit_key(study: str, config, unit: dict, axes: Sequence[str] = ()) -> str:
+    fixed = {k: v for k, v in dataclasses.asdict(config).items() if k not in axes}
     payload = json.dumps(
-        {"study": study, "config": dataclasses.asdict(config), "unit": unit, "code": code_version()},
+        {"study": study, "config": fixed, "unit": unit, "code": code_version()},
         sort_keys=True,
         default=str,
     )
@@ -50,14 +53,16 @@ def run_sweep(
     compute: Callable[[dict], pd.DataFrame],
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    axes: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Concatenate compute(unit) over units, with the unit's fields prepended as columns.
 
-    With cache_dir, finished units are read back instead of recomputed.
+    With cache_dir, finished units are read back instead of recomputed. axes names the config
+    fields that only enumerate the units; they are left out of the cache key.
     """
     tables = []
     for unit in tqdm(units, desc=study, disable=not progress, leave=False):
-        path = None if cache_dir is None else Path(cache_dir) / study / f"{unit_key(study, config, unit)}.csv"
+        path = None if cache_dir is None else Path(cache_dir) / study / f"{unit_key(study, config, unit, axes)}.csv"
         if path is not None and path.exists():
             table = read_table(path)
         else:

@@ -15,6 +15,8 @@ from analysis.datasets import study_dataset
 from analysis.sweep import run_sweep
 from ntk_rnn.training import TrainConfig, train
 
+AXES = ("widths", "seeds")  # config fields that only list the units (left out of cache keys)
+
 
 @dataclasses.dataclass(frozen=True)
 class WidthTrainingConfig:
@@ -54,4 +56,4 @@ def training_table(config: WidthTrainingConfig, cache_dir=None, progress: bool =
         return table
 
     units = [{"width": m, "seed": s} for m in config.widths for s in config.seeds]
-    return run_sweep("width_training", config, units, compute, cache_dir, progress)
+    return run_sweep("width_training", config, units, compute, cache_dir, progress, AXES)

@@ -9,7 +9,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from analysis.kernel_spectrum import SpectrumConfig, spectrum_table
+from analysis.linearization import LinearizationConfig, linearization_table, trajectory_table
 from analysis.width_training import WidthTrainingConfig, training_table
+from figures.linearization import gap_figure, gap_fits, loss_comparison_figure, trajectory_figure
 from figures.spectrum import spectrum_figure
 from figures.style import save_figure
 from figures.training import loss_curves_figure, movement_figure, movement_fits
@@ -25,6 +27,11 @@ def run_suite(out_dir: str | Path = FIGURES_DIR, cache_dir: str | Path = "result
     studies = {
         "kernel_spectrum": (SpectrumConfig(), spectrum_table),
         "width_training": (WidthTrainingConfig(), training_table),
+        "linearization": (LinearizationConfig(), linearization_table),
+        "trajectories": (
+            LinearizationConfig(widths=(64, 1024), seeds=(0,), datasets=("synthetic",), trace_points=1),
+            trajectory_table,
+        ),
     }
     tables, timings = {}, {}
     for name, (config, study) in tqdm(studies.items(), desc="studies", disable=not progress):
@@ -36,7 +43,14 @@ def run_suite(out_dir: str | Path = FIGURES_DIR, cache_dir: str | Path = "result
     save_figure(spectrum_figure(tables["kernel_spectrum"]), out_dir, "fig1_kernel_spectrum")
     save_figure(loss_curves_figure(tables["width_training"]), out_dir, "fig2_gd_loss_curves")
     save_figure(movement_figure(tables["width_training"]), out_dir, "fig3_movement_vs_width")
-    numbers = {"movement_slopes": movement_fits(tables["width_training"]), "seconds": timings}
+    save_figure(loss_comparison_figure(tables["linearization"]), out_dir, "fig4_true_vs_linearized_loss")
+    save_figure(gap_figure(tables["linearization"]), out_dir, "fig5_linearization_gap_vs_width")
+    save_figure(trajectory_figure(tables["trajectories"]), out_dir, "fig6_function_space_trajectories")
+    numbers = {
+        "movement_slopes": movement_fits(tables["width_training"]),
+        "linearization_slopes": gap_fits(tables["linearization"]).to_dict(orient="records"),
+        "seconds": timings,
+    }
     write_json(
         {"configs": {k: vars(c) for k, (c, _) in studies.items()}, "results": numbers, "environment": environment()},
         cache_dir / "suite.json",

@@ -110,6 +110,41 @@ def _train(args) -> int:
     return 0
 
 
+def _linearized(args) -> int:
+    from ntk_rnn.data import train_test_split
+    from ntk_rnn.linearized import train_paired
+    from ntk_rnn.training import TrainConfig, TrainingDivergedError
+
+    data, cfg, params, batch_key = _setup(args)
+    split_key = jax.random.fold_in(jax.random.key(args.seed), 1)
+    if args.test_data:
+        train, test = data, load_npz(args.test_data)
+    else:
+        train, test = train_test_split(data, args.n_test, split_key)
+    tcfg = TrainConfig(
+        steps=args.steps, lr=args.lr, lr_scale=args.lr_scale, batch_size=args.batch_size,
+        record_every=args.record_every, kernel_every=0, optimizer=args.optimizer,
+        positions=tuple(args.positions) if args.positions else None,
+    )  # fmt: skip
+    out = Path(args.out)
+    record = {"model": cfg.to_dict(), "train": vars(tcfg), "train_data": repr(train), "test_data": repr(test),
+              "seed": args.seed}  # fmt: skip
+    try:
+        result = train_paired(cfg, params, train, test, tcfg, batch_key, trace_points=args.trace_points)
+    except TrainingDivergedError as err:
+        write_table(err.history, out / "history.csv")
+        write_json(record | {"error": str(err), "environment": environment()}, out / "record.json")
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    write_table(result.history, out / "history.csv")
+    if args.trace_points:
+        write_table(result.outputs, out / "outputs.csv")
+    write_json(record | {"summary": result.summary, "environment": environment()}, out / "record.json")
+    print(json.dumps(result.summary, indent=2, default=float))
+    print(f"wrote {out}/history.csv and record.json")
+    return 0
+
+
 def _figures(args) -> int:
     from figures.suite import run_suite
 
@@ -140,6 +175,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--kernel-every", type=int, default=50, help="kernel checkpoints (multiple of record-every)")
     train.add_argument("--out", default="results/train", help="output directory (default results/train)")
     train.set_defaults(run=_train)
+
+    lin = sub.add_parser(
+        "linearized", help="true vs linearized training on the same batches; writes history.csv and record.json"
+    )
+    _add_model_args(lin)
+    lin.add_argument("--n-test", type=int, default=8, help="sequences held out of the --n drawn (default 8)")
+    lin.add_argument("--test-data", default=None, help="an .npz test set instead (its L may differ)")
+    lin.add_argument("--steps", type=int, default=200)
+    lin.add_argument("--lr", type=float, default=None, help="absolute step size (default: lr-scale / lambda_max)")
+    lin.add_argument("--lr-scale", type=float, default=1.0, help="c in eta = c / lambda_max(K_0) (default 1)")
+    lin.add_argument("--batch-size", type=int, default=None, help="SGD minibatch size (default: full-batch GD)")
+    lin.add_argument("--optimizer", default="sgd", choices=("sgd", "momentum", "adam"))
+    lin.add_argument("--record-every", type=int, default=10)
+    lin.add_argument("--trace-points", type=int, default=0, help="record the first k outputs of each split")
+    lin.add_argument("--out", default="results/linearized", help="output directory (default results/linearized)")
+    lin.set_defaults(run=_linearized)
 
     figures = sub.add_parser("figures", help="run the studies and write every figure (the main job)")
     figures.add_argument("--out", default="figures", help="figure directory (default figures)")

@@ -1,14 +1,17 @@
 """Studies, sweeps, result files, figures and the CLI, on small sizes."""
 
 import json
+from dataclasses import replace as dataclasses_replace
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from analysis.kernel_spectrum import SpectrumConfig, spectrum_table
+from analysis.linearization import LinearizationConfig, linearization_table, trajectory_table
 from analysis.sweep import run_sweep
 from analysis.width_training import WidthTrainingConfig, training_table
+from figures.linearization import gap_figure, gap_fits, loss_comparison_figure, trajectory_figure
 from figures.spectrum import spectrum_figure
 from figures.style import save_figure
 from figures.training import loss_curves_figure, movement_figure, movement_fits
@@ -35,6 +38,23 @@ def test_sweep_resumes_after_an_interruption(tmp_path):
     assert calls == [0, 1, 2, 2, 3]  # only the unfinished units ran again
     assert list(table["k"]) == [0, 1, 2, 3] and list(table["value"]) == [0, 1, 4, 9]
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_extended_sweep_reuses_finished_units(tmp_path):
+    calls = []
+
+    def compute(unit):
+        calls.append(unit["width"])
+        return pd.DataFrame({"value": [unit["width"]]})
+
+    run_sweep(
+        "toy", SpectrumConfig(widths=(8, 16)), [{"width": 8}, {"width": 16}], compute, tmp_path, False, ("widths",)
+    )
+    run_sweep("toy", SpectrumConfig(widths=(8, 16, 32)), [{"width": w} for w in (8, 16, 32)], compute, tmp_path,
+              False, ("widths",))  # fmt: skip
+    assert calls == [8, 16, 32]
+    run_sweep("toy", SpectrumConfig(widths=(8,), n=5), [{"width": 8}], compute, tmp_path, False, ("widths",))
+    assert calls == [8, 16, 32, 8]  # another non-axis field is another computation
 
 
 def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
@@ -126,3 +146,20 @@ def test_cli_reports_divergence_and_bad_input(tmp_path, capsys):
     assert "missing.npz" in capsys.readouterr().err
     assert cli.main(["kernel", *args, "--delta", "5"]) == 2
     assert "delta" in capsys.readouterr().err
+
+
+def test_linearization_study_and_figures(tmp_path):
+    config = LinearizationConfig(widths=(16, 64, 256), seeds=(0, 1), n_train=4, n_test=3, length=4, input_dim=4,
+                                 steps=20, record_every=10)  # fmt: skip
+    table = linearization_table(config, tmp_path, progress=False)
+    assert set(table.groupby(["dataset", "width", "seed"]).size()) == {3}
+    assert table["closed_form_gap_train"].max() < 1e-8
+    fits = gap_fits(table)
+    assert set(fits["quantity"]) == {"gap_train", "gap_test", "kernel_drift", "w_distance_true"}
+    assert np.isfinite(fits["slope"]).all() and (fits["ci_low"] <= fits["slope"]).all()
+    traced = trajectory_table(dataclasses_replace(config, widths=(16, 64), seeds=(0,), datasets=("synthetic",),
+                                                  trace_points=1), tmp_path, progress=False)  # fmt: skip
+    assert set(traced["model"]) == {"true", "lin", "closed_form"}
+    for fig in (loss_comparison_figure(table), gap_figure(table), trajectory_figure(traced)):
+        assert all(ax.get_xlabel() or ax.get_ylabel() for ax in fig.axes)
+    assert all(ax.get_yscale() == "log" for ax in gap_figure(table).axes)
