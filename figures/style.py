@@ -36,6 +36,7 @@ def save_figure(fig: plt.Figure, out_dir: str | os.PathLike, name: str) -> list[
         os.close(fd)
         try:
             fig.savefig(tmp, format=ext, bbox_inches="tight")
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
             os.replace(tmp, path)
         finally:
             Path(tmp).unlink(missing_ok=True)

@@ -163,3 +163,13 @@ def test_linearization_study_and_figures(tmp_path):
     for fig in (loss_comparison_figure(table), gap_figure(table), trajectory_figure(traced)):
         assert all(ax.get_xlabel() or ax.get_ylabel() for ax in fig.axes)
     assert all(ax.get_yscale() == "log" for ax in gap_figure(table).axes)
+
+
+def test_cli_linearized(tmp_path):
+    out = tmp_path / "lin"
+    args = ["--width", "16", "--n", "6", "--n-test", "2", "--length", "4", "--input-dim", "4", "--steps", "20"]
+    assert cli.main(["linearized", *args, "--trace-points", "1", "--out", str(out)]) == 0
+    history = read_table(out / "history.csv")
+    assert list(history["step"]) == [0, 10, 20] and history["closed_form_gap_train"].max() < 1e-8
+    assert set(read_table(out / "outputs.csv")["model"]) == {"true", "lin", "closed_form"}
+    assert cli.main(["linearized", *args, "--lr-scale", "3", "--out", str(out)]) == 2
