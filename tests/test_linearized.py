@@ -100,6 +100,22 @@ def test_gradient_flow_is_the_small_step_limit(problem):
     assert errors[1] < 0.02 and errors[1] < errors[0] / 5  # the gap is O(eta)
 
 
+def test_trained_linearized_model_at_a_small_step_follows_gradient_flow(problem):
+    """The third way: the trained linearized model with a small step against the closed-form flow."""
+    cfg, params, train, test = problem
+    K0 = ntk_rnn.empirical_ntk(cfg, params, train.x)
+    f0 = np.asarray(ntk_rnn.apply(cfg, params, train.x)[:, 1:]).ravel()
+    y = np.asarray(train.y[:, 1:]).ravel()
+    errors = []
+    for scale, steps in ((0.1, 100), (0.01, 1000)):  # the same time eta * steps
+        tcfg = TrainConfig(steps=steps, lr_scale=scale, record_every=steps, kernel_every=0)
+        result = train_paired(cfg, params, train, test, tcfg, jax.random.key(0), progress=False)
+        trained = np.asarray(linearize(cfg, params)(result.params_lin, train.x)[:, 1:]).ravel()
+        flow = KernelGD.from_kernel(K0, f0, y, result.summary["lr"]).train_outputs([steps], flow=True)[0]
+        errors.append(np.linalg.norm(trained - flow) / np.linalg.norm(flow - f0))
+    assert errors[1] < 0.01 and errors[1] < errors[0] / 5
+
+
 def test_closed_form_with_a_singular_kernel_reports_the_null_space(problem):
     """Position 0 carries no W-signal (h_0 = 0): K_0 is singular, and nothing turns NaN."""
     cfg, params, train, test = problem
