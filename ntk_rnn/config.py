@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 
 import jax
@@ -14,34 +15,45 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "erf": jax.scipy.special.erf,
     "linear": lambda u: u,
 }
-PARAM_NAMES = ("W", "A", "B")
+PARAM_NAMES = ("W", "A", "b", "B")
+PARAMETERIZATIONS = ("paper", "standard", "ntk")
+READOUTS = ("all", "last", "mean")
 
 
 @dataclasses.dataclass(frozen=True)
 class RNNConfig:
-    """Elman RNN  h_l = phi(W h_{l-1} + A x_l),  y_l = B h_l,  h_0 = 0  (theory.md §1).
+    """Elman RNN  h_l = phi(c_W W h_{l-1} + c_A A x_l + c_b b),  y_l = c_B B h_l,  h_0 = 0  (theory.md §1).
 
-    The defaults are the paper's model: relu, W ~ N(0, 2/m), A ~ N(0, 2/m), B ~ N(0, 1/d),
-    an output at every step, and only W trained.
+    The defaults are the paper's model: relu, W ~ N(0, 2/m), A ~ N(0, 2/m), B ~ N(0, 1/d), no
+    bias, an output at every step, and only W trained.
 
     Attributes:
       width: hidden width m.
       input_dim: token dimension d_x.
       output_dim: output dimension d.
       activation: "relu", "tanh", "erf", "linear", or any elementwise jax function.
-      sigma_w2, sigma_u2, sigma_v2: init variances; W ~ N(0, sigma_w2/m), A ~ N(0, sigma_u2/m),
-        B ~ N(0, sigma_v2/d).
-      trainable: the parameters the kernel and training differentiate, a subset of ("W", "A", "B").
+      parameterization: how the variances below enter (multipliers c are 1 unless stated):
+        "paper":    W ~ N(0, sigma_w2/m), A ~ N(0, sigma_u2/m), b ~ N(0, sigma_b2/m), B ~ N(0, sigma_v2/d);
+        "standard": W ~ N(0, sigma_w2/m), A ~ N(0, sigma_u2/d_x), b ~ N(0, sigma_b2), B ~ N(0, sigma_v2/m);
+        "ntk":      every weight N(0, 1), c_W = sqrt(sigma_w2/m), c_A = sqrt(sigma_u2/d_x),
+                    c_b = sqrt(sigma_b2), c_B = sqrt(sigma_v2/m).
+      sigma_w2, sigma_u2, sigma_b2, sigma_v2: the variances; sigma_b2 = 0 means no bias b.
+      trainable: the parameters the kernel and training differentiate, a subset of ("W", "A", "b", "B").
+      readout: "all" (an output at every step, the paper's), "last" (the last state's) or "mean" (the
+        readout of the mean of the states); the last two give one output per sequence.
     """
 
     width: int
     input_dim: int
     output_dim: int = 1
     activation: str | Callable[[jax.Array], jax.Array] = "relu"
+    parameterization: str = "paper"
     sigma_w2: float = 2.0
     sigma_u2: float = 2.0
+    sigma_b2: float = 0.0
     sigma_v2: float = 1.0
     trainable: tuple[str, ...] = ("W",)
+    readout: str = "all"
 
     def __post_init__(self) -> None:
         for name in ("width", "input_dim", "output_dim"):
@@ -52,6 +64,14 @@ class RNNConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and value > 0):
                 raise ValueError(f"RNNConfig.{name} must be a positive float, got {value!r}")
+        if not (isinstance(self.sigma_b2, (int, float)) and self.sigma_b2 >= 0):
+            raise ValueError(f"RNNConfig.sigma_b2 must be a float >= 0 (0 means no bias), got {self.sigma_b2!r}")
+        if self.parameterization not in PARAMETERIZATIONS:
+            raise ValueError(
+                f"RNNConfig.parameterization must be one of {PARAMETERIZATIONS}, got {self.parameterization!r}"
+            )
+        if self.readout not in READOUTS:
+            raise ValueError(f"RNNConfig.readout must be one of {READOUTS}, got {self.readout!r}")
         if isinstance(self.activation, str) and self.activation not in ACTIVATIONS:
             raise ValueError(
                 f"RNNConfig.activation must be one of {sorted(ACTIVATIONS)} or a callable, got {self.activation!r}"
@@ -64,7 +84,34 @@ class RNNConfig:
                 f"RNNConfig.trainable must be a non-empty subset of {PARAM_NAMES} without repeats, "
                 f"got {self.trainable!r}"
             )
+        if "b" in trainable and self.sigma_b2 == 0:
+            raise ValueError("RNNConfig.trainable contains 'b' but sigma_b2 = 0 means the model has no bias")
         object.__setattr__(self, "trainable", trainable)
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """The parameters this model has: W, A, B, and b when sigma_b2 > 0."""
+        return tuple(k for k in PARAM_NAMES if k != "b" or self.sigma_b2 > 0)
+
+    @property
+    def init_std(self) -> dict[str, float]:
+        """Standard deviation of each parameter's entries at initialization."""
+        m, dx, d = self.width, self.input_dim, self.output_dim
+        if self.parameterization == "ntk":
+            return dict.fromkeys(self.param_names, 1.0)
+        fan = {"paper": (m, m, m, d), "standard": (m, dx, 1, m)}[self.parameterization]
+        variances = (self.sigma_w2, self.sigma_u2, self.sigma_b2, self.sigma_v2)
+        std = {k: math.sqrt(v / f) for k, v, f in zip(PARAM_NAMES, variances, fan, strict=True)}
+        return {k: std[k] for k in self.param_names}
+
+    @property
+    def multipliers(self) -> dict[str, float]:
+        """Forward multiplier c of each parameter (1 except in the "ntk" parameterization)."""
+        if self.parameterization != "ntk":
+            return dict.fromkeys(self.param_names, 1.0)
+        m, dx = self.width, self.input_dim
+        c = {"W": self.sigma_w2 / m, "A": self.sigma_u2 / dx, "b": self.sigma_b2, "B": self.sigma_v2 / m}
+        return {k: math.sqrt(c[k]) for k in self.param_names}
 
     @property
     def phi(self) -> Callable[[jax.Array], jax.Array]:

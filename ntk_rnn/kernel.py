@@ -44,14 +44,20 @@ def empirical_ntk(
         sized to fit.
 
     Returns:
-      (n1 * P1 * d, n2 * P2 * d) float64 numpy array, rows ordered (sample, position, unit).
+      (n1 * P1 * d, n2 * P2 * d) float64 numpy array, rows ordered (sample, position, unit); with
+      readout "last" or "mean", (n1 * d, n2 * d), rows ordered (sample, unit), and positions must be None.
     """
     params = check_params(cfg, params)
     x1 = check_inputs(cfg, x1, "x1")
     symmetric = x2 is None
     x2 = x1 if symmetric else check_inputs(cfg, x2, "x2")
-    pos1 = check_positions(positions, x1.shape[1])
-    pos2 = pos1 if symmetric else check_positions(positions, x2.shape[1])
+    if cfg.readout != "all":
+        if positions is not None:
+            raise ValueError(f"positions does not apply to readout={cfg.readout!r} (one output per sequence)")
+        pos1, pos2 = None, None
+    else:
+        pos1 = check_positions(positions, x1.shape[1])
+        pos2 = pos1 if symmetric else check_positions(positions, x2.shape[1])
     if method == "structured":
         return _structured_ntk(cfg, params, x1, x2, pos1, pos2, symmetric, max_bytes)
     if method == "jacobian":
@@ -64,13 +70,13 @@ def empirical_ntk(
 # ----------------------------------------------------------------------------- references
 
 
-def _output_fn(cfg: RNNConfig, params: Params, x: jax.Array, positions: tuple[int, ...]):
-    """theta (trainable params) -> flat outputs (n * P * d,) at the kept positions."""
+def _output_fn(cfg: RNNConfig, params: Params, x: jax.Array, positions: tuple[int, ...] | None):
+    """theta (trainable params) -> flat outputs: (n * P * d,) at the kept positions, or (n * d,)."""
     frozen = {k: v for k, v in params.items() if k not in cfg.trainable}
-    pos = np.asarray(positions)
 
     def f(theta):
-        return _apply(cfg, {**frozen, **theta}, x)[:, pos, :].reshape(-1)
+        y = _apply(cfg, {**frozen, **theta}, x)
+        return (y if positions is None else y[:, np.asarray(positions), :]).reshape(-1)
 
     return f
 

@@ -9,38 +9,38 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk_rnn.config import PARAM_NAMES, RNNConfig
+from ntk_rnn.config import RNNConfig
 
 Params = dict[str, jax.Array]
 
 
-def param_shapes(cfg: RNNConfig) -> dict[str, tuple[int, int]]:
-    """Shapes of W (m, m), A (m, d_x) and B (d, m)."""
+def param_shapes(cfg: RNNConfig) -> dict[str, tuple[int, ...]]:
+    """Shapes of W (m, m), A (m, d_x), b (m,) (only when sigma_b2 > 0) and B (d, m)."""
     m, dx, d = cfg.width, cfg.input_dim, cfg.output_dim
-    return {"W": (m, m), "A": (m, dx), "B": (d, m)}
+    shapes = {"W": (m, m), "A": (m, dx), "b": (m,), "B": (d, m)}
+    return {k: shapes[k] for k in cfg.param_names}
 
 
 def init_params(cfg: RNNConfig, key: jax.Array) -> Params:
-    """Draw W ~ N(0, sigma_w2/m), A ~ N(0, sigma_u2/m), B ~ N(0, sigma_v2/d) in float64."""
+    """Draw every parameter from N(0, std^2) in float64, std from cfg.parameterization (RNNConfig)."""
     kw, ka, kb = jax.random.split(key, 3)
-    shapes = param_shapes(cfg)
-    m, d = cfg.width, cfg.output_dim
-    draw = partial(jax.random.normal, dtype=jnp.float64)
+    keys = {"W": kw, "A": ka, "B": kb, "b": jax.random.fold_in(key, 3)}
+    std = cfg.init_std
     return {
-        "W": draw(kw, shapes["W"]) * jnp.sqrt(cfg.sigma_w2 / m),
-        "A": draw(ka, shapes["A"]) * jnp.sqrt(cfg.sigma_u2 / m),
-        "B": draw(kb, shapes["B"]) * jnp.sqrt(cfg.sigma_v2 / d),
+        name: jax.random.normal(keys[name], shape, dtype=jnp.float64) * std[name]
+        for name, shape in param_shapes(cfg).items()
     }
 
 
 def check_params(cfg: RNNConfig, params: Mapping[str, jax.Array]) -> Params:
     """Validate a user's parameter dict against cfg and return it as float64 jax arrays."""
     if not isinstance(params, Mapping):
-        raise TypeError(f"params must be a dict with keys {PARAM_NAMES}, got {type(params).__name__}")
-    missing = [k for k in PARAM_NAMES if k not in params]
-    extra = [k for k in params if k not in PARAM_NAMES]
+        raise TypeError(f"params must be a dict with keys {cfg.param_names}, got {type(params).__name__}")
+    names = cfg.param_names
+    missing = [k for k in names if k not in params]
+    extra = [k for k in params if k not in names]
     if missing or extra:
-        raise ValueError(f"params must have exactly the keys {PARAM_NAMES}; missing {missing}, unexpected {extra}")
+        raise ValueError(f"params must have exactly the keys {names}; missing {missing}, unexpected {extra}")
     out = {}
     for name, shape in param_shapes(cfg).items():
         arr = jnp.asarray(params[name], dtype=jnp.float64)
@@ -100,11 +100,13 @@ def check_positions(positions: Sequence[int] | None, length: int, name: str = "p
 @partial(jax.jit, static_argnums=0)
 def hidden_states(cfg: RNNConfig, params: Params, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Pre-activations g and hidden states h, each (n, L, m), for inputs x (n, L, d_x)."""
-    W, A = params["W"], params["A"]
+    c = cfg.multipliers
+    W, A = c["W"] * params["W"], c["A"] * params["A"]
+    bias = c["b"] * params["b"] if "b" in params else 0.0
     phi = cfg.phi
 
     def step(h, x_t):
-        g = h @ W.T + x_t @ A.T
+        g = h @ W.T + x_t @ A.T + bias
         h = phi(g)
         return h, (g, h)
 
@@ -115,9 +117,15 @@ def hidden_states(cfg: RNNConfig, params: Params, x: jax.Array) -> tuple[jax.Arr
 
 def _apply(cfg: RNNConfig, params: Params, x: jax.Array) -> jax.Array:
     _, h = hidden_states(cfg, params, x)
-    return h @ params["B"].T
+    B = cfg.multipliers["B"] * params["B"]
+    if cfg.readout == "last":
+        return h[:, -1] @ B.T
+    if cfg.readout == "mean":
+        return h.mean(axis=1) @ B.T
+    return h @ B.T
 
 
 def apply(cfg: RNNConfig, params: Mapping[str, jax.Array], x) -> jax.Array:
-    """Outputs y_l = B h_l at every step: x (n, L, d_x) -> y (n, L, d)."""
+    """The outputs for inputs x (n, L, d_x): readout "all" gives y_l = c_B B h_l at every step,
+    (n, L, d); "last" gives c_B B h_L and "mean" c_B B mean_l h_l, (n, d)."""
     return _apply(cfg, check_params(cfg, params), check_inputs(cfg, x))
