@@ -16,7 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ntk_rnn.config import RNNConfig
-from ntk_rnn.model import Params, _apply, check_inputs, check_params, check_positions, hidden_states
+from ntk_rnn.model import Params, _apply, check_inputs, check_params, hidden_states, loss_positions, select_outputs
 
 METHODS = ("structured", "jacobian", "ntvp")
 DEFAULT_MAX_BYTES = 2 * 2**30
@@ -51,13 +51,8 @@ def empirical_ntk(
     x1 = check_inputs(cfg, x1, "x1")
     symmetric = x2 is None
     x2 = x1 if symmetric else check_inputs(cfg, x2, "x2")
-    if cfg.readout != "all":
-        if positions is not None:
-            raise ValueError(f"positions does not apply to readout={cfg.readout!r} (one output per sequence)")
-        pos1, pos2 = None, None
-    else:
-        pos1 = check_positions(positions, x1.shape[1])
-        pos2 = pos1 if symmetric else check_positions(positions, x2.shape[1])
+    pos1 = loss_positions(cfg, positions, x1.shape[1], "positions")
+    pos2 = pos1 if symmetric else loss_positions(cfg, positions, x2.shape[1], "positions")
     if method == "structured":
         return _structured_ntk(cfg, params, x1, x2, pos1, pos2, symmetric, max_bytes)
     if method == "jacobian":
@@ -75,8 +70,7 @@ def _output_fn(cfg: RNNConfig, params: Params, x: jax.Array, positions: tuple[in
     frozen = {k: v for k, v in params.items() if k not in cfg.trainable}
 
     def f(theta):
-        y = _apply(cfg, {**frozen, **theta}, x)
-        return (y if positions is None else y[:, np.asarray(positions), :]).reshape(-1)
+        return select_outputs(_apply(cfg, {**frozen, **theta}, x), positions).reshape(-1)
 
     return f
 
@@ -118,17 +112,20 @@ class _Plan:
     """Which backward vectors delta_{l,a} one input side needs (0-based l, a).
 
     The vectors are stored by distance s = l - a, and within a distance by sorted position, keeping
-    only a >= 1 (h_{a-1} = h_{-1} = 0 kills a = 0) and a <= l (causality).
+    only a <= l (causality) and a >= first: first = 1 when only W (and B) is trained, since the
+    input to W at a = 0 is h_{-1} = 0, and first = 0 when A or b is.
     """
 
     positions: tuple[int, ...]  # sorted
-    starts: tuple[int, ...]  # starts[s]: first sorted position with l - s >= 1
+    first: int
+    starts: tuple[int, ...]  # starts[s]: first sorted position with l - s >= first
 
     @classmethod
-    def build(cls, positions: tuple[int, ...]) -> _Plan:
+    def build(cls, positions: tuple[int, ...], first: int) -> _Plan:
         pos = tuple(sorted(positions))
-        starts = tuple(next(i for i, p in enumerate(pos) if p - s >= 1) for s in range(max(pos)))
-        return cls(pos, starts)
+        span = max(pos) - first + 1
+        starts = tuple(next(i for i, p in enumerate(pos) if p - s >= first) for s in range(max(span, 0)))
+        return cls(pos, first, starts)
 
     @property
     def position_of(self) -> np.ndarray:
@@ -159,10 +156,13 @@ def _take(a: jax.Array, index: np.ndarray) -> jax.Array:
 
 @partial(jax.jit, static_argnums=(0, 1))
 def _backward_vectors(cfg: RNNConfig, plan: _Plan, params: Params, x: jax.Array):
-    """delta_{i,l,a,k} for the plan's (l, a) pairs, (c, T, d, m), and the hidden states h (c, L, m)."""
+    """For the chunk x (c, L, d_x): the backward vectors delta_{i,l,a,k} = dy_{i,l,k}/dg_{i,a} of the
+    plan's (l, a) pairs, (c, T, d, m); the features u_{i,a} whose inner products weight them,
+    (c, L, F): [c_W h_{a-1}, c_A x_a, c_b] restricted to the trainable W, A, b; and h (c, L, m)."""
     g, h = hidden_states(cfg, params, x)
     dphi = _activation_derivative(cfg, g)
-    W, B = params["W"], params["B"]
+    c = cfg.multipliers
+    W, B = c["W"] * params["W"], c["B"] * params["B"]
     pos = np.asarray(plan.positions)
     blocks = []
     for s, start in enumerate(plan.starts):
@@ -172,27 +172,45 @@ def _backward_vectors(cfg: RNNConfig, plan: _Plan, params: Params, x: jax.Array)
             delta = delta[:, start - plan.starts[s - 1] :]
             delta = _take(dphi, pos[start:] - s)[:, :, None, :] * (delta @ W)
         blocks.append(delta)
-    return jnp.concatenate(blocks, axis=1), h
+    n, length, m = h.shape
+    delta = jnp.concatenate(blocks, axis=1) if blocks else jnp.zeros((n, 0, cfg.output_dim, m), h.dtype)
+    features = []
+    if "W" in cfg.trainable:
+        features.append(c["W"] * jnp.concatenate([jnp.zeros_like(h[:, :1]), h[:, :-1]], axis=1))
+    if "A" in cfg.trainable:
+        features.append(c["A"] * x)
+    if "b" in cfg.trainable:
+        features.append(jnp.full((n, length, 1), c["b"], h.dtype))
+    features = jnp.concatenate(features, axis=2) if features else jnp.zeros((n, length, 0), h.dtype)
+    return delta, features, h
 
 
-@partial(jax.jit, static_argnums=(0, 1, 2))
-def _pair_kernel(plan1: _Plan, plan2: _Plan, c: int, delta1, h1, start1, delta2, h2, start2):
+@partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _pair_kernel(cfg: RNNConfig, plan1: _Plan, plan2: _Plan, c: int, factors1, start1, factors2, start2):
     """Kernel block between the c samples from start1 and the c samples from start2, (c, P1, d, c, P2, d),
-    positions in sorted order.
+    positions in sorted order:
 
-    K[(i,l,k),(j,l',k')] = sum_{a,b} (delta_{i,l,a,k} . delta_{j,l',b,k'}) (h_{i,a-1} . h_{j,b-1}).
+    K[(i,l,k),(j,l',k')] = sum_{a,b} (delta_{i,l,a,k} . delta_{j,l',b,k'}) (u_{i,a} . u_{j,b})
+                           + [B trained] [k = k'] c_B^2 (h_{i,l} . h_{j,l'}).
     """
-    delta1, h1 = (jax.lax.dynamic_slice_in_dim(a, start1, c) for a in (delta1, h1))
-    delta2, h2 = (jax.lax.dynamic_slice_in_dim(a, start2, c) for a in (delta2, h2))
-    c1, t1, d, m = delta1.shape
-    c2, t2 = delta2.shape[:2]
-    gram = (delta1.reshape(-1, m) @ delta2.reshape(-1, m).T).reshape(c1, t1, d, c2, t2, d)
-    hh = jnp.einsum("iam,jbm->iajb", h1, h2)
-    hh = hh[:, plan1.time_of - 1][:, :, :, plan2.time_of - 1]
-    weighted = gram * hh[:, :, None, :, :, None]
-    s1 = jax.nn.one_hot(plan1.position_of, len(plan1.positions), dtype=gram.dtype)
-    s2 = jax.nn.one_hot(plan2.position_of, len(plan2.positions), dtype=gram.dtype)
-    return jnp.einsum("up,iukjvl,vq->ipkjql", s1, weighted, s2)
+    delta1, u1, h1 = (jax.lax.dynamic_slice_in_dim(a, start1, c) for a in factors1)
+    delta2, u2, h2 = (jax.lax.dynamic_slice_in_dim(a, start2, c) for a in factors2)
+    d = cfg.output_dim
+    p1, p2 = len(plan1.positions), len(plan2.positions)
+    out = jnp.zeros((c, p1, d, c, p2, d), h1.dtype)
+    if plan1.size and plan2.size:
+        t1, t2, m = plan1.size, plan2.size, delta1.shape[-1]
+        gram = (delta1.reshape(-1, m) @ delta2.reshape(-1, m).T).reshape(c, t1, d, c, t2, d)
+        uu = jnp.einsum("iaf,jbf->iajb", u1, u2)
+        uu = uu[:, plan1.time_of][:, :, :, plan2.time_of]
+        weighted = gram * uu[:, :, None, :, :, None]
+        s1 = jax.nn.one_hot(plan1.position_of, p1, dtype=gram.dtype)
+        s2 = jax.nn.one_hot(plan2.position_of, p2, dtype=gram.dtype)
+        out = jnp.einsum("up,iukjvl,vq->ipkjql", s1, weighted, s2)
+    if "B" in cfg.trainable:
+        hh = jnp.einsum("ilm,jqm->iljq", h1[:, np.asarray(plan1.positions)], h2[:, np.asarray(plan2.positions)])
+        out = out + cfg.multipliers["B"] ** 2 * jnp.einsum("iljq,kr->ilkjqr", hh, jnp.eye(d, dtype=hh.dtype))
+    return out
 
 
 GRAM_ROWS = 1024  # rows of backward vectors per chunk: big enough for efficient matrix products
@@ -205,16 +223,16 @@ def _chunk_size(n: int, t1: int, t2: int, d: int, m: int, length: int, max_bytes
     def working_set(c: int) -> int:
         vectors = c * (t1 + t2) * d * m
         gram = 3 * (c * t1 * d) * (c * t2 * d)
-        states = 4 * c * length * m
+        states = 6 * c * length * m
         return 8 * (vectors + gram + states)
 
-    c = min(n, max(1, round(GRAM_ROWS / (max(t1, t2) * d))))
+    c = min(n, max(1, round(GRAM_ROWS / (max(t1, t2, 1) * d))))
     while c > 1 and working_set(c) > max_bytes // 2:
         c = math.ceil(c / 2)
     if working_set(c) > max_bytes // 2:
         raise ValueError(
             f"max_bytes={max_bytes} is too small: one sample needs about {working_set(1) * 2} bytes "
-            f"(m={m}, {t1} backward vectors per sample); raise max_bytes"
+            f"(m={m}, {max(t1, t2)} backward vectors per sample); raise max_bytes"
         )
     return c
 
@@ -226,42 +244,52 @@ def _pad(x: jax.Array, c: int) -> jax.Array:
 
 
 def _factor_source(cfg: RNNConfig, plan: _Plan, params: Params, x: jax.Array, c: int, keep: bool):
-    """chunk index -> (delta, h, offset of the chunk in them).
+    """chunk index -> ((delta, u, h), offset of the chunk in them).
 
     With keep, the backward vectors of all samples are computed once, in one call (large matrix
     products); otherwise each chunk's are recomputed whenever a block needs them.
     """
     x = _pad(x, c)
     if keep:
-        delta, h = _backward_vectors(cfg, plan, params, x)
-        return lambda i: (delta, h, i * c)
-    return lambda i: (*_backward_vectors(cfg, plan, params, x[i * c : (i + 1) * c]), 0)
+        factors = _backward_vectors(cfg, plan, params, x)
+        return lambda i: (factors, i * c)
+    return lambda i: (_backward_vectors(cfg, plan, params, x[i * c : (i + 1) * c]), 0)
+
+
+def _readout_weights(cfg: RNNConfig, length: int) -> np.ndarray:
+    """Weights (L,) of the per-step outputs in a "last" or "mean" readout."""
+    return np.eye(length)[-1] if cfg.readout == "last" else np.full(length, 1.0 / length)
 
 
 def _structured_ntk(cfg, params, x1, x2, pos1, pos2, symmetric, max_bytes) -> np.ndarray:
-    if cfg.trainable != ("W",):
-        raise NotImplementedError(
-            f"method='structured' supports trainable=('W',) so far, got {cfg.trainable}; "
-            "use method='jacobian' or method='ntvp'"
-        )
+    if cfg.readout != "all":
+        # y = sum_l w_l y_l: contract the every-step kernel over all positions with the weights
+        full = _structured_ntk(
+            cfg.replace(readout="all"), params, x1, x2, tuple(range(x1.shape[1])), tuple(range(x2.shape[1])),
+            symmetric, max_bytes,
+        )  # fmt: skip
+        n1, n2, d = x1.shape[0], x2.shape[0], cfg.output_dim
+        full = full.reshape(n1, x1.shape[1], d, n2, x2.shape[1], d)
+        w1, w2 = _readout_weights(cfg, x1.shape[1]), _readout_weights(cfg, x2.shape[1])
+        return np.einsum("a,iakjbl,b->ikjl", w1, full, w2).reshape(n1 * d, n2 * d)
     n1, n2, d, m = x1.shape[0], x2.shape[0], cfg.output_dim, cfg.width
-    plan1, plan2 = _Plan.build(pos1), _Plan.build(pos2)
+    first = 0 if {"A", "b"} & set(cfg.trainable) else 1
+    plan1, plan2 = _Plan.build(pos1, first), _Plan.build(pos2, first)
     out = np.zeros((n1, len(pos1), d, n2, len(pos2), d))
-    if plan1.size and plan2.size:
-        length = max(x1.shape[1], x2.shape[1])
-        c = _chunk_size(max(n1, n2), plan1.size, plan2.size, d, m, length, max_bytes)
-        keep = 8 * (n1 * plan1.size + n2 * plan2.size) * d * m <= max_bytes // 2
-        factors1 = _factor_source(cfg, plan1, params, x1, c, keep)
-        factors2 = factors1 if symmetric else _factor_source(cfg, plan2, params, x2, c, keep)
-        blocks1, blocks2 = math.ceil(n1 / c), math.ceil(n2 / c)
-        pairs = [(bi, bj) for bi in range(blocks1) for bj in range(bi if symmetric else 0, blocks2)]
-        for bi, bj in tqdm(pairs, desc="kernel blocks", delay=3.0, leave=False):
-            block = np.asarray(_pair_kernel(plan1, plan2, c, *factors1(bi), *factors2(bj)))
-            r1, r2 = slice(bi * c, min((bi + 1) * c, n1)), slice(bj * c, min((bj + 1) * c, n2))
-            block = block[: r1.stop - r1.start, :, :, : r2.stop - r2.start]
-            out[r1, :, :, r2] = block
-            if symmetric and bi != bj:
-                out[r2, :, :, r1] = block.transpose(3, 4, 5, 0, 1, 2)
+    length = max(x1.shape[1], x2.shape[1])
+    c = _chunk_size(max(n1, n2), plan1.size, plan2.size, d, m, length, max_bytes)
+    keep = 8 * (n1 * plan1.size + n2 * plan2.size) * d * m + 8 * 3 * (n1 + n2) * length * m <= max_bytes // 2
+    factors1 = _factor_source(cfg, plan1, params, x1, c, keep)
+    factors2 = factors1 if symmetric else _factor_source(cfg, plan2, params, x2, c, keep)
+    blocks1, blocks2 = math.ceil(n1 / c), math.ceil(n2 / c)
+    pairs = [(bi, bj) for bi in range(blocks1) for bj in range(bi if symmetric else 0, blocks2)]
+    for bi, bj in tqdm(pairs, desc="kernel blocks", delay=3.0, leave=False):
+        block = np.asarray(_pair_kernel(cfg, plan1, plan2, c, *factors1(bi), *factors2(bj)))
+        r1, r2 = slice(bi * c, min((bi + 1) * c, n1)), slice(bj * c, min((bj + 1) * c, n2))
+        block = block[: r1.stop - r1.start, :, :, : r2.stop - r2.start]
+        out[r1, :, :, r2] = block
+        if symmetric and bi != bj:
+            out[r2, :, :, r1] = block.transpose(3, 4, 5, 0, 1, 2)
     # undo the sorting of positions
     rank1 = np.argsort(np.argsort(pos1))
     rank2 = np.argsort(np.argsort(pos2))
@@ -278,7 +306,7 @@ def structured_flops(
     1 <= a < l), the Gram matrix of the vectors (its upper half only when x2 is x1), and the
     hidden-state Gram. The final contraction over (a, b) is O(T^2 P) and left out.
     """
-    plan = _Plan.build(positions)
+    plan = _Plan.build(positions, first=1)
     t = plan.size
     steps = sum(len(positions) - k for k in plan.starts[1:])
     forward = 2 * (n1 + (0 if symmetric else n2)) * length * (m * m + m * d_x)

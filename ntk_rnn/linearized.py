@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from ntk_rnn.config import RNNConfig
 from ntk_rnn.data import SequenceData
 from ntk_rnn.kernel import empirical_ntk
-from ntk_rnn.model import Params, check_inputs, check_params, check_positions
+from ntk_rnn.model import Params, check_inputs, check_params, loss_positions, select_outputs, select_targets
 from ntk_rnn.training import TrainConfig, _merge, _run_steps, check_divergence, model_outputs, prepare
 
 _model_outputs = jax.jit(model_outputs, static_argnums=(0, 4))
@@ -108,7 +108,7 @@ class PairedResult:
 
 @partial(jax.jit, static_argnums=(0, 4, 5))
 def _flat_outputs(cfg, params0, theta, x, positions, linear):
-    return model_outputs(cfg, params0, theta, x, linear)[:, np.asarray(positions)].reshape(-1)
+    return select_outputs(model_outputs(cfg, params0, theta, x, linear), positions).reshape(-1)
 
 
 def train_paired(
@@ -138,9 +138,9 @@ def train_paired(
     y_test = jnp.asarray(test_data.y, dtype=jnp.float64)
     if y_test.shape != (*x_test.shape[:2], cfg.output_dim):
         raise ValueError(f"test_data.y must have shape {(*x_test.shape[:2], cfg.output_dim)}, got {y_test.shape}")
-    test_positions = check_positions(tcfg.positions, x_test.shape[1], "TrainConfig.positions (test set)")
-    targets = {"train": np.asarray(y[:, np.asarray(positions)]).ravel(),
-               "test": np.asarray(y_test[:, np.asarray(test_positions)]).ravel()}  # fmt: skip
+    test_positions = loss_positions(cfg, tcfg.positions, x_test.shape[1], "TrainConfig.positions (test set)")
+    targets = {"train": np.asarray(select_targets(y, positions)).ravel(),
+               "test": np.asarray(select_targets(y_test, test_positions)).ravel()}  # fmt: skip
     inputs = {"train": (x, positions), "test": (x_test, test_positions)}
 
     theta0 = {k: params[k] for k in cfg.trainable}
@@ -210,8 +210,8 @@ def train_paired(
         "lambda_min_0": float(setup.eig0[0]),
         "lambda_max_0": float(setup.eig0[-1]),
         "null_space_dim": None if closed is None else int(closed.null_space.shape[1]),
-        "positions": list(positions),
-        "test_positions": list(test_positions),
+        "positions": None if positions is None else list(positions),
+        "test_positions": None if test_positions is None else list(test_positions),
         **{f"final_{c}": float(history[c].iloc[-1]) for c in ("gap_train", "gap_test", "param_gap", "kernel_drift")},
     }
     return PairedResult(

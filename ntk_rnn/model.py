@@ -97,6 +97,26 @@ def check_positions(positions: Sequence[int] | None, length: int, name: str = "p
     return tuple(out)
 
 
+def loss_positions(cfg: RNNConfig, positions: Sequence[int] | None, length: int, name: str) -> tuple[int, ...] | None:
+    """The output positions a loss or kernel uses: resolved positions for readout "all", and None for
+    "last" and "mean", which have one output per sequence (positions must then be None)."""
+    if cfg.readout == "all":
+        return check_positions(positions, length, name)
+    if positions is not None:
+        raise ValueError(f"{name} does not apply to readout={cfg.readout!r} (one output per sequence)")
+    return None
+
+
+def select_outputs(y_pred: jax.Array, positions: tuple[int, ...] | None) -> jax.Array:
+    """Outputs at the loss positions, (n, P, d), or the per-sequence outputs (n, d) when positions is None."""
+    return y_pred if positions is None else y_pred[:, np.asarray(positions)]
+
+
+def select_targets(y: jax.Array, positions: tuple[int, ...] | None) -> jax.Array:
+    """Targets (n, L, d) at the loss positions, or at the last step for a per-sequence readout."""
+    return y[:, -1] if positions is None else y[:, np.asarray(positions)]
+
+
 @partial(jax.jit, static_argnums=0)
 def hidden_states(cfg: RNNConfig, params: Params, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Pre-activations g and hidden states h, each (n, L, m), for inputs x (n, L, d_x)."""

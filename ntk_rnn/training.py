@@ -2,6 +2,7 @@
 
 The loss is f(theta) = 1/2 sum_i sum_{l in positions} ||y_{i,l} - y*_{i,l}||^2 (theory.md §1), a sum
 and not a mean, so that full-batch GD on the linearized model reads f_{t+1} - y = (I - eta K)(f_t - y).
+With readout "last" or "mean" it is 1/2 sum_i ||y_i - y*_{i,L}||^2, against the last step's targets.
 """
 
 from __future__ import annotations
@@ -24,7 +25,16 @@ from ntk_rnn.config import RNNConfig
 from ntk_rnn.data import SequenceData
 from ntk_rnn.fitting import linear_fit
 from ntk_rnn.kernel import empirical_ntk
-from ntk_rnn.model import Params, _apply, check_inputs, check_params, check_positions, hidden_states
+from ntk_rnn.model import (
+    Params,
+    _apply,
+    check_inputs,
+    check_params,
+    hidden_states,
+    loss_positions,
+    select_outputs,
+    select_targets,
+)
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 
@@ -118,10 +128,10 @@ class TrainResult:
     summary: dict
 
 
-def residuals(cfg: RNNConfig, params: Params, x: jax.Array, y: jax.Array, positions: Sequence[int]) -> jax.Array:
-    """y_pred - y* at the loss positions, (n, P, d)."""
-    pos = np.asarray(positions)
-    return _apply(cfg, params, x)[:, pos] - y[:, pos]
+def residuals(cfg: RNNConfig, params: Params, x: jax.Array, y: jax.Array, positions: Sequence[int] | None) -> jax.Array:
+    """y_pred - y* at the loss positions, (n, P, d); for readout "last"/"mean" (positions None) the
+    per-sequence outputs against the last step's targets, (n, d)."""
+    return select_outputs(_apply(cfg, params, x), positions) - select_targets(y, positions)
 
 
 def loss(cfg: RNNConfig, params: Params, x: jax.Array, y: jax.Array, positions: Sequence[int]) -> jax.Array:
@@ -155,11 +165,10 @@ def _run_steps(cfg, tcfg, linear, positions, num_steps, params0, theta, opt_stat
     minibatch estimate (n/b) * 1/2 sum over the batch."""
     n, batch_size = x.shape[0], tcfg.batch_size
     optimizer = tcfg.make_optimizer(lr)
-    pos = np.asarray(positions)
 
     def batch_loss(theta, xb, yb, scale):
-        out = model_outputs(cfg, params0, theta, xb, linear)
-        return scale * 0.5 * jnp.sum((out[:, pos] - yb[:, pos]) ** 2)
+        out = select_outputs(model_outputs(cfg, params0, theta, xb, linear), positions)
+        return scale * 0.5 * jnp.sum((out - select_targets(yb, positions)) ** 2)
 
     def step(carry, t):
         theta, opt_state = carry
@@ -208,7 +217,7 @@ class Setup:
     params: Params
     x: jax.Array
     y: jax.Array
-    positions: tuple[int, ...]
+    positions: tuple[int, ...] | None
     kernel_method: str
     K0: np.ndarray
     eig0: np.ndarray
@@ -235,8 +244,8 @@ def prepare(cfg: RNNConfig, params: Params, data: SequenceData, tcfg: TrainConfi
         )
     if tcfg.batch_size is not None and tcfg.batch_size > x.shape[0]:
         raise ValueError(f"TrainConfig.batch_size={tcfg.batch_size} exceeds the number of samples n={x.shape[0]}")
-    positions = check_positions(tcfg.positions, x.shape[1], "TrainConfig.positions")
-    kernel_method = "structured" if cfg.trainable == ("W",) else "jacobian"
+    positions = loss_positions(cfg, tcfg.positions, x.shape[1], "TrainConfig.positions")
+    kernel_method = "structured"
     K0 = empirical_ntk(cfg, params, x, positions=positions, method=kernel_method)
     eig0 = scipy.linalg.eigvalsh(K0)
     lam_max0 = float(eig0[-1])
@@ -351,7 +360,7 @@ def train(
         "predicted_log_rate": predicted_log_rate(lr, lam_min0),
         **fit_log_rate(history["step"].to_numpy(), history["loss"].to_numpy()),
         "kernel_method": setup.kernel_method,
-        "positions": list(positions),
+        "positions": None if positions is None else list(positions),
     }
     return TrainResult(history=history, params=p, summary=summary)
 

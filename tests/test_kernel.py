@@ -11,8 +11,8 @@ import ntk_rnn
 from ntk_rnn.kernel import _Plan, structured_flops
 
 
-def _setup(n, length, dx, d, m, seed, activation="relu"):
-    cfg = ntk_rnn.RNNConfig(width=m, input_dim=dx, output_dim=d, activation=activation)
+def _setup(n, length, dx, d, m, seed, activation="relu", **options):
+    cfg = ntk_rnn.RNNConfig(width=m, input_dim=dx, output_dim=d, activation=activation, **options)
     params = ntk_rnn.init_params(cfg, jax.random.key(seed))
     x = jax.random.normal(jax.random.key(seed + 1), (n, length, dx))
     return cfg, params, x
@@ -43,21 +43,37 @@ def kernel_cases(draw):
         m=draw(st.sampled_from([4, 8, 16])),
         seed=draw(st.integers(0, 2**16)),
         positions=positions,
-        activation=draw(st.sampled_from(["relu", "tanh"])),
+        activation=draw(st.sampled_from(["relu", "tanh", "erf", "linear"])),
+        options=draw(
+            st.fixed_dictionaries(
+                {
+                    "parameterization": st.sampled_from(["paper", "standard", "ntk"]),
+                    "sigma_b2": st.sampled_from([0.0, 0.3]),
+                    "trainable": st.lists(st.sampled_from(["W", "A", "b", "B"]), min_size=1, max_size=4, unique=True),
+                    "readout": st.sampled_from(["all", "all", "last", "mean"]),
+                }
+            )
+        ),
     )
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=kernel_cases())
 def test_three_methods_agree(case):
-    """structured == jacobian == ntvp to 1e-10 relative, over random shapes, seeds and positions."""
+    """structured == jacobian == ntvp to 1e-10 relative, over random shapes, seeds, positions,
+    activations, parameterizations, trainable sets, biases and readouts."""
+    options = dict(case["options"])
+    if options["sigma_b2"] == 0 and "b" in options["trainable"]:
+        options["trainable"] = [k for k in options["trainable"] if k != "b"] or ["W"]
+    if options["readout"] != "all":
+        case["positions"] = None
     cfg, params, x1 = _setup(
-        case["n"], case["length"], case["dx"], case["d"], case["m"], case["seed"], case["activation"]
+        case["n"], case["length"], case["dx"], case["d"], case["m"], case["seed"], case["activation"], **options
     )
     x2 = None
     if case["n2"] is not None:
         x2 = jax.random.normal(jax.random.key(case["seed"] + 7), (case["n2"], case["length2"], case["dx"]))
-    elif case["positions"] is None and case["length"] < 2:
+    elif case["positions"] is None and case["length"] < 2 and cfg.readout == "all":
         return
     kernels = {
         method: ntk_rnn.empirical_ntk(cfg, params, x1, x2, positions=case["positions"], method=method)
@@ -120,7 +136,7 @@ def test_user_params_dict_accepted():
 
 
 def test_plan_counts_only_causal_pairs_after_the_first_step():
-    plan = _Plan.build(tuple(range(1, 16)))
+    plan = _Plan.build(tuple(range(1, 16)), first=1)
     assert plan.size == 15 * 16 // 2  # pairs 1 <= a <= l for l = 1..15
     assert np.all(plan.time_of >= 1) and np.all(plan.time_of <= np.asarray(plan.positions)[plan.position_of])
     assert len(set(zip(plan.position_of, plan.time_of, strict=True))) == plan.size
@@ -155,5 +171,5 @@ def test_bad_params_and_inputs_raise():
         ntk_rnn.apply(cfg, {"W": params["W"]}, x)
     with pytest.raises(ValueError, match=r"x must have shape \(n, L, d_x\)"):
         ntk_rnn.apply(cfg, params, np.zeros((3, 2)))
-    with pytest.raises(NotImplementedError, match="structured"):
-        ntk_rnn.empirical_ntk(cfg.replace(trainable=("W", "B")), params, x)
+    with pytest.raises(ValueError, match="positions does not apply to readout='mean'"):
+        ntk_rnn.empirical_ntk(cfg.replace(readout="mean"), params, x, positions=(1,))

@@ -160,3 +160,13 @@ def test_bad_step_size_and_test_set_are_refused(problem):
         train_paired(cfg, params, train, wrong, TrainConfig(steps=5), jax.random.key(0), progress=False)
     with pytest.raises(ValueError, match="optimizer must be one of"):
         TrainConfig(optimizer="lbfgs")
+
+
+def test_closed_form_for_a_per_sequence_readout(problem):
+    _, _, train, test = problem
+    cfg = ntk_rnn.RNNConfig(width=32, input_dim=4, parameterization="ntk", trainable=("W", "B"), readout="last")
+    tcfg = TrainConfig(steps=30, lr_scale=1.0, record_every=10)
+    result = train_paired(cfg, ntk_rnn.init_params(cfg, jax.random.key(1)), train, test, tcfg, jax.random.key(2),
+                          progress=False)  # fmt: skip
+    assert result.summary["positions"] is None
+    assert result.history["closed_form_gap_train"].max() < 1e-8 and result.history["closed_form_gap_test"].max() < 1e-8

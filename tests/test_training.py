@@ -144,3 +144,26 @@ def test_observed_rate_is_at_least_the_slowest_mode_rate(gd_run):
     (up to the kernel drift), so the fitted log-rate is not slower than the prediction by much."""
     s = gd_run.summary
     assert s["fitted_log_rate"] < 0.5 * s["predicted_log_rate"]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(parameterization="ntk", activation="erf", sigma_b2=0.5, trainable=("W", "A", "b", "B"), readout="mean"),
+        dict(parameterization="standard", activation="tanh", trainable=("A", "B"), readout="last"),
+        dict(sigma_b2=0.2, trainable=("W", "b")),
+    ],
+)
+def test_gradient_identity_for_other_architectures(options):
+    """||grad f||^2 = r^T K_0 r over every trainable parameter, for other options too."""
+    data = synthetic_sequences(jax.random.key(0), n=4, length=4, input_dim=3, delta=0.5)
+    cfg = ntk_rnn.RNNConfig(width=32, input_dim=3, **options)
+    params = ntk_rnn.init_params(cfg, jax.random.key(1))
+    result = train(cfg, params, data, TrainConfig(steps=20, lr_scale=0.5, kernel_every=10), jax.random.key(2),
+                   progress=False)  # fmt: skip
+    positions = None if cfg.readout != "all" else tuple(range(1, 4))
+    r = np.asarray(residuals(cfg, params, data.x, data.y, positions)).reshape(-1)
+    K0 = ntk_rnn.empirical_ntk(cfg, params, data.x, method="jacobian")
+    assert result.history.loc[0, "grad_sq_norm"] == pytest.approx(r @ K0 @ r, rel=1e-10)
+    assert np.all(result.history["gradient_ratio"].dropna() >= 1 - 1e-9)
+    assert result.history["loss"].iloc[-1] < result.history["loss"].iloc[0]
