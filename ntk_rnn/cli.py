@@ -20,6 +20,10 @@ from ntk_rnn.storage import environment, write_json, write_table
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=256, help="hidden width m (default 256)")
     parser.add_argument("--activation", default="relu", help="relu, tanh, erf or linear (default relu)")
+    parser.add_argument("--parameterization", default="paper", choices=("paper", "standard", "ntk"))
+    parser.add_argument("--readout", default="all", choices=("all", "last", "mean"))
+    parser.add_argument("--trainable", nargs="+", default=["W"], help="subset of W A b B (default W)")
+    parser.add_argument("--sigma-b2", type=float, default=0.0, help="bias variance; 0 means no bias (default 0)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, weights and batches (default 0)")
     parser.add_argument(
         "--data",
@@ -50,8 +54,10 @@ def _setup(args):
     data_key, param_key, batch_key = jax.random.split(jax.random.key(args.seed), 3)
     data = _dataset(args, data_key)
     cfg = ntk_rnn.RNNConfig(
-        width=args.width, input_dim=data.input_dim, output_dim=data.output_dim, activation=args.activation
-    )
+        width=args.width, input_dim=data.input_dim, output_dim=data.output_dim, activation=args.activation,
+        parameterization=args.parameterization, readout=args.readout, trainable=tuple(args.trainable),
+        sigma_b2=args.sigma_b2,
+    )  # fmt: skip
     return data, cfg, ntk_rnn.init_params(cfg, param_key), batch_key
 
 
