@@ -1,0 +1,67 @@
+"""Figures for the kernel-eigenvalue studies: lambda_min heatmaps and empirical-to-limit convergence."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from figures.style import MARKERS, apply_style, slope_label
+from ntk_rnn.fitting import power_law_fit
+
+
+def separation_figure(table: pd.DataFrame) -> plt.Figure:
+    """Heatmaps of log10 lambda_min(K)/m (mean over seeds): over (L, delta) and over (n, L), for the
+    empirical kernel at the study's width and for the limit."""
+    apply_style()
+    fig, axes = plt.subplots(2, 2, figsize=(10, 8))
+    panels = (("L-delta", "delta", "length", r"first-token separation $\delta$"), ("n-L", "n", "length", "samples n"))
+    for row, (grid, x, y, xlabel) in enumerate(panels):
+        for col, kernel in enumerate(("empirical", "limit")):
+            data = table[(table["grid"] == grid) & (table["kernel"] == kernel)]
+            heat = np.log10(data.pivot_table(index=y, columns=x, values="lambda_min", aggfunc="mean"))
+            sns.heatmap(heat.sort_index(ascending=False), annot=True, fmt=".1f", cmap="viridis", ax=axes[row, col],
+                        cbar_kws={"label": r"$\log_{10} \lambda_{\min}(K)/m$"})  # fmt: skip
+            axes[row, col].set_xlabel(xlabel)
+            axes[row, col].set_ylabel("sequence length L")
+            axes[row, col].set_title(f"{kernel} kernel" + (" (finite width)" if kernel == "empirical" else ""))
+    fig.tight_layout()
+    return fig
+
+
+def convergence_fits(table: pd.DataFrame) -> pd.DataFrame:
+    """Log-log slope of the relative error against width per activation, with its 95% interval."""
+    rows = []
+    for activation, runs in table.groupby("activation", sort=False):
+        fit = power_law_fit(runs["width"], runs["relative_error"])
+        rows.append({"activation": activation, "slope": fit["slope"], "intercept": fit["intercept"],
+                     "ci_low": fit["ci95"][0], "ci_high": fit["ci95"][1]})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def convergence_figure(table: pd.DataFrame) -> plt.Figure:
+    """Relative Frobenius distance of the empirical kernel from the limit against width, log-log, one
+    fitted slope per activation (theory: -1/2)."""
+    apply_style()
+    fits = convergence_fits(table).set_index("activation")
+    palette = dict(zip(fits.index, sns.color_palette("colorblind"), strict=False))
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for marker, (activation, runs) in zip(MARKERS, table.groupby("activation", sort=False), strict=False):
+        fit = fits.loc[activation]
+        ax.scatter(runs["width"], runs["relative_error"], color=palette[activation], marker=marker, s=20, alpha=0.6)
+        widths = np.array([runs["width"].min(), runs["width"].max()], float)
+        ax.plot(
+            widths,
+            np.exp(fit["intercept"]) * widths ** fit["slope"],
+            color=palette[activation],
+            label=f"{activation}: " + slope_label({"slope": fit["slope"], "ci95": [fit["ci_low"], fit["ci_high"]]}),
+        )
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("width m")
+    ax.set_ylabel(r"$\|K/m - \Theta\|_F / \|\Theta\|_F$")
+    ax.set_title("empirical kernel to its infinite-width limit (points: seeds)")
+    ax.legend(fontsize=8, title=r"theory: slope $-1/2$", title_fontsize=8)
+    fig.tight_layout()
+    return fig
