@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from figures.style import MARKERS, apply_style, slope_label
+from figures.style import MARKERS, apply_style, power_law_panel
 from ntk_rnn.fitting import power_law_fit
 
 
@@ -44,21 +44,10 @@ def convergence_figure(table: pd.DataFrame) -> plt.Figure:
     """Relative Frobenius distance of the empirical kernel from the limit against width, log-log, one
     fitted slope per activation (theory: -1/2)."""
     apply_style()
-    fits = convergence_fits(table).set_index("activation")
-    palette = dict(zip(fits.index, sns.color_palette("colorblind"), strict=False))
+    palette = dict(zip(dict.fromkeys(table["activation"]), sns.color_palette("colorblind"), strict=False))
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for marker, (activation, runs) in zip(MARKERS, table.groupby("activation", sort=False), strict=False):
-        fit = fits.loc[activation]
-        ax.scatter(runs["width"], runs["relative_error"], color=palette[activation], marker=marker, s=20, alpha=0.6)
-        widths = np.array([runs["width"].min(), runs["width"].max()], float)
-        ax.plot(
-            widths,
-            np.exp(fit["intercept"]) * widths ** fit["slope"],
-            color=palette[activation],
-            label=f"{activation}: " + slope_label({"slope": fit["slope"], "ci95": [fit["ci_low"], fit["ci_high"]]}),
-        )
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
+        power_law_panel(ax, runs["width"], runs["relative_error"], palette[activation], marker, f"{activation}: ")
     ax.set_xlabel("width m")
     ax.set_ylabel(r"$\|K/m - \Theta\|_F / \|\Theta\|_F$")
     ax.set_title("empirical kernel to its infinite-width limit (points: seeds)")

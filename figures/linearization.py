@@ -4,11 +4,10 @@ trajectories in function space."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from figures.style import apply_style, slope_label, width_palette
+from figures.style import apply_style, power_law_panel, width_palette
 from ntk_rnn.fitting import power_law_fit
 
 MODEL_NAMES = {"true": "true network", "lin": "linearized", "closed_form": "closed form"}
@@ -66,24 +65,12 @@ def gap_figure(table: pd.DataFrame) -> plt.Figure:
     """End-of-training gap, kernel drift and weight movement against width, log-log, fitted slopes."""
     apply_style()
     final = table[table["step"] == table["step"].max()]
-    fits = gap_fits(table).set_index(["dataset", "quantity"])
     palette = dict(zip(dict.fromkeys(final["dataset"]), sns.color_palette("colorblind"), strict=False))
     markers = dict(zip(palette, ("o", "s", "^"), strict=False))
     fig, axes = plt.subplots(2, 2, figsize=(10, 8))
     for ax, (column, label) in zip(axes.ravel(), GAPS, strict=True):
         for dataset, runs in final.groupby("dataset", sort=False):
-            fit = fits.loc[(dataset, column)]
-            ax.scatter(runs["width"], runs[column], color=palette[dataset], marker=markers[dataset], s=22, alpha=0.7)
-            widths = np.array([runs["width"].min(), runs["width"].max()], float)
-            fitted = power_law_fit(runs["width"], runs[column])
-            ax.plot(
-                widths,
-                np.exp(fitted["intercept"]) * widths ** fit["slope"],
-                color=palette[dataset],
-                label=f"{dataset}: " + slope_label({"slope": fit["slope"], "ci95": [fit["ci_low"], fit["ci_high"]]}),
-            )
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
+            power_law_panel(ax, runs["width"], runs[column], palette[dataset], markers[dataset], f"{dataset}: ")
         ax.set_xlabel("width m")
         ax.set_ylabel(label)
         ax.legend(fontsize=8, title=r"theory: slope $-1/2$", title_fontsize=8)

@@ -7,10 +7,13 @@ import tempfile
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import seaborn as sns
+
+from ntk_rnn.fitting import power_law_fit
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
@@ -48,3 +51,15 @@ def save_figure(fig: plt.Figure, out_dir: str | os.PathLike, name: str) -> list[
 def slope_label(fit: dict, name: str = "slope") -> str:
     lo, hi = fit["ci95"]
     return f"{name} {fit['slope']:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+
+
+def power_law_panel(ax: plt.Axes, x, y, color, marker: str = "o", name: str = "") -> dict:
+    """Scatter y against x on log-log axes with the fitted y = C x^slope, labelled with the slope and
+    its 95% interval; returns the fit (ntk_rnn.fitting.power_law_fit)."""
+    fit = power_law_fit(x, y)
+    ax.scatter(x, y, color=color, marker=marker, s=22, alpha=0.7)
+    ends = np.array([np.min(x), np.max(x)], float)
+    ax.plot(ends, np.exp(fit["intercept"]) * ends ** fit["slope"], color=color, label=name + slope_label(fit))
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    return fit

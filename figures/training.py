@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from figures.style import MARKERS, apply_style, slope_label, width_palette
+from figures.style import MARKERS, apply_style, power_law_panel, width_palette
 from ntk_rnn.fitting import power_law_fit
 
 
@@ -71,20 +71,9 @@ def movement_figure(table: pd.DataFrame) -> plt.Figure:
     """Kernel drift and weight movement at the last step against width, log-log, fitted slopes."""
     apply_style()
     final = table[table["step"] == table["step"].max()]
-    fits = movement_fits(table)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, (column, label) in zip(axes, MOVEMENT, strict=True):
-        sns.scatterplot(data=final, x="width", y=column, color="0.25", marker="o", s=30, ax=ax, label="seeds")
-        fit = fits[column]
-        widths = np.array([final["width"].min(), final["width"].max()], float)
-        ax.plot(
-            widths,
-            np.exp(fit["intercept"]) * widths ** fit["slope"],
-            color=sns.color_palette("colorblind")[0],
-            label=slope_label(fit),
-        )
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
+        power_law_panel(ax, final["width"], final[column], sns.color_palette("colorblind")[0], name="seeds, ")
         ax.set_xlabel("width m")
         ax.set_ylabel(label)
         ax.legend(fontsize=9, title=r"theory: slope $-1/2$")

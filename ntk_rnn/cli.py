@@ -88,7 +88,7 @@ def _kernel(args) -> int:
 
 
 def _train(args) -> int:
-    from ntk_rnn.training import TrainConfig, TrainingDivergedError, train
+    from ntk_rnn.training import TrainConfig, train
 
     data, cfg, params, batch_key = _setup(args)
     tcfg = TrainConfig(
@@ -102,24 +102,34 @@ def _train(args) -> int:
     )
     out = Path(args.out)
     record = {"model": cfg.to_dict(), "train": vars(tcfg), "data": repr(data), "seed": args.seed}
+    return _run_and_save(lambda: train(cfg, params, data, tcfg, batch_key), out, record)
+
+
+def _run_and_save(run, out: Path, record: dict, outputs: bool = False) -> int:
+    """Run a training function and write history.csv (+ outputs.csv) and record.json atomically; after
+    a divergence write the rows recorded so far and the error, and return 1."""
+    from ntk_rnn.training import TrainingDivergedError
+
     try:
-        result = train(cfg, params, data, tcfg, batch_key)
+        result = run()
     except TrainingDivergedError as err:
         write_table(err.history, out / "history.csv")
         write_json(record | {"error": str(err), "environment": environment()}, out / "record.json")
         print(f"error: {err}", file=sys.stderr)
         return 1
     write_table(result.history, out / "history.csv")
+    if outputs:
+        write_table(result.outputs, out / "outputs.csv")
     write_json(record | {"summary": result.summary, "environment": environment()}, out / "record.json")
     print(json.dumps(result.summary, indent=2, default=float))
-    print(f"wrote {out / 'history.csv'} and {out / 'record.json'}")
+    print(f"wrote {out}/history.csv and record.json")
     return 0
 
 
 def _linearized(args) -> int:
     from ntk_rnn.data import train_test_split
     from ntk_rnn.linearized import train_paired
-    from ntk_rnn.training import TrainConfig, TrainingDivergedError
+    from ntk_rnn.training import TrainConfig
 
     data, cfg, params, batch_key = _setup(args)
     split_key = jax.random.fold_in(jax.random.key(args.seed), 1)
@@ -135,20 +145,10 @@ def _linearized(args) -> int:
     out = Path(args.out)
     record = {"model": cfg.to_dict(), "train": vars(tcfg), "train_data": repr(train), "test_data": repr(test),
               "seed": args.seed}  # fmt: skip
-    try:
-        result = train_paired(cfg, params, train, test, tcfg, batch_key, trace_points=args.trace_points)
-    except TrainingDivergedError as err:
-        write_table(err.history, out / "history.csv")
-        write_json(record | {"error": str(err), "environment": environment()}, out / "record.json")
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    write_table(result.history, out / "history.csv")
-    if args.trace_points:
-        write_table(result.outputs, out / "outputs.csv")
-    write_json(record | {"summary": result.summary, "environment": environment()}, out / "record.json")
-    print(json.dumps(result.summary, indent=2, default=float))
-    print(f"wrote {out}/history.csv and record.json")
-    return 0
+    return _run_and_save(
+        lambda: train_paired(cfg, params, train, test, tcfg, batch_key, trace_points=args.trace_points),
+        out, record, outputs=args.trace_points > 0,
+    )  # fmt: skip
 
 
 def _figures(args) -> int:
