@@ -17,6 +17,7 @@ from ntk_rnn.data import (  # noqa: E402
     synthetic_sequences,
 )
 from ntk_rnn.kernel import empirical_ntk  # noqa: E402
+from ntk_rnn.limit import forward_kernels, limit_ntk, nngp_kernel  # noqa: E402
 from ntk_rnn.model import apply, hidden_states, init_params  # noqa: E402
 from ntk_rnn.training import TrainConfig, TrainingDivergedError, TrainResult, train  # noqa: E402
 
@@ -30,9 +31,12 @@ __all__ = [
     "digits_sequences",
     "empirical_ntk",
     "first_token_separation",
+    "forward_kernels",
     "hidden_states",
     "init_params",
+    "limit_ntk",
     "load_npz",
+    "nngp_kernel",
     "save_npz",
     "synthetic_sequences",
     "train",

@@ -33,10 +33,13 @@ since its Jacobian is the mean of the per-step Jacobians. Different output units
 linearization phi'(0) u (phi(0) = 0); the limit is the linear RNN with gain phi'(0) (1 for tanh,
 2/sqrt(pi) for erf). Other activations are refused for "paper".
 
-Cost: O(n1 n2 L1 L2) dual evaluations in one lax.scan over the steps of x1, vectorized over
-samples and the steps of x2 (memory O(n1 n2 L1 L2) for readout "all", O(n1 n2 L2) otherwise).
-Closed-form activations: n = 256, L = 32 (readout "all", 67M grid points) in about 1.5 s on 2 CPU
-cores. Quadrature (tanh, callables) costs nodes^2 more per point.
+Cost: O(n1 n2 L1 L2) dual evaluations in one lax.scan over the steps of x1, vectorized over samples
+and the steps of x2 (memory O(n1 n2 L1 L2) for readout "all" and "forward_kernels", O(n1 n2 L2) for
+"mean"); readout "last" needs only the diagonal a - b = L1 - L2: O(n1 n2 min(L1, L2)). Measured on
+the 2-core CPU machine (2026-11, one core busy elsewhere), relu, n = 256, L = 32: readout "all"
+(7936 x 7936, 67M grid points) 2.1 s after a 1 s compilation, "mean" 1.4 s, "last" 0.04 s; n = 128
+or L = 16: 0.4 s. Quadrature (tanh, callables) multiplies the per-point cost by nodes^2 (4096 at
+the default): tanh, n = 32, L = 16, readout "all", 3.9 s; n = 256, L = 32, readout "last", 12 s.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk_rnn.config import RNNConfig
-from ntk_rnn.dual import DEFAULT_NODES, dual_pair, resolve
+from ntk_rnn.dual import DEFAULT_NODES, DEFAULT_RULE, dual_pair, normal_rule, resolve
 from ntk_rnn.model import check_inputs, check_positions
 
 HOMOGENEOUS = ("relu", "linear")  # phi(c u) = c phi(u) for c > 0: their "paper" limit is not degenerate
@@ -73,13 +76,20 @@ class ForwardKernels(NamedTuple):
     k: np.ndarray
 
 
+@partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["gain2", "sw2", "su2", "sb2", "c0", "omega_w", "omega_a", "omega_b", "beta"],
+    meta_fields=["activation", "nodes", "rule"],
+)
 @dataclasses.dataclass(frozen=True)
 class _Recursion:
-    """Static description of the recursion (hashable for jit)."""
+    """The recursion's constants: a pytree whose numbers are traced (no recompilation when they change)
+    and whose activation and quadrature (nodes, rule) are static."""
 
     activation: str | Callable  # closed-form name or callable (ntk_rnn.dual.resolve)
     gain2: float  # multiplies both dual transforms ("paper" with tanh/erf: phi'(0)^2 with a linear phi)
     nodes: int
+    rule: str
     sw2: float
     su2: float  # sigma_u2 / nu
     sb2: float
@@ -90,14 +100,13 @@ class _Recursion:
     beta: float  # readout (B) term
 
     def pair(self, q11, q12, q22):
-        s, k = dual_pair(self.activation, q11, q12, q22, self.nodes)
+        s, k = dual_pair(self.activation, q11, q12, q22, self.nodes, self.rule)
         return self.gain2 * s, self.gain2 * k
 
 
-def _recursion(cfg: RNNConfig, nodes: int, kernel: str) -> _Recursion:
+def _recursion(cfg: RNNConfig, nodes: int, rule: str, kernel: str) -> _Recursion:
     """Constants for the NTK ("ntk") or the NNGP ("nngp") of cfg (table in the module docstring)."""
-    if not isinstance(nodes, int) or isinstance(nodes, bool) or nodes < 1:
-        raise ValueError(f"nodes must be a positive int, got {nodes!r}")
+    normal_rule(nodes, rule)  # validates both
     activation, gain2 = resolve(cfg.activation), 1.0
     par = cfg.parameterization
     if par == "paper" and activation not in HOMOGENEOUS:
@@ -112,7 +121,7 @@ def _recursion(cfg: RNNConfig, nodes: int, kernel: str) -> _Recursion:
     sw2, su2, sb2, sv2 = cfg.sigma_w2, cfg.sigma_u2, cfg.sigma_b2, cfg.sigma_v2
     dx, d = cfg.input_dim, cfg.output_dim
     t = {name: float(name in cfg.trainable) for name in ("W", "A", "b", "B")}
-    forward = dict(activation=activation, gain2=gain2, nodes=nodes, sw2=sw2, sb2=sb2)
+    forward = dict(activation=activation, gain2=gain2, nodes=nodes, rule=rule, sw2=sw2, sb2=sb2)
     if kernel == "nngp":
         beta = sv2 / d if par == "paper" else sv2
         return _Recursion(
@@ -123,9 +132,8 @@ def _recursion(cfg: RNNConfig, nodes: int, kernel: str) -> _Recursion:
     elif par == "standard":
         weights = dict(su2=su2 / dx, c0=sv2, omega_w=t["W"], omega_a=0.0, omega_b=0.0, beta=t["B"])
     else:
-        weights = dict(
-            su2=su2 / dx, c0=sv2, omega_w=sw2 * t["W"], omega_a=su2 / dx * t["A"], omega_b=sb2 * t["b"], beta=sv2 * t["B"]
-        )
+        weights = dict(su2=su2 / dx, c0=sv2, omega_w=sw2 * t["W"], omega_a=su2 / dx * t["A"], omega_b=sb2 * t["b"])
+        weights["beta"] = sv2 * t["B"]
     rec = _Recursion(**forward, **weights)
     if rec.omega_w == rec.omega_a == rec.omega_b == rec.beta == 0.0:
         warnings.warn(
@@ -152,11 +160,11 @@ def _variances(rec: _Recursion, x: jax.Array) -> jax.Array:
     return v.T
 
 
-@partial(jax.jit, static_argnames=("rec", "mode", "pos1", "pos2"))
+@partial(jax.jit, static_argnames=("mode", "pos1", "pos2"))
 def _grid(rec: _Recursion, mode: str, x1: jax.Array, x2: jax.Array, pos1=None, pos2=None):
     """One scan over the steps a of x1; each step updates the row (n1, n2, L2) of the time grid.
 
-    mode "all" -> (n1, P1, n2, P2) at the positions; "last", "mean" -> (n1, n2); "forward" -> (q, S, k).
+    mode "all" -> (n1, P1, n2, P2) at the positions; "mean" -> (n1, n2); "forward" -> (q, S, k).
     """
     v1, v2 = _variances(rec, x1), _variances(rec, x2)
     n1, n2, length2 = x1.shape[0], x2.shape[0], x2.shape[1]
@@ -175,15 +183,34 @@ def _grid(rec: _Recursion, mode: str, x1: jax.Array, x2: jax.Array, pos1=None, p
 
     zeros = jnp.zeros((n1, n2, length2), x1.dtype)
     inputs = (jnp.swapaxes(x1, 0, 1), v1.T)
-    (s, g, total), rows = jax.lax.scan(step, (zeros, zeros, jnp.zeros((n1, n2), x1.dtype)), inputs)
-    if mode == "last":
-        return rec.c0 * g[..., -1] + rec.beta * s[..., -1]
+    (_, _, total), rows = jax.lax.scan(step, (zeros, zeros, jnp.zeros((n1, n2), x1.dtype)), inputs)
     if mode == "mean":
         return total / (x1.shape[1] * length2)
     if mode == "forward":
         return tuple(jnp.transpose(r, (1, 0, 2, 3)) for r in rows)
     rows = rows[np.asarray(pos1)][..., np.asarray(pos2)]  # (P1, n1, n2, P2)
     return jnp.transpose(rows, (1, 0, 2, 3))
+
+
+@jax.jit
+def _last(rec: _Recursion, x1: jax.Array, x2: jax.Array) -> jax.Array:
+    """Theta at (L1-1, L2-1), (n1, n2). Only the diagonal a - b = L1 - L2 of the grid enters it: a scan
+    along it from where a or b is 0, O(n1 n2 min(L1, L2)) instead of O(n1 n2 L1 L2)."""
+    steps = min(x1.shape[1], x2.shape[1])
+    v1, v2 = _variances(rec, x1)[:, -steps:], _variances(rec, x2)[:, -steps:]
+
+    def step(carry, inputs):
+        s_prev, g_prev = carry
+        x_a, x_b, v_a, v_b = inputs
+        xx = x_a @ x_b.T
+        s, k = rec.pair(v_a[:, None], rec.sw2 * s_prev + rec.su2 * xx + rec.sb2, v_b[None])
+        g = k * (rec.omega_w * s_prev + rec.omega_a * xx + rec.omega_b + rec.sw2 * g_prev)
+        return (s, g), None
+
+    zeros = jnp.zeros((x1.shape[0], x2.shape[0]), x1.dtype)
+    inputs = (jnp.swapaxes(x1[:, -steps:], 0, 1), jnp.swapaxes(x2[:, -steps:], 0, 1), v1.T, v2.T)
+    (s, g), _ = jax.lax.scan(step, (zeros, zeros), inputs)
+    return rec.c0 * g + rec.beta * s
 
 
 def _inputs(cfg: RNNConfig, x1, x2, positions):
@@ -201,7 +228,10 @@ def _inputs(cfg: RNNConfig, x1, x2, positions):
 
 def _output_kernel(rec: _Recursion, cfg: RNNConfig, x1, x2, pos1, pos2) -> np.ndarray:
     """The scalar kernel expanded over output units ([k = k']) and flattened like empirical_ntk."""
-    theta = np.asarray(_grid(rec, cfg.readout, x1, x2, pos1, pos2))
+    if cfg.readout == "last":
+        theta = np.asarray(_last(rec, x1, x2))
+    else:
+        theta = np.asarray(_grid(rec, cfg.readout, x1, x2, pos1, pos2))
     if cfg.readout != "all":
         theta = theta[:, None, :, None]
     d = cfg.output_dim
@@ -211,22 +241,35 @@ def _output_kernel(rec: _Recursion, cfg: RNNConfig, x1, x2, pos1, pos2) -> np.nd
 
 
 def limit_ntk(
-    cfg: RNNConfig, x1, x2=None, positions: Sequence[int] | None = None, *, nodes: int = DEFAULT_NODES
+    cfg: RNNConfig,
+    x1,
+    x2=None,
+    positions: Sequence[int] | None = None,
+    *,
+    nodes: int = DEFAULT_NODES,
+    rule: str = DEFAULT_RULE,
 ) -> np.ndarray:
     """Infinite-width NTK, shaped and ordered exactly like empirical_ntk(cfg, params, x1, x2, positions).
 
     Returns lim K/m for the "paper" and "standard" parameterizations (their kernels grow like m) and
     lim K for "ntk"; cfg.width plays no role. Readout "all": (n1 * P1 * d, n2 * P2 * d), rows
     (sample, position, unit), positions None meaning 1..L-1; "last"/"mean": (n1 * d, n2 * d) with
-    positions None. Float64 numpy. `nodes`: Gauss-Hermite nodes per dimension for activations
-    without a closed form (ntk_rnn.dual). The recursion and its constants: see the module docstring.
+    positions None. Float64 numpy. `nodes` (per dimension) and `rule` ("trapezoid", "hermite"): the
+    quadrature for activations without a closed form (accuracy table in ntk_rnn.dual). The recursion
+    and its constants: see the module docstring.
     """
     x1, x2, pos1, pos2 = _inputs(cfg, x1, x2, positions)
-    return _output_kernel(_recursion(cfg, nodes, "ntk"), cfg, x1, x2, pos1, pos2)
+    return _output_kernel(_recursion(cfg, nodes, rule, "ntk"), cfg, x1, x2, pos1, pos2)
 
 
 def nngp_kernel(
-    cfg: RNNConfig, x1, x2=None, positions: Sequence[int] | None = None, *, nodes: int = DEFAULT_NODES
+    cfg: RNNConfig,
+    x1,
+    x2=None,
+    positions: Sequence[int] | None = None,
+    *,
+    nodes: int = DEFAULT_NODES,
+    rule: str = DEFAULT_RULE,
 ) -> np.ndarray:
     """Infinite-width output covariance at initialization, lim E[y(x1) y(x2)^T], shaped like limit_ntk.
 
@@ -234,10 +277,12 @@ def nngp_kernel(
     (S = lim h.h'), "standard" and "ntk" give sigma_v2 S (S = lim h.h'/m); readouts as in limit_ntk.
     """
     x1, x2, pos1, pos2 = _inputs(cfg, x1, x2, positions)
-    return _output_kernel(_recursion(cfg, nodes, "nngp"), cfg, x1, x2, pos1, pos2)
+    return _output_kernel(_recursion(cfg, nodes, rule, "nngp"), cfg, x1, x2, pos1, pos2)
 
 
-def forward_kernels(cfg: RNNConfig, x1, x2=None, *, nodes: int = DEFAULT_NODES) -> ForwardKernels:
+def forward_kernels(
+    cfg: RNNConfig, x1, x2=None, *, nodes: int = DEFAULT_NODES, rule: str = DEFAULT_RULE
+) -> ForwardKernels:
     """Limit covariances q (pre-activations), S (hidden states), k (derivatives), each (n1, L1, n2, L2).
 
     Normalization: lim of dot products for "paper", of dot products / m for "standard" and "ntk"
@@ -245,5 +290,5 @@ def forward_kernels(cfg: RNNConfig, x1, x2=None, *, nodes: int = DEFAULT_NODES) 
     """
     x1 = check_inputs(cfg, x1, "x1")
     x2 = x1 if x2 is None else check_inputs(cfg, x2, "x2")
-    rec = _recursion(cfg, nodes, "nngp")
+    rec = _recursion(cfg, nodes, rule, "nngp")
     return ForwardKernels(*(np.asarray(a) for a in _grid(rec, "forward", x1, x2)))
