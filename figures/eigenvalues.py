@@ -13,15 +13,17 @@ from ntk_rnn.fitting import power_law_fit
 
 def separation_figure(table: pd.DataFrame) -> plt.Figure:
     """Heatmaps of log10 lambda_min(K)/m (mean over seeds): over (L, delta) and over (n, L), for the
-    empirical kernel at the study's width and for the limit."""
+    empirical kernel at the study's width and for the limit (one colour scale per row)."""
     apply_style()
     fig, axes = plt.subplots(2, 2, figsize=(10, 8))
     panels = (("L-delta", "delta", "length", r"first-token separation $\delta$"), ("n-L", "n", "length", "samples n"))
     for row, (grid, x, y, xlabel) in enumerate(panels):
+        scale = np.log10(table.loc[table["grid"] == grid, "lambda_min"])
         for col, kernel in enumerate(("empirical", "limit")):
             data = table[(table["grid"] == grid) & (table["kernel"] == kernel)]
             heat = np.log10(data.pivot_table(index=y, columns=x, values="lambda_min", aggfunc="mean"))
-            sns.heatmap(heat.sort_index(ascending=False), annot=True, fmt=".1f", cmap="viridis", ax=axes[row, col],
+            sns.heatmap(heat.sort_index(ascending=False), annot=True, fmt=".2f", cmap="viridis", ax=axes[row, col],
+                        vmin=scale.min(), vmax=scale.max(),
                         cbar_kws={"label": r"$\log_{10} \lambda_{\min}(K)/m$"})  # fmt: skip
             axes[row, col].set_xlabel(xlabel)
             axes[row, col].set_ylabel("sequence length L")

@@ -8,9 +8,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from analysis.eigenvalues import ConvergenceConfig, SeparationConfig, convergence_table, separation_table
 from analysis.kernel_spectrum import SpectrumConfig, spectrum_table
 from analysis.linearization import LinearizationConfig, linearization_table, trajectory_table
 from analysis.width_training import WidthTrainingConfig, training_table
+from figures.eigenvalues import convergence_figure, convergence_fits, separation_figure
 from figures.linearization import gap_figure, gap_fits, loss_comparison_figure, trajectory_figure
 from figures.spectrum import spectrum_figure
 from figures.style import save_figure
@@ -32,6 +34,8 @@ def run_suite(out_dir: str | Path = FIGURES_DIR, cache_dir: str | Path = "result
             LinearizationConfig(widths=(64, 1024), seeds=(0,), datasets=("synthetic",), trace_points=1),
             trajectory_table,
         ),
+        "separation": (SeparationConfig(), separation_table),
+        "convergence": (ConvergenceConfig(), convergence_table),
     }
     tables, timings = {}, {}
     for name, (config, study) in tqdm(studies.items(), desc="studies", disable=not progress):
@@ -46,9 +50,12 @@ def run_suite(out_dir: str | Path = FIGURES_DIR, cache_dir: str | Path = "result
     save_figure(loss_comparison_figure(tables["linearization"]), out_dir, "fig4_true_vs_linearized_loss")
     save_figure(gap_figure(tables["linearization"]), out_dir, "fig5_linearization_gap_vs_width")
     save_figure(trajectory_figure(tables["trajectories"]), out_dir, "fig6_function_space_trajectories")
+    save_figure(separation_figure(tables["separation"]), out_dir, "fig7_lambda_min_heatmaps")
+    save_figure(convergence_figure(tables["convergence"]), out_dir, "fig8_limit_convergence")
     numbers = {
         "movement_slopes": movement_fits(tables["width_training"]),
         "linearization_slopes": gap_fits(tables["linearization"]).to_dict(orient="records"),
+        "limit_convergence_slopes": convergence_fits(tables["convergence"]).to_dict(orient="records"),
         "seconds": timings,
     }
     write_json(

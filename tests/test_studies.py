@@ -3,6 +3,7 @@
 import json
 from dataclasses import replace as dataclasses_replace
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -173,3 +174,31 @@ def test_cli_linearized(tmp_path):
     assert list(history["step"]) == [0, 10, 20] and history["closed_form_gap_train"].max() < 1e-8
     assert set(read_table(out / "outputs.csv")["model"]) == {"true", "lin", "closed_form"}
     assert cli.main(["linearized", *args, "--lr-scale", "3", "--out", str(out)]) == 2
+
+
+def test_eigenvalue_studies_and_figures(tmp_path):
+    from analysis.eigenvalues import (
+        ConvergenceConfig,
+        SeparationConfig,
+        clustered_first_tokens,
+        convergence_table,
+        separation_table,
+    )
+    from figures.eigenvalues import convergence_figure, convergence_fits, separation_figure
+    from ntk_rnn.data import first_token_separation, synthetic_sequences, token_assumption_error
+
+    x = synthetic_sequences(jax.random.key(0), 6, 3, 5, delta=0.5).x
+    squeezed = clustered_first_tokens(x, 0.1)
+    assert first_token_separation(squeezed) == pytest.approx(0.1, rel=1e-9)
+    assert token_assumption_error(squeezed) < 1e-12
+    sep = separation_table(SeparationConfig(lengths=(2, 3), deltas=(0.05, 0.4), ns=(3, 4), seeds=(0,), n=3,
+                                            input_dim=4, width=64), tmp_path, progress=False)  # fmt: skip
+    limit = sep[(sep["grid"] == "L-delta") & (sep["kernel"] == "limit")]
+    # sequences that differ only in their first tokens: a smaller separation, a smaller lambda_min
+    by_delta = limit.groupby("delta")["lambda_min"].mean()
+    assert by_delta.loc[0.05] < by_delta.loc[0.4]
+    conv = convergence_table(ConvergenceConfig(widths=(32, 128), seeds=(0,), activations=("relu", "erf"), n=2,
+                                               length=3, input_dim=3), tmp_path, progress=False)  # fmt: skip
+    assert set(convergence_fits(conv)["activation"]) == {"relu", "erf"}
+    for fig in (separation_figure(sep), convergence_figure(conv)):
+        assert all(ax.get_xlabel() for ax in fig.axes if ax.get_label() != "<colorbar>")
