@@ -57,7 +57,7 @@ import numpy as np
 
 from ntk_rnn.config import RNNConfig
 from ntk_rnn.dual import DEFAULT_NODES, DEFAULT_RULE, dual_pair, normal_rule, resolve
-from ntk_rnn.model import check_inputs, check_positions
+from ntk_rnn.model import check_inputs, loss_positions
 
 HOMOGENEOUS = ("relu", "linear")  # phi(c u) = c phi(u) for c > 0: their "paper" limit is not degenerate
 LINEARIZED_GAIN = {"tanh": 1.0, "erf": 2 / math.sqrt(math.pi)}  # phi'(0) of smooth phi with phi(0) = 0
@@ -217,12 +217,8 @@ def _inputs(cfg: RNNConfig, x1, x2, positions):
     x1 = check_inputs(cfg, x1, "x1")
     symmetric = x2 is None
     x2 = x1 if symmetric else check_inputs(cfg, x2, "x2")
-    if cfg.readout != "all":
-        if positions is not None:
-            raise ValueError(f"positions does not apply to readout={cfg.readout!r} (one output per sequence)")
-        return x1, x2, None, None
-    pos1 = check_positions(positions, x1.shape[1])
-    pos2 = pos1 if symmetric else check_positions(positions, x2.shape[1])
+    pos1 = loss_positions(cfg, positions, x1.shape[1], "positions")
+    pos2 = pos1 if symmetric else loss_positions(cfg, positions, x2.shape[1], "positions")
     return x1, x2, pos1, pos2
 
 
