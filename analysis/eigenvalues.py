@@ -16,7 +16,7 @@ from analysis.datasets import study_dataset
 from analysis.sweep import run_sweep
 from ntk_rnn.limit import limit_ntk
 
-AXES = ("lengths", "deltas", "ns", "seeds", "widths", "activations")
+AXES = ("lengths", "deltas", "ns", "seeds", "widths", "activations", "parameterizations")
 
 
 def clustered_first_tokens(x: np.ndarray, delta: float) -> np.ndarray:
@@ -152,3 +152,47 @@ def convergence_table(config: ConvergenceConfig, cache_dir=None, progress: bool 
         for s in config.seeds
     ]
     return run_sweep("convergence", config, units, compute, cache_dir, progress, AXES)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConditioningConfig:
+    """Condition number of K against L per activation at the paper's variances (sigma_w2 = sigma_u2 = 2),
+    in the paper's parameterization (where tanh and erf act through their slope at 0) and the standard one."""
+
+    lengths: tuple[int, ...] = (2, 4, 8, 16, 32)
+    activations: tuple[str, ...] = ("relu", "erf", "tanh", "linear")
+    parameterizations: tuple[str, ...] = ("paper", "standard")
+    seeds: tuple[int, ...] = (0, 1)
+    n: int = 8
+    input_dim: int = 8
+    delta: float = 0.4
+    width: int = 512
+
+
+def conditioning_table(config: ConditioningConfig, cache_dir=None, progress: bool = True) -> pd.DataFrame:
+    """One row per (activation, parameterization, length, seed, kernel): lambda_min, lambda_max and
+    condition of K/m at `width` (kernel "empirical") and of the limit (kernel "limit")."""
+
+    def compute(unit: dict) -> pd.DataFrame:
+        data_key, param_key = jax.random.split(jax.random.key(unit["seed"]))
+        data = study_dataset("synthetic", data_key, config.n, unit["length"], config.input_dim, config.delta)
+        cfg = ntk_rnn.RNNConfig(
+            width=config.width, input_dim=config.input_dim, activation=unit["activation"],
+            parameterization=unit["parameterization"],
+        )  # fmt: skip
+        empirical = ntk_rnn.empirical_ntk(cfg, ntk_rnn.init_params(cfg, param_key), data.x)
+        return pd.DataFrame(
+            [
+                {"kernel": "empirical", **_spectrum_row(empirical, config.width)},
+                {"kernel": "limit", **_spectrum_row(limit_ntk(cfg, data.x), 1.0)},
+            ]
+        )
+
+    units = [
+        {"activation": a, "parameterization": p, "length": length, "seed": s}
+        for a in config.activations
+        for p in config.parameterizations
+        for length in config.lengths
+        for s in config.seeds
+    ]
+    return run_sweep("conditioning", config, units, compute, cache_dir, progress, AXES)

@@ -56,3 +56,27 @@ def convergence_figure(table: pd.DataFrame) -> plt.Figure:
     ax.legend(fontsize=8, title=r"theory: slope $-1/2$", title_fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def conditioning_figure(table: pd.DataFrame) -> plt.Figure:
+    """Condition number of the limit kernel (lines) and of the empirical kernel (markers, dotted)
+    against L, per activation, one panel per parameterization; medians over seeds."""
+    apply_style()
+    parameterizations = list(dict.fromkeys(table["parameterization"]))
+    fig, axes = plt.subplots(1, len(parameterizations), figsize=(5.5 * len(parameterizations), 4.3), squeeze=False)
+    palette = dict(zip(dict.fromkeys(table["activation"]), sns.color_palette("colorblind"), strict=False))
+    for ax, parameterization in zip(axes[0], parameterizations, strict=True):
+        data = table[table["parameterization"] == parameterization]
+        for marker, (activation, runs) in zip(MARKERS, data.groupby("activation", sort=False), strict=False):
+            median = runs.groupby(["kernel", "length"])["condition"].median()
+            ax.plot(median["limit"].index, median["limit"].values, color=palette[activation], label=activation)
+            ax.plot(median["empirical"].index, median["empirical"].values, color=palette[activation], ls=":",
+                    marker=marker, markerfacecolor="none")  # fmt: skip
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("sequence length L")
+        ax.set_ylabel(r"condition number $\lambda_{\max}/\lambda_{\min}$ of $K$")
+        ax.set_title(f'"{parameterization}" parameterization, ' + r"$\sigma_w^2 = \sigma_u^2 = 2$")
+        ax.legend(fontsize=8, title="limit (lines), m = 512 (dotted)", title_fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -8,11 +8,18 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from analysis.eigenvalues import ConvergenceConfig, SeparationConfig, convergence_table, separation_table
+from analysis.eigenvalues import (
+    ConditioningConfig,
+    ConvergenceConfig,
+    SeparationConfig,
+    conditioning_table,
+    convergence_table,
+    separation_table,
+)
 from analysis.kernel_spectrum import SpectrumConfig, spectrum_table
 from analysis.linearization import LinearizationConfig, linearization_table, trajectory_table
 from analysis.width_training import WidthTrainingConfig, training_table
-from figures.eigenvalues import convergence_figure, convergence_fits, separation_figure
+from figures.eigenvalues import conditioning_figure, convergence_figure, convergence_fits, separation_figure
 from figures.linearization import gap_figure, gap_fits, loss_comparison_figure, trajectory_figure
 from figures.spectrum import spectrum_figure
 from figures.style import save_figure
@@ -36,6 +43,7 @@ def run_suite(out_dir: str | Path = FIGURES_DIR, cache_dir: str | Path = "result
         ),
         "separation": (SeparationConfig(), separation_table),
         "convergence": (ConvergenceConfig(), convergence_table),
+        "conditioning": (ConditioningConfig(), conditioning_table),
     }
     tables, timings = {}, {}
     for name, (config, study) in tqdm(studies.items(), desc="studies", disable=not progress):
@@ -52,6 +60,7 @@ def run_suite(out_dir: str | Path = FIGURES_DIR, cache_dir: str | Path = "result
     save_figure(trajectory_figure(tables["trajectories"]), out_dir, "fig6_function_space_trajectories")
     save_figure(separation_figure(tables["separation"]), out_dir, "fig7_lambda_min_heatmaps")
     save_figure(convergence_figure(tables["convergence"]), out_dir, "fig8_limit_convergence")
+    save_figure(conditioning_figure(tables["conditioning"]), out_dir, "fig9_conditioning_vs_length")
     numbers = {
         "movement_slopes": movement_fits(tables["width_training"]),
         "linearization_slopes": gap_fits(tables["linearization"]).to_dict(orient="records"),

@@ -178,13 +178,15 @@ def test_cli_linearized(tmp_path):
 
 def test_eigenvalue_studies_and_figures(tmp_path):
     from analysis.eigenvalues import (
+        ConditioningConfig,
         ConvergenceConfig,
         SeparationConfig,
         clustered_first_tokens,
+        conditioning_table,
         convergence_table,
         separation_table,
     )
-    from figures.eigenvalues import convergence_figure, convergence_fits, separation_figure
+    from figures.eigenvalues import conditioning_figure, convergence_figure, convergence_fits, separation_figure
     from ntk_rnn.data import first_token_separation, synthetic_sequences, token_assumption_error
 
     x = synthetic_sequences(jax.random.key(0), 6, 3, 5, delta=0.5).x
@@ -200,5 +202,13 @@ def test_eigenvalue_studies_and_figures(tmp_path):
     conv = convergence_table(ConvergenceConfig(widths=(32, 128), seeds=(0,), activations=("relu", "erf"), n=2,
                                                length=3, input_dim=3), tmp_path, progress=False)  # fmt: skip
     assert set(convergence_fits(conv)["activation"]) == {"relu", "erf"}
-    for fig in (separation_figure(sep), convergence_figure(conv)):
+    cond = conditioning_table(ConditioningConfig(lengths=(2, 3), activations=("relu", "tanh"), seeds=(0,), n=3,
+                                                 input_dim=4, width=32), tmp_path, progress=False)  # fmt: skip
+    limit = cond[cond["kernel"] == "limit"].set_index(["parameterization", "activation", "length"])["condition"]
+    # in the paper's 1/m scaling tanh acts through its slope at 0: its limit is the linear one (gain 1)
+    linear = conditioning_table(ConditioningConfig(lengths=(2, 3), activations=("linear",), seeds=(0,), n=3,
+                                                   input_dim=4, width=32), tmp_path, progress=False)  # fmt: skip
+    linear = linear[linear["kernel"] == "limit"].set_index(["parameterization", "length"])["condition"]
+    assert limit.loc[("paper", "tanh", 3)] == pytest.approx(linear.loc[("paper", 3)], rel=1e-8)
+    for fig in (separation_figure(sep), convergence_figure(conv), conditioning_figure(cond)):
         assert all(ax.get_xlabel() for ax in fig.axes if ax.get_label() != "<colorbar>")
