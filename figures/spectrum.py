@@ -59,6 +59,7 @@ def spectrum_figure(table: pd.DataFrame, dataset: str = "synthetic") -> plt.Figu
         legend=False,
         alpha=0.5,
         size=3,
+        jitter=False,
         ax=right,
     )
     right.set_xscale("log", base=2)
