@@ -151,7 +151,7 @@ def train_paired(
     closed, K_test = None, None
     if tcfg.batch_size is None and tcfg.optimizer == "sgd":
         closed = KernelGD.from_kernel(setup.K0, f0["train"], targets["train"], lr)
-        K_test = empirical_ntk(cfg, params, x_test, x, positions=tcfg.positions, method=setup.kernel_method)
+        K_test = empirical_ntk(cfg, params, x_test, x, positions=tcfg.positions)
     loss0 = 0.5 * float(np.sum((f0["train"] - targets["train"]) ** 2))
     rows: list[dict] = []
     traces: list[dict] = []

@@ -218,14 +218,13 @@ class Setup:
     x: jax.Array
     y: jax.Array
     positions: tuple[int, ...] | None
-    kernel_method: str
     K0: np.ndarray
     eig0: np.ndarray
     lr: float
 
     def kernel(self, params: Params) -> np.ndarray:
         """K_t on the training inputs at the loss positions."""
-        return empirical_ntk(self.cfg, params, self.x, positions=self.positions, method=self.kernel_method)
+        return empirical_ntk(self.cfg, params, self.x, positions=self.positions)
 
 
 def prepare(cfg: RNNConfig, params: Params, data: SequenceData, tcfg: TrainConfig) -> Setup:
@@ -245,8 +244,7 @@ def prepare(cfg: RNNConfig, params: Params, data: SequenceData, tcfg: TrainConfi
     if tcfg.batch_size is not None and tcfg.batch_size > x.shape[0]:
         raise ValueError(f"TrainConfig.batch_size={tcfg.batch_size} exceeds the number of samples n={x.shape[0]}")
     positions = loss_positions(cfg, tcfg.positions, x.shape[1], "TrainConfig.positions")
-    kernel_method = "structured"
-    K0 = empirical_ntk(cfg, params, x, positions=positions, method=kernel_method)
+    K0 = empirical_ntk(cfg, params, x, positions=positions)
     eig0 = scipy.linalg.eigvalsh(K0)
     lam_max0 = float(eig0[-1])
     if lam_max0 <= 0:
@@ -258,7 +256,7 @@ def prepare(cfg: RNNConfig, params: Params, data: SequenceData, tcfg: TrainConfi
             f"(lambda_max(K_0) = {lam_max0:.4g}); full-batch GD would diverge. "
             "Use lr < 2 / lambda_max(K_0) or lr_scale < 2"
         )
-    return Setup(cfg, params, x, y, positions, kernel_method, K0, eig0, lr)
+    return Setup(cfg, params, x, y, positions, K0, eig0, lr)
 
 
 def check_divergence(losses, step0: int, lr: float, loss0: float, tcfg: TrainConfig, rows: list[dict]) -> None:
@@ -359,7 +357,6 @@ def train(
         "final_loss": float(history["loss"].iloc[-1]),
         "predicted_log_rate": predicted_log_rate(lr, lam_min0),
         **fit_log_rate(history["step"].to_numpy(), history["loss"].to_numpy()),
-        "kernel_method": setup.kernel_method,
         "positions": None if positions is None else list(positions),
     }
     return TrainResult(history=history, params=p, summary=summary)
