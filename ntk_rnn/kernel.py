@@ -300,7 +300,8 @@ def _structured_ntk(cfg, params, x1, x2, pos1, pos2, symmetric, max_bytes) -> np
 def structured_flops(
     n1: int, n2: int, length: int, positions: tuple[int, ...], m: int, d: int, d_x: int, symmetric: bool
 ) -> float:
-    """Floating-point operations of the structured path for equal-length inputs (no chunk padding).
+    """Floating-point operations of the structured path for the paper's kernel (W trained, readout "all"),
+    equal-length inputs and no chunk padding.
 
     Counts the forward pass, the backward vectors (one m x m product per (l, a) pair with
     1 <= a < l), the Gram matrix of the vectors (its upper half only when x2 is x1), and the
