@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import jax
 
-from ntk_rnn.data import SequenceData, digits_sequences, synthetic_sequences
+from ntk_rnn.data import BINARY_DIGITS, SequenceData, digits_sequences, synthetic_sequences
 
 DATASETS = ("synthetic", "digits")
-DIGIT_CLASSES = (3, 8)
 
 
 def study_dataset(name: str, key: jax.Array, n: int, length: int, input_dim: int, delta: float) -> SequenceData:
@@ -17,5 +16,5 @@ def study_dataset(name: str, key: jax.Array, n: int, length: int, input_dim: int
     if name == "synthetic":
         return synthetic_sequences(key, n, length, input_dim, output_dim=1, delta=delta)
     if name == "digits":
-        return digits_sequences(n, key, classes=DIGIT_CLASSES)
+        return digits_sequences(n, key, classes=BINARY_DIGITS)
     raise ValueError(f"dataset must be one of {DATASETS}, got {name!r}")

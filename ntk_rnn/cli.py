@@ -13,7 +13,7 @@ import numpy as np
 import scipy.linalg
 
 import ntk_rnn
-from ntk_rnn.data import SequenceData, digits_sequences, load_npz, synthetic_sequences
+from ntk_rnn.data import BINARY_DIGITS, SequenceData, digits_sequences, load_npz, synthetic_sequences
 from ntk_rnn.storage import environment, write_json, write_table
 
 
@@ -45,7 +45,7 @@ def _dataset(args, key: jax.Array) -> SequenceData:
     if args.data == "synthetic":
         return synthetic_sequences(key, args.n, args.length, args.input_dim, args.output_dim, args.delta)
     if args.data == "digits":
-        return digits_sequences(args.n, key, classes=(3, 8))
+        return digits_sequences(args.n, key, classes=BINARY_DIGITS)
     return load_npz(args.data)
 
 

@@ -25,6 +25,7 @@ _REPULSION_LR = 0.2
 _REPULSION_MOMENTUM = 0.7
 _REPULSION_MARGIN = 0.05  # the repulsion aims this fraction above the separation asked for
 _BOUND_RTOL = 1e-12  # slack allowed at the exact bounds for rounding
+BINARY_DIGITS = (3, 8)  # the two-class digits task the studies and the CLI use
 
 
 # --------------------------------------------------------------------------- validation helpers
