@@ -29,9 +29,11 @@ weights of each trainable parameter (0 for frozen ones), after the normalization
 Readout "last" is Theta_{L1-1,L2-1}; readout "mean" is the mean of Theta over all (l, l') pairs,
 since its Jacobian is the mean of the per-step Jacobians. Different output units never correlate.
 
-"paper" with tanh or erf: pre-activations are O(m^-1/2) per coordinate, so phi acts as its
-linearization phi'(0) u (phi(0) = 0); the limit is the linear RNN with gain phi'(0) (1 for tanh,
-2/sqrt(pi) for erf). Other activations are refused for "paper".
+"paper" with a non-homogeneous phi: pre-activations are O(m^-1/2) per coordinate, so a phi with
+phi(0) = 0 that is differentiable at 0 acts as its linearization phi'(0) u; the limit is the linear
+RNN with gain phi'(0) (1 for tanh, 2/sqrt(pi) for erf). Any positively homogeneous callable (leaky
+relu, abs) keeps its own dual transforms, by quadrature. Other activations are refused for "paper"
+(paper_scale_activation says why).
 
 Cost: O(n1 n2 L1 L2) dual evaluations in one lax.scan over the steps of x1, vectorized over samples
 and the steps of x2 (memory O(n1 n2 L1 L2) for readout "all" and "forward_kernels", O(n1 n2 L2) for
@@ -55,12 +57,39 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk_rnn.config import RNNConfig
+from ntk_rnn.config import ACTIVATIONS, RNNConfig
 from ntk_rnn.dual import DEFAULT_NODES, DEFAULT_RULE, dual_pair, normal_rule, resolve
 from ntk_rnn.model import check_inputs, loss_positions
 
 HOMOGENEOUS = ("relu", "linear")  # phi(c u) = c phi(u) for c > 0: their "paper" limit is not degenerate
 LINEARIZED_GAIN = {"tanh": 1.0, "erf": 2 / math.sqrt(math.pi)}  # phi'(0) of smooth phi with phi(0) = 0
+_PROBE = np.linspace(-3.0, 3.0, 61)  # where a callable is tested for homogeneity
+
+
+def paper_scale_activation(activation) -> tuple[str | Callable[[jax.Array], jax.Array], float]:
+    """(activation for the dual transforms, gain^2) of phi in the "paper" parameterization's limit.
+
+    There every pre-activation coordinate is O(m^-1/2). A positively homogeneous phi (phi(c u) =
+    c phi(u), c > 0, checked numerically on [-3, 3]) keeps its own transforms; otherwise phi must have
+    phi(0) = 0 and phi'(0) != 0, and acts as the linear map u -> phi'(0) u: ("linear", phi'(0)^2).
+    """
+    name = activation if isinstance(activation, str) else getattr(activation, "__name__", "custom")
+    if isinstance(activation, str) and activation in LINEARIZED_GAIN:
+        return "linear", LINEARIZED_GAIN[activation] ** 2
+    phi = ACTIVATIONS[activation] if isinstance(activation, str) else activation
+    u = jnp.asarray(_PROBE)
+    values = np.asarray(phi(u), dtype=float)
+    if all(np.allclose(np.asarray(phi(c * u)), c * values, rtol=1e-10, atol=1e-12) for c in (0.25, 3.0)):
+        return resolve(activation), 1.0
+    at_zero, slope = (float(v) for v in jax.value_and_grad(lambda t: phi(t))(jnp.float64(0.0)))
+    if at_zero != 0.0 or slope == 0.0 or not math.isfinite(slope):
+        raise ValueError(
+            f"the 'paper' parameterization sends pre-activations to 0 like m^-1/2, so its limit needs a "
+            f"positively homogeneous activation, or one with phi(0) = 0 and phi'(0) != 0 (which then acts as "
+            f"phi'(0) u); activation {name!r} has phi(0) = {at_zero:g}, phi'(0) = {slope:g}. "
+            f"Use parameterization='standard' or 'ntk'."
+        )
+    return "linear", slope**2
 
 
 class ForwardKernels(NamedTuple):
@@ -110,14 +139,7 @@ def _recursion(cfg: RNNConfig, nodes: int, rule: str, kernel: str) -> _Recursion
     activation, gain2 = resolve(cfg.activation), 1.0
     par = cfg.parameterization
     if par == "paper" and activation not in HOMOGENEOUS:
-        name = cfg.activation if isinstance(cfg.activation, str) else None
-        if name not in LINEARIZED_GAIN:
-            raise NotImplementedError(
-                f"the 'paper' parameterization sends pre-activations to 0 like m^-1/2, so its limit needs a "
-                f"positively homogeneous activation (relu, linear), or tanh/erf (which act linearly there); "
-                f"got {cfg.activation_name!r}. Use parameterization='standard' or 'ntk'."
-            )
-        activation, gain2 = "linear", LINEARIZED_GAIN[name] ** 2
+        activation, gain2 = paper_scale_activation(cfg.activation)
     sw2, su2, sb2, sv2 = cfg.sigma_w2, cfg.sigma_u2, cfg.sigma_b2, cfg.sigma_v2
     dx, d = cfg.input_dim, cfg.output_dim
     t = {name: float(name in cfg.trainable) for name in ("W", "A", "b", "B")}

@@ -254,6 +254,39 @@ def test_paper_tanh_is_the_linear_limit():
     np.testing.assert_allclose(limit_ntk(cfg, x), limit_ntk(cfg.replace(activation="linear"), x), rtol=1e-13)
 
 
+def test_paper_callables_smooth_act_linearly_and_homogeneous_keep_their_transforms():
+    """A user callable in the paper scaling: phi(0) = 0 and smooth gives the linear RNN with gain phi'(0);
+    a positively homogeneous callable keeps its own dual transforms (here relu by quadrature)."""
+    x = _x(4, 3, 4, 5)
+    cfg = ntk_rnn.RNNConfig(width=8, input_dim=5, sigma_b2=0.3, trainable=ALL)
+    linear = limit_ntk(cfg.replace(activation="linear"), x)
+    np.testing.assert_allclose(limit_ntk(cfg.replace(activation=jnp.sin), x), linear, rtol=1e-13)
+    # gain 2: every hidden covariance and derivative term picks up a factor 4 per application
+    doubled = limit_ntk(cfg.replace(activation=lambda u: 2.0 * jnp.tanh(u)), x)
+    np.testing.assert_allclose(doubled, limit_ntk(cfg.replace(activation=lambda u: 2.0 * u), x), rtol=1e-10)
+    assert not np.allclose(doubled, linear, rtol=1e-2)
+    # relu as a bare callable goes through quadrature, whose error on a kinked phi falls like nodes^-1.5
+    relu = limit_ntk(cfg, x)
+    errors = [
+        np.abs(limit_ntk(cfg.replace(activation=lambda u: jnp.maximum(u, 0.0)), x, nodes=nodes) - relu).max()
+        / np.abs(relu).max()
+        for nodes in (64, 256)
+    ]
+    assert errors[1] < 1e-3 and errors[1] < errors[0] / 4, errors
+
+
+@pytest.mark.slow
+def test_paper_leaky_relu_callable_converges():
+    """Leaky relu, given only as a callable, under the paper scaling: empirical -> limit like m^-1/2."""
+    def leaky(u):
+        return jnp.where(u > 0, u, 0.2 * u)
+
+    x = ntk_rnn.synthetic_sequences(jax.random.key(3), n=4, length=4, input_dim=6).x
+    cfg = ntk_rnn.RNNConfig(width=8, input_dim=6, activation=leaky, trainable=("W", "A"))
+    widths = [64, 256, 1024]
+    _check_rate(widths, _errors(cfg, x, widths, range(4), "structured"), last_max=0.1)
+
+
 def test_nngp_and_forward_kernels():
     x = ntk_rnn.synthetic_sequences(jax.random.key(0), n=3, length=6, input_dim=4).x  # unit tokens
     cfg = ntk_rnn.RNNConfig(width=8, input_dim=4, output_dim=2)
@@ -515,8 +548,9 @@ def test_bad_arguments_raise_clear_errors():
         limit_ntk(cfg, x, nodes=0)
     with pytest.raises(ValueError, match="rule must be"):
         limit_ntk(cfg, x, rule="gauss")
-    with pytest.raises(NotImplementedError, match="'standard' or 'ntk'"):
-        limit_ntk(cfg.replace(activation=lambda u: jnp.sin(u)), x)
+    for phi, value in ((lambda u: jnp.cos(u), "phi\\(0\\) = 1"), (lambda u: u**2, "phi'\\(0\\) = 0")):
+        with pytest.raises(ValueError, match=f"{value}.*'standard' or 'ntk'"):
+            limit_ntk(cfg.replace(activation=phi), x)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         K = limit_ntk(cfg.replace(parameterization="standard", trainable=("A",)), x)
