@@ -278,6 +278,7 @@ def test_paper_callables_smooth_act_linearly_and_homogeneous_keep_their_transfor
 @pytest.mark.slow
 def test_paper_leaky_relu_callable_converges():
     """Leaky relu, given only as a callable, under the paper scaling: empirical -> limit like m^-1/2."""
+
     def leaky(u):
         return jnp.where(u > 0, u, 0.2 * u)
 
