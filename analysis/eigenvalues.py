@@ -16,7 +16,7 @@ from analysis.datasets import study_dataset
 from analysis.sweep import run_sweep
 from ntk_rnn.limit import limit_ntk
 
-AXES = ("lengths", "deltas", "ns", "seeds", "widths", "activations", "parameterizations")
+AXES = ("lengths", "deltas", "ns", "digits_lengths", "seeds", "widths", "activations", "parameterizations")
 
 
 def clustered_first_tokens(x: np.ndarray, delta: float) -> np.ndarray:
@@ -67,6 +67,7 @@ class SeparationConfig:
     lengths: tuple[int, ...] = (2, 4, 8, 16)
     deltas: tuple[float, ...] = (0.025, 0.05, 0.1, 0.2, 0.4)
     ns: tuple[int, ...] = (4, 8, 16, 32)
+    digits_lengths: tuple[int, ...] = (2, 4, 6, 8)
     seeds: tuple[int, ...] = (0, 1)
     n: int = 8
     delta: float = 0.4
@@ -77,16 +78,20 @@ class SeparationConfig:
 
 def separation_table(config: SeparationConfig, cache_dir=None, progress: bool = True) -> pd.DataFrame:
     """One row per (grid, n, length, delta, seed, kernel): lambda_min, lambda_max and condition of
-    K/m (empirical, relu paper model) and of lim K/m (kernel "limit"). grid is "L-delta" or "n-L"."""
+    K/m (empirical, relu paper model) and of lim K/m (kernel "limit"). grid is "L-delta" or "n-L" (synthetic
+    data) or "digits n-L" (n digits 3 vs 8, their first L rows as the sequence; delta is then NaN)."""
 
     def compute(unit: dict) -> pd.DataFrame:
         data_key, param_key = jax.random.split(jax.random.key(unit["seed"]))
-        base = max(*config.deltas, config.delta)  # drawn at least this far apart, then squeezed to delta
-        data = study_dataset("synthetic", data_key, unit["n"], unit["length"], config.input_dim, base)
-        x = clustered_first_tokens(data.x, unit["delta"])
-        if config.shared_tail:
-            x[:, 1:] = x[0, 1:]
-        cfg = ntk_rnn.RNNConfig(width=config.width, input_dim=config.input_dim)
+        if unit["grid"] == "digits n-L":
+            x = study_dataset("digits", data_key, unit["n"], 0, 0, 0.0).x[:, : unit["length"]]
+        else:
+            base = max(*config.deltas, config.delta)  # drawn at least this far apart, then squeezed to delta
+            data = study_dataset("synthetic", data_key, unit["n"], unit["length"], config.input_dim, base)
+            x = clustered_first_tokens(data.x, unit["delta"])
+            if config.shared_tail:
+                x[:, 1:] = x[0, 1:]
+        cfg = ntk_rnn.RNNConfig(width=config.width, input_dim=x.shape[-1])
         empirical = ntk_rnn.empirical_ntk(cfg, ntk_rnn.init_params(cfg, param_key), x)
         rows = [
             {"kernel": "empirical", **_spectrum_row(empirical, config.width)},
@@ -94,17 +99,26 @@ def separation_table(config: SeparationConfig, cache_dir=None, progress: bool = 
         ]
         return pd.DataFrame(rows)
 
-    units = [
-        {"grid": "L-delta", "n": config.n, "length": length, "delta": delta, "seed": seed}
-        for length in config.lengths
-        for delta in config.deltas
-        for seed in config.seeds
-    ] + [
-        {"grid": "n-L", "n": n, "length": length, "delta": config.delta, "seed": seed}
-        for n in config.ns
-        for length in config.lengths
-        for seed in config.seeds
-    ]
+    units = (
+        [
+            {"grid": "L-delta", "n": config.n, "length": length, "delta": delta, "seed": seed}
+            for length in config.lengths
+            for delta in config.deltas
+            for seed in config.seeds
+        ]
+        + [
+            {"grid": "n-L", "n": n, "length": length, "delta": config.delta, "seed": seed}
+            for n in config.ns
+            for length in config.lengths
+            for seed in config.seeds
+        ]
+        + [
+            {"grid": "digits n-L", "n": n, "length": length, "seed": seed}
+            for n in config.ns
+            for length in config.digits_lengths
+            for seed in config.seeds
+        ]
+    )
     return run_sweep("separation", config, units, compute, cache_dir, progress, AXES)
 
 

@@ -12,11 +12,17 @@ from ntk_rnn.fitting import power_law_fit
 
 
 def separation_figure(table: pd.DataFrame) -> plt.Figure:
-    """Heatmaps of log10 lambda_min(K)/m (mean over seeds): over (L, delta) and over (n, L), for the
-    empirical kernel at the study's width and for the limit (one colour scale per row)."""
+    """Heatmaps of log10 lambda_min(K)/m (mean over seeds): over (L, delta) and over (n, L) on synthetic
+    data, and over (n, L) on digits, for the empirical kernel at the study's width and for the limit (one
+    colour scale per row)."""
     apply_style()
-    fig, axes = plt.subplots(2, 2, figsize=(10, 8))
-    panels = (("L-delta", "delta", "length", r"first-token separation $\delta$"), ("n-L", "n", "length", "samples n"))
+    panels = [
+        ("L-delta", "delta", "length", r"first-token separation $\delta$ (synthetic)"),
+        ("n-L", "n", "length", "samples n (synthetic)"),
+        ("digits n-L", "n", "length", "samples n (digits 3 vs 8, first L rows)"),
+    ]
+    panels = [panel for panel in panels if (table["grid"] == panel[0]).any()]
+    fig, axes = plt.subplots(len(panels), 2, figsize=(10, 4 * len(panels)), squeeze=False)
     for row, (grid, x, y, xlabel) in enumerate(panels):
         scale = np.log10(table.loc[table["grid"] == grid, "lambda_min"])
         for col, kernel in enumerate(("empirical", "limit")):

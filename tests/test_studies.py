@@ -90,12 +90,28 @@ def small_tables(tmp_path_factory):
 
 def test_spectrum_table_is_tidy_and_positive(small_tables):
     spectrum, _ = small_tables
-    assert set(spectrum.columns) == {"dataset", "width", "seed", "rank", "eigenvalue", "eigenvalue_over_m"}
-    # synthetic: 4 sequences x 3 positions; digits: 4 x 7
-    sizes = spectrum.groupby(["dataset", "width", "seed"]).size()
+    assert set(spectrum.columns) == {
+        "dataset", "kernel", "width", "seed", "rank", "eigenvalue_over_m", "label_energy", "random_label_energy"
+    }  # fmt: skip
+    # synthetic: 4 sequences x 3 positions; digits: 4 x 7; per width and seed, plus the limit per seed
+    sizes = spectrum.groupby(["dataset", "kernel", "width", "seed"], dropna=False).size()
     assert set(sizes.loc["synthetic"]) == {12} and set(sizes.loc["digits"]) == {28}
-    assert np.all(spectrum["eigenvalue"] > 0)
-    np.testing.assert_allclose(spectrum["eigenvalue_over_m"] * spectrum["width"], spectrum["eigenvalue"])
+    assert sizes.loc[("digits", "limit")].index.get_level_values("width").isna().all()
+    assert len(sizes.loc[("digits", "empirical")]) == 6 and len(sizes.loc[("digits", "limit")]) == 2
+    assert np.all(spectrum["eigenvalue_over_m"] > 0)
+    energy = spectrum.groupby(["dataset", "kernel", "width", "seed"], dropna=False)[
+        ["label_energy", "random_label_energy"]
+    ].sum()
+    np.testing.assert_allclose(energy.to_numpy(), 1.0, rtol=1e-10)
+
+
+def test_label_energy_of_an_eigenvector_sits_on_it():
+    from analysis.kernel_spectrum import label_energy
+
+    K = np.array([[2.0, 1.0], [1.0, 2.0]])
+    _, vectors = np.linalg.eigh(K)
+    np.testing.assert_allclose(label_energy(vectors, np.array([1.0, 1.0])), [0.0, 1.0], atol=1e-15)
+    np.testing.assert_allclose(label_energy(vectors, np.array([1.0, 0.0])), [0.5, 0.5], rtol=1e-12)
 
 
 def test_training_table_and_fits(small_tables):
@@ -109,8 +125,8 @@ def test_training_table_and_fits(small_tables):
 def test_figures_render_with_labels_and_log_axes(small_tables, tmp_path):
     spectrum, training = small_tables
     fig = spectrum_figure(spectrum)
-    assert [ax.get_yscale() for ax in fig.axes[:2]] == ["log", "log"]
-    assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes[:2])
+    assert [ax.get_yscale() for ax in fig.axes] == ["log", "log", "linear"]
+    assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
     paths = save_figure(fig, tmp_path, "spectrum")
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 1000 for p in paths)
     fig = loss_curves_figure(training)
@@ -193,8 +209,12 @@ def test_eigenvalue_studies_and_figures(tmp_path):
     squeezed = clustered_first_tokens(x, 0.1)
     assert first_token_separation(squeezed) == pytest.approx(0.1, rel=1e-9)
     assert token_assumption_error(squeezed) < 1e-12
-    sep = separation_table(SeparationConfig(lengths=(2, 3), deltas=(0.05, 0.4), ns=(3, 4), seeds=(0,), n=3,
-                                            input_dim=4, width=64), tmp_path, progress=False)  # fmt: skip
+    config = SeparationConfig(
+        lengths=(2, 3), deltas=(0.05, 0.4), ns=(3, 4), digits_lengths=(2, 3), seeds=(0,), n=3, input_dim=4, width=64
+    )
+    sep = separation_table(config, tmp_path, progress=False)
+    digits = sep[sep["grid"] == "digits n-L"]
+    assert len(digits) == 2 * 2 * 2 and digits["delta"].isna().all() and np.all(digits["lambda_min"] > 0)
     limit = sep[(sep["grid"] == "L-delta") & (sep["kernel"] == "limit")]
     # sequences that differ only in their first tokens: a smaller separation, a smaller lambda_min
     by_delta = limit.groupby("delta")["lambda_min"].mean()
@@ -210,5 +230,6 @@ def test_eigenvalue_studies_and_figures(tmp_path):
                                                    input_dim=4, width=32), tmp_path, progress=False)  # fmt: skip
     linear = linear[linear["kernel"] == "limit"].set_index(["parameterization", "length"])["condition"]
     assert limit.loc[("paper", "tanh", 3)] == pytest.approx(linear.loc[("paper", 3)], rel=1e-8)
+    assert len([ax for ax in separation_figure(sep).axes if ax.get_label() != "<colorbar>"]) == 6
     for fig in (separation_figure(sep), convergence_figure(conv), conditioning_figure(cond)):
         assert all(ax.get_xlabel() for ax in fig.axes if ax.get_label() != "<colorbar>")
