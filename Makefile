@@ -1,8 +1,13 @@
 PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+# the neural-tangents oracle environment (reference/README.md): its own python3.11 and old JAX
+NT_PY ?= python3.11
+NT_VENV := .venv-nt
+NT_STAMP := $(NT_VENV)/.installed
+ORACLE := reference/oracle/manifest.json
 
-.PHONY: test figures bench lint clean
+.PHONY: test figures bench bench-nt reference lint clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -10,6 +15,16 @@ $(STAMP): requirements.txt pyproject.toml
 	$(VENV)/bin/pip install --quiet -r requirements.txt
 	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+$(NT_STAMP): reference/requirements-nt.txt
+	rm -rf $(NT_VENV)
+	$(NT_PY) -m venv $(NT_VENV)
+	$(NT_VENV)/bin/pip install --quiet --no-deps -r reference/requirements-nt.txt
+	TF_CPP_MIN_LOG_LEVEL=3 $(NT_VENV)/bin/python -c "import neural_tangents, jax; print('neural-tangents', neural_tangents.__version__, 'jax', jax.__version__)"
+	touch $(NT_STAMP)
+
+$(ORACLE): $(NT_STAMP) reference/make_oracle.py
+	$(NT_VENV)/bin/python reference/make_oracle.py --out reference/oracle
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -21,8 +36,13 @@ figures: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/bench_ntk.py
 
+reference: $(ORACLE)
+
+bench-nt: $(STAMP) $(NT_STAMP)
+	$(VENV)/bin/python benchmarks/bench_nt.py
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(VENV) results .pytest_cache .hypothesis
+	rm -rf $(VENV) $(NT_VENV) reference/oracle results .pytest_cache .hypothesis
