@@ -4,15 +4,18 @@ A unit's file name hashes the study name, the config without the fields that onl
 (the sweep axes, e.g. widths and seeds), the unit's parameters and the source code of ntk_rnn and
 analysis. An edit to the code or to any other config field invalidates the cache; a sweep that was
 killed halfway resumes at the first missing unit; and a sweep extended by more widths or seeds
-reuses the units it already has.
+reuses the units it already has. Inside `with recomputing():` every unit is computed afresh and its
+file overwritten (what `ntk-rnn figures --force` does).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import cache
 from pathlib import Path
 
@@ -22,6 +25,17 @@ from tqdm.auto import tqdm
 from ntk_rnn.storage import read_table, write_table
 
 PACKAGE_DIRS = ("ntk_rnn", "analysis")
+_RECOMPUTE = contextvars.ContextVar("recompute_units", default=False)
+
+
+@contextlib.contextmanager
+def recomputing() -> Iterator[None]:
+    """Within this block run_sweep ignores cached units: it computes each one again and overwrites its file."""
+    token = _RECOMPUTE.set(True)
+    try:
+        yield
+    finally:
+        _RECOMPUTE.reset(token)
 
 
 @cache
@@ -63,7 +77,7 @@ def run_sweep(
     tables = []
     for unit in tqdm(units, desc=study, disable=not progress, leave=False):
         path = None if cache_dir is None else Path(cache_dir) / study / f"{unit_key(study, config, unit, axes)}.csv"
-        if path is not None and path.exists():
+        if path is not None and path.exists() and not _RECOMPUTE.get():
             table = read_table(path)
         else:
             table = compute(unit)

@@ -48,6 +48,11 @@ def write_json(record: dict[str, Any], path: str | os.PathLike) -> Path:
     return _atomic_write(path, lambda handle: json.dump(record, handle, indent=2, sort_keys=True, default=str))
 
 
+def write_text(text: str, path: str | os.PathLike) -> Path:
+    """Save a text file (e.g. an HTML report), atomically."""
+    return _atomic_write(path, lambda handle: handle.write(text))
+
+
 def environment() -> dict[str, Any]:
     """Package versions, machine and time, for the record that goes beside every table."""
     import jax
