@@ -108,6 +108,9 @@ def dual_pair(
     if spec in ("relu", "step"):
         positive = root > 0
         rho = jnp.clip(q12 / jnp.where(positive, root, 1.0), -1.0, 1.0)
+        # within rounding of +-1 (e.g. q12 = q11 = q22, where sqrt(q11 q22) != q12 by an ulp) it is +-1:
+        # arccos would turn the last ulp into an angle of 1e-8
+        rho = jnp.where(1.0 - jnp.abs(rho) < 8 * jnp.finfo(rho.dtype).eps, jnp.sign(rho), rho)
         sine = jnp.sqrt((1 - rho) * (1 + rho))
         # theta = arccos(rho) = pi/2 - arctan(rho / sin); rho / 0 = +-inf gives theta = 0 or pi exactly
         theta = math.pi / 2 - jnp.arctan(rho / sine)

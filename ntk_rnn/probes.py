@@ -1,0 +1,288 @@
+"""Perturbation probes: the lemmas of the paper's proof (theory.md §1), measured on one network.
+
+- forward stability: ||h_l|| against l (forward_norms, and the infinite-width limit_forward_norms);
+- backward stability: ||B D_l W ... D_a W||_2 against l - a (backward_norms, limit_backward_norms),
+  and the intermediate-layer products ||D_l W ... D_a W||_2 (product_norms, matrix-free Lanczos);
+- perturbation theory: W -> W + Delta with ||Delta||_2 = omega / sqrt(m) in a random, gradient or
+  adversarial direction (perturbation_direction), and what moves (perturbation_response): hidden
+  states, ReLU signs, and the first-order Taylor error of the outputs.
+
+Perturbations act on the effective recurrent matrix c_W W (c_W = 1 except in the "ntk"
+parameterization), so omega means the same in every parameterization: the paper's omega.
+Steps are 0-based: l = 0 is the paper's first step. The gradient lower bound and sign flips along
+training come from ntk_rnn.training's history (grad_sq_norm, lambda_min, pattern_flip_fraction, omega).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.sparse.linalg
+
+from ntk_rnn.config import RNNConfig
+from ntk_rnn.limit import forward_kernels
+from ntk_rnn.model import (
+    Params,
+    _apply,
+    check_inputs,
+    check_params,
+    hidden_states,
+    loss_positions,
+    select_outputs,
+    select_targets,
+)
+
+KINDS = ("random", "gradient", "adversarial")
+
+
+def _derivative(cfg: RNNConfig, g: jax.Array) -> jax.Array:
+    """phi'(g) elementwise (relu: the 0/1 pattern D)."""
+    return jax.vmap(jax.grad(cfg.phi))(g.reshape(-1)).reshape(g.shape)
+
+
+def forward_norms(cfg: RNNConfig, params: Mapping[str, jax.Array], x) -> np.ndarray:
+    """||h_{i,l}||, (n, L), for inputs x (n, L, d_x)."""
+    params, x = check_params(cfg, params), check_inputs(cfg, x)
+    return np.asarray(jnp.linalg.norm(hidden_states(cfg, params, x)[1], axis=-1))
+
+
+def _limit_diagonal(a: np.ndarray) -> np.ndarray:
+    """a[i, l, i, l] of a (n, L, n, L) covariance, (n, L)."""
+    n, length = a.shape[:2]
+    return a.reshape(n * length, n * length).diagonal().reshape(n, length)
+
+
+def limit_forward_norms(cfg: RNNConfig, x) -> np.ndarray:
+    """Infinite-width ||h_{i,l}|| ("paper") or ||h_{i,l}|| / sqrt(m) ("standard", "ntk"), (n, L).
+
+    For relu in the paper's parameterization with unit tokens, ||h_l||^2 -> l + 1 (0-based l).
+    """
+    return np.sqrt(_limit_diagonal(forward_kernels(cfg, x).S))
+
+
+@partial(jax.jit, static_argnums=0)
+def _backward_rows(cfg: RNNConfig, params: Params, x: jax.Array) -> jax.Array:
+    """R[s, i, l] = B D_l W D_{l-1} W ... D_{l-s} W, (L, n, L, d, m); zero where s > l."""
+    g, _ = hidden_states(cfg, params, x)
+    dphi = _derivative(cfg, g)  # (n, L, m)
+    c = cfg.multipliers
+    W, B = c["W"] * params["W"], c["B"] * params["B"]
+    length = x.shape[1]
+    rows = (B[None, None] * dphi[:, :, None, :]) @ W  # s = 0: B D_l W, (n, L, d, m)
+    out = [rows]
+    for s in range(1, length):
+        shifted = jnp.concatenate([jnp.zeros_like(dphi[:, :s]), dphi[:, : length - s]], axis=1)  # D_{l-s}
+        rows = (rows * shifted[:, :, None, :]) @ W
+        out.append(rows)
+    return jnp.stack(out)
+
+
+def backward_norms(cfg: RNNConfig, params: Mapping[str, jax.Array], x) -> np.ndarray:
+    """Spectral norms ||B D_l W D_{l-1} W ... D_a W||_2 of the (d, m) backward products, (n, L, L)
+    indexed [i, l, a], NaN where a > l. Effective weights (c_B B, c_W W); exact (d x d Gram eigenvalue).
+
+    The paper bounds them by O(sqrt(m/d)) poly(L) (backward stability); see limit_backward_norms.
+    """
+    params, x = check_params(cfg, params), check_inputs(cfg, x)
+    rows = _backward_rows(cfg, params, x)
+    gram = rows @ jnp.swapaxes(rows, -1, -2)  # (L, n, L, d, d)
+    by_distance = np.sqrt(np.maximum(np.asarray(jnp.linalg.eigvalsh(gram)[..., -1]), 0.0))  # [s, i, l]
+    length = x.shape[1]
+    out = np.full((x.shape[0], length, length), np.nan)
+    for s in range(length):
+        ls = np.arange(s, length)
+        out[:, ls, ls - s] = by_distance[s][:, ls]
+    return out
+
+
+def limit_backward_norms(cfg: RNNConfig, x) -> np.ndarray:
+    """Infinite-width ||B D_l W ... D_a W||_2 / sqrt(m/d) ("paper") or ||.||_2 ("standard", "ntk"),
+    (n, L, L) indexed [i, l, a], NaN where a > l: sqrt(sigma_v2 prod_{j=a..l} sigma_w2 k_j), with k_j the
+    limit mean of phi'(g_j)^2 (d rows of equal norm, orthogonal as m -> infinity).
+
+    relu at sigma_w2 = 2 (k = 1/2): a flat line at sigma_v; linear: sqrt(sigma_v2 2^(l-a+1)).
+    """
+    k = _limit_diagonal(forward_kernels(cfg, x).k)  # (n, L)
+    log_step = np.log(np.maximum(cfg.sigma_w2 * k, 1e-300))
+    cumulative = np.concatenate([np.zeros((k.shape[0], 1)), np.cumsum(log_step, axis=1)], axis=1)
+    length = x.shape[1]
+    l_idx, a_idx = np.meshgrid(np.arange(length), np.arange(length), indexing="ij")
+    log_prod = cumulative[:, l_idx + 1] - cumulative[:, a_idx]  # sum_{j=a..l} log(sigma_w2 k_j)
+    out = np.sqrt(cfg.sigma_v2 * np.exp(log_prod))
+    return np.where(a_idx <= l_idx, out, np.nan)
+
+
+def product_norms(
+    cfg: RNNConfig, params: Mapping[str, jax.Array], x, start: int = 1, sample: int = 0, tol: float = 1e-10
+) -> np.ndarray:
+    """||D_l W D_{l-1} W ... D_start W||_2 (m x m intermediate-layer products) for l = 0..L-1, (L,), NaN
+    for l < start, on one sample. Matrix-free: ARPACK Lanczos (scipy svds) on v -> M v and u -> M^T u,
+    each a chain of matrix-vector products; the products are never formed. The paper bounds them by
+    O(poly(L)) (forward stability), independently of m."""
+    params, x = check_params(cfg, params), check_inputs(cfg, x)
+    length = x.shape[1]
+    if not 0 <= sample < x.shape[0]:
+        raise ValueError(f"sample must be in 0..{x.shape[0] - 1}, got {sample}")
+    if not 1 <= start < length:
+        raise ValueError(f"start must be in 1..{length - 1} (step 0 has no W factor: h_0 = 0), got {start}")
+    g, _ = hidden_states(cfg, params, x[sample : sample + 1])
+    dphi = _derivative(cfg, g[0])  # (L, m)
+    W = cfg.multipliers["W"] * params["W"]
+
+    @jax.jit
+    def matvec(stop: jax.Array, v: jax.Array) -> jax.Array:  # D_stop W ... D_start W v
+        return jax.lax.fori_loop(start, stop + 1, lambda j, v: dphi[j] * (W @ v), v)
+
+    @jax.jit
+    def rmatvec(stop: jax.Array, u: jax.Array) -> jax.Array:  # W^T D_start ... W^T D_stop u
+        return jax.lax.fori_loop(start, stop + 1, lambda j, u: W.T @ (dphi[stop + start - j] * u), u)
+
+    out = np.full(length, np.nan)
+    m = cfg.width
+    v0 = np.ones(m) / math.sqrt(m)
+    for stop in range(start, length):
+        op = scipy.sparse.linalg.LinearOperator(
+            (m, m),
+            matvec=lambda v, s=stop: np.asarray(matvec(s, jnp.asarray(v.ravel()))),
+            rmatvec=lambda u, s=stop: np.asarray(rmatvec(s, jnp.asarray(u.ravel()))),
+            dtype=np.float64,
+        )
+        out[stop] = scipy.sparse.linalg.svds(op, k=1, v0=v0, tol=tol, return_singular_vectors=False)[0]
+    return out
+
+
+def _with_w(cfg: RNNConfig, params: Params, delta: jax.Array) -> Params:
+    """params with the effective recurrent matrix c_W W moved by delta (m, m)."""
+    return {**params, "W": params["W"] + delta / cfg.multipliers["W"]}
+
+
+def _outputs(cfg: RNNConfig, params: Params, x: jax.Array, positions: tuple[int, ...] | None) -> jax.Array:
+    return select_outputs(_apply(cfg, params, x), positions).reshape(-1)
+
+
+@jax.jit
+def _onto_sphere(delta: jax.Array, radius: float) -> jax.Array:
+    """Projection onto the spectral ball {||Delta||_2 <= radius} (singular values clipped at radius),
+    rescaled to ||Delta||_2 = radius if it fell inside."""
+    u, s, vt = jnp.linalg.svd(delta, full_matrices=False)
+    clipped = jnp.minimum(s, radius)
+    return (u * (clipped * radius / clipped[0])) @ vt
+
+
+def _check_omega(omega: float) -> float:
+    if not (isinstance(omega, int | float | np.floating) and math.isfinite(omega) and omega > 0):
+        raise ValueError(
+            f"omega must be a finite number > 0 (the perturbation radius sqrt(m) ||Delta||_2), got {omega!r}"
+        )
+    return float(omega)
+
+
+def perturbation_direction(
+    cfg: RNNConfig,
+    params: Mapping[str, jax.Array],
+    x,
+    kind: str,
+    omega: float,
+    key: jax.Array,
+    y=None,
+    positions: Sequence[int] | None = None,
+    ascent_steps: int = 5,
+) -> jax.Array:
+    """A perturbation Delta (m, m) of c_W W with ||Delta||_2 = omega / sqrt(m).
+
+    kind: "random" (a Gaussian matrix, rescaled), "gradient" (-grad_W f for the loss f with targets
+    y (n, L, d), rescaled: the direction a GD step takes), or "adversarial" (from a random start,
+    `ascent_steps` steps of projected gradient ascent on ||F(W + Delta) - F(W)||^2 over the spectral
+    ball, F the outputs at `positions`; it ends on the sphere).
+    """
+    params, x = check_params(cfg, params), check_inputs(cfg, x)
+    omega = _check_omega(omega)
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    pos = loss_positions(cfg, positions, x.shape[1], "positions")
+    m = cfg.width
+    radius = omega / math.sqrt(m)
+
+    def rescale(d: jax.Array) -> jax.Array:
+        norm = float(np.linalg.norm(np.asarray(d), 2))
+        if norm == 0.0:
+            raise ValueError(f"the {kind} direction is zero; it cannot be rescaled to omega={omega}")
+        return d * (radius / norm)
+
+    if kind == "random":
+        return rescale(jax.random.normal(key, (m, m), dtype=jnp.float64))
+    if kind == "gradient":
+        if y is None:
+            raise ValueError("kind='gradient' needs the targets y (n, L, d) of the loss f")
+        y = jnp.asarray(y, dtype=jnp.float64)
+        if y.shape != (*x.shape[:2], cfg.output_dim):
+            raise ValueError(f"y must have shape (n, L, d) = {(*x.shape[:2], cfg.output_dim)}, got {y.shape}")
+        target = select_targets(y, pos).reshape(-1)
+
+        def loss(delta):
+            return 0.5 * jnp.sum((_outputs(cfg, _with_w(cfg, params, delta), x, pos) - target) ** 2)
+
+        return rescale(-jax.grad(loss)(jnp.zeros((m, m))))
+    if ascent_steps < 1:
+        raise ValueError(f"ascent_steps must be >= 1, got {ascent_steps}")
+    f0 = _outputs(cfg, params, x, pos)
+
+    def change(d: jax.Array) -> jax.Array:
+        return jnp.sum((_outputs(cfg, _with_w(cfg, params, d), x, pos) - f0) ** 2)
+
+    objective, grad = jax.jit(change), jax.jit(jax.grad(change))
+    delta = rescale(jax.random.normal(key, (m, m), dtype=jnp.float64))
+    best, best_value = delta, float(objective(delta))
+    for _ in range(ascent_steps):
+        step = grad(delta)
+        delta = _onto_sphere(delta + radius * step / jnp.linalg.norm(step), radius)  # the change grows with radius
+        value = float(objective(delta))
+        if value > best_value:
+            best, best_value = delta, value
+    return best
+
+
+class PerturbationResponse(NamedTuple):
+    """What moves when c_W W -> c_W W + Delta, on inputs (n, L, d_x).
+
+    hidden_change: ||h'_{i,l} - h_{i,l}||, (n, L). flip_fraction: fraction of the n m units at step l
+    whose pre-activation sign changed, ||D'_l - D_l||_0 / (n m) for relu, (L,). first_order: ||J Delta||,
+    the first-order change of the outputs F at the positions; first_order_error: ||F(W + Delta) - F(W) -
+    J Delta|| / ||J Delta|| (NaN when J Delta = 0).
+    """
+
+    hidden_change: np.ndarray
+    flip_fraction: np.ndarray
+    first_order: float
+    first_order_error: float
+
+
+def perturbation_response(
+    cfg: RNNConfig, params: Mapping[str, jax.Array], x, delta, positions: Sequence[int] | None = None
+) -> PerturbationResponse:
+    """Measure a perturbation Delta (m, m) of c_W W (see PerturbationResponse)."""
+    params, x = check_params(cfg, params), check_inputs(cfg, x)
+    delta = jnp.asarray(delta, dtype=jnp.float64)
+    m = cfg.width
+    if delta.shape != (m, m) or not bool(jnp.all(jnp.isfinite(delta))):
+        raise ValueError(f"delta must be a finite (m, m) = ({m}, {m}) array, got shape {delta.shape}")
+    pos = loss_positions(cfg, positions, x.shape[1], "positions")
+    moved = _with_w(cfg, params, delta)
+    g0, h0 = hidden_states(cfg, params, x)
+    g1, h1 = hidden_states(cfg, moved, x)
+    flips = np.asarray(jnp.mean((g0 > 0) != (g1 > 0), axis=(0, 2), dtype=jnp.float64))
+    f0, linear = jax.jvp(lambda d: _outputs(cfg, _with_w(cfg, params, d), x, pos), (jnp.zeros_like(delta),), (delta,))
+    first_order = float(jnp.linalg.norm(linear))
+    error = float(jnp.linalg.norm(_outputs(cfg, moved, x, pos) - f0 - linear))
+    return PerturbationResponse(
+        hidden_change=np.asarray(jnp.linalg.norm(h1 - h0, axis=-1)),
+        flip_fraction=flips,
+        first_order=first_order,
+        first_order_error=error / first_order if first_order > 0 else math.nan,
+    )
