@@ -173,11 +173,12 @@ def render_report(result: SuiteResult) -> str:
     configs = {s.name: s.config for s in result.studies}
     out += [
         "<h2>Effective configuration</h2>",
-        "<p>Every study's parameters in this run. Saved as a file, this reproduces the run: "
+        "<p>Every study's parameters in this run (each is also under its study above). Saved as a file, the "
+        "TOML below reproduces the run: "
         f"<code>ntk-rnn figures --profile {_e(result.profile)} --config FILE.toml</code>. "
         "Each unit (one width, seed, dataset, ...) draws its data, weights and batches from "
         "<code>jax.random.key(seed)</code>.</p>",
-        f"<pre>{_e(configs_toml(configs))}</pre>",
+        f"<details><summary>as one TOML file</summary><pre>{_e(configs_toml(configs))}</pre></details>",
         "<details><summary>as JSON</summary>",
         f"<pre>{_e(json.dumps({k: dataclasses.asdict(v) for k, v in configs.items()}, indent=2))}</pre></details>",
         "<h2>Environment</h2>",
@@ -203,8 +204,8 @@ def _environment_html(env: dict) -> str:
     )
     machine = dict(env.get("machine", {}))
     machine["jax_devices"] = ", ".join(machine.get("jax_devices", []))
-    rows = pd.DataFrame([{"": "python", "value": env.get("python")}] +
-                        [{"": k, "value": v} for k, v in machine.items()])  # fmt: skip
+    rows = pd.DataFrame([{"machine": "python", "value": str(env.get("python"))}] +
+                        [{"machine": k, "value": str(v)} for k, v in machine.items()])  # fmt: skip
     return html_table(rows) + html_table(packages)
 
 

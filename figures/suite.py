@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import subprocess
 import time
 import tomllib
@@ -331,16 +332,17 @@ class SuiteBusyError(RuntimeError):
     """Another run holds the cache directory."""
 
 
-def remove_stale_temporaries(*dirs: Path) -> list[Path]:
-    """Delete the hidden temporary files (.NAME.XXXX.tmp/.png/.pdf) that a killed writer leaves behind."""
-    removed = []
-    for directory in dirs:
-        if not directory.is_dir():
-            continue
-        candidates = list(directory.rglob(".*.tmp")) + list(directory.glob(".*.png")) + list(directory.glob(".*.pdf"))
-        for path in candidates:
-            path.unlink(missing_ok=True)
-            removed.append(path)
+# what ntk_rnn.storage and figures.style.save_figure name their temporaries: .NAME.<mkstemp's 8 characters>.EXT
+TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.(tmp|png|pdf)$")
+
+
+def remove_stale_temporaries(cache_dir: Path, out_dir: Path) -> list[Path]:
+    """Delete the hidden temporary files that a killed writer leaves behind: in the cache directory and
+    its study folders, and beside the figures."""
+    candidates = [*cache_dir.glob(".*"), *cache_dir.glob("*/.*"), *out_dir.glob(".*")]
+    removed = [path for path in candidates if TEMPORARY.match(path.name) and path.is_file()]
+    for path in removed:
+        path.unlink(missing_ok=True)
     return removed
 
 

@@ -232,9 +232,9 @@ def test_a_second_run_on_the_same_cache_is_refused(toy_registry, tmp_path):
 def test_stale_temporaries_are_removed_and_a_tampered_table_is_recomputed(toy_registry, tmp_path):
     assert _figures_cli(tmp_path) == 0
     cache = tmp_path / "cache"
-    (cache / ".alpha.csv.abc123.tmp").write_text("half a tab")
-    (cache / "alpha" / ".x.csv.def.tmp").write_text("half")
-    (tmp_path / "out" / ".figA_alpha.xyz.png").write_bytes(b"\x89PNG")
+    (cache / ".alpha.csv.abc123_z.tmp").write_text("half a tab")
+    (cache / "alpha" / ".x.csv.d1e2f3g4.tmp").write_text("half")
+    (tmp_path / "out" / ".figA_alpha.xyz12345.png").write_bytes(b"\x89PNG")
     (cache / "alpha.csv").write_text("x,y\n1,999\n")  # no longer the table its record describes
     CALLS.clear()
     assert _figures_cli(tmp_path) == 0
