@@ -840,3 +840,11 @@ add_figure(
     every bound polynomial in L: relu's condition number grows polynomially with L, while the linear
     RNN's kernel is ill-conditioned from the start and becomes singular.""",
 )  # fmt: skip
+
+
+if __name__ == "__main__":  # python -m figures.suite [options] is `ntk-rnn figures [options]`
+    import sys
+
+    from ntk_rnn.cli import main
+
+    sys.exit(main(["figures", *sys.argv[1:]]))
