@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from ntk_rnn.config import RNNConfig
@@ -40,8 +42,12 @@ def empirical_ntk(
         positions 1..L-1 of each input.
       method: "structured" (fast, theory.md §2), "jacobian" (contracts autodiff Jacobians) or
         "ntvp" (kernel columns from vjp/jvp products). The last two are references.
-      max_bytes: peak working-memory budget of the structured path; it works in sample chunks
-        sized to fit.
+      max_bytes: peak working-memory budget of the structured path (per device); it works in sample
+        chunks sized to fit.
+
+    With several JAX devices (jax.device_count() > 1) the structured path deals its kernel blocks (a
+    chunk of x1 rows against a chunk of x2 columns) to all of them with jax.sharding, one block per
+    device per round; with one device it runs as a plain loop. The result is the same either way.
 
     Returns:
       (n1 * P1 * d, n2 * P2 * d) float64 numpy array, rows ordered (sample, position, unit); with
@@ -278,13 +284,20 @@ def _structured_ntk(cfg, params, x1, x2, pos1, pos2, symmetric, max_bytes) -> np
     out = np.zeros((n1, len(pos1), d, n2, len(pos2), d))
     length = max(x1.shape[1], x2.shape[1])
     c = _chunk_size(max(n1, n2), plan1.size, plan2.size, d, m, length, max_bytes)
+    mesh = _device_mesh()
+    if mesh is not None:
+        c = min(c, math.ceil(max(n1, n2) / mesh.size))  # enough blocks to give every device work
     keep = 8 * (n1 * plan1.size + n2 * plan2.size) * d * m + 8 * 3 * (n1 + n2) * length * m <= max_bytes // 2
-    factors1 = _factor_source(cfg, plan1, params, x1, c, keep)
-    factors2 = factors1 if symmetric else _factor_source(cfg, plan2, params, x2, c, keep)
     blocks1, blocks2 = math.ceil(n1 / c), math.ceil(n2 / c)
     pairs = [(bi, bj) for bi in range(blocks1) for bj in range(bi if symmetric else 0, blocks2)]
-    for bi, bj in tqdm(pairs, desc="kernel blocks", delay=3.0, leave=False):
-        block = np.asarray(_pair_kernel(cfg, plan1, plan2, c, *factors1(bi), *factors2(bj)))
+    if mesh is None:
+        factors1 = _factor_source(cfg, plan1, params, x1, c, keep)
+        factors2 = factors1 if symmetric else _factor_source(cfg, plan2, params, x2, c, keep)
+        blocks = ((bi, bj, np.asarray(_pair_kernel(cfg, plan1, plan2, c, *factors1(bi), *factors2(bj))))
+                  for bi, bj in pairs)  # fmt: skip
+    else:
+        blocks = _sharded_blocks(cfg, plan1, plan2, params, x1, x2, symmetric, c, keep, pairs, mesh)
+    for bi, bj, block in tqdm(blocks, total=len(pairs), desc="kernel blocks", delay=3.0, leave=False):
         r1, r2 = slice(bi * c, min((bi + 1) * c, n1)), slice(bj * c, min((bj + 1) * c, n2))
         block = block[: r1.stop - r1.start, :, :, : r2.stop - r2.start]
         out[r1, :, :, r2] = block
@@ -295,6 +308,102 @@ def _structured_ntk(cfg, params, x1, x2, pos1, pos2, symmetric, max_bytes) -> np
     rank2 = np.argsort(np.argsort(pos2))
     out = out[:, rank1][:, :, :, :, rank2]
     return out.reshape(n1 * len(pos1) * d, n2 * len(pos2) * d)
+
+
+# ----------------------------------------------------------------------------- several devices
+
+DEVICE_AXIS = "blocks"
+
+
+def _device_mesh() -> Mesh | None:
+    """A 1-D mesh over all JAX devices, or None when there is only one (the plain single-device loop)."""
+    devices = jax.devices()
+    return Mesh(np.asarray(devices), (DEVICE_AXIS,)) if len(devices) > 1 else None
+
+
+def _per_device(fn, mesh: Mesh, in_specs):
+    """shard_map of fn over the mesh, outputs split along their first axis. check_vma is off because the
+    model's scan starts from a replicated zero state that its body makes device-varying."""
+    return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=P(DEVICE_AXIS), check_vma=False)
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2))
+def _sharded_backward_vectors(cfg: RNNConfig, plan: _Plan, mesh: Mesh, params: Params, x: jax.Array):
+    """_backward_vectors of x (n, L, d_x), n a multiple of the device count, samples split over the devices."""
+    return _per_device(partial(_backward_vectors, cfg, plan), mesh, (P(), P(DEVICE_AXIS)))(params, x)
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
+def _sharded_pair_kernel(cfg, plan1, plan2, c: int, mesh: Mesh, factors1, starts1, factors2, starts2):
+    """One _pair_kernel block per device: device k gets the factors of all samples (replicated) and the
+    chunk offsets starts1[k], starts2[k]. Returns (D, c, P1, d, c, P2, d), split over the devices."""
+
+    def one(f1, s1, f2, s2):
+        return _pair_kernel(cfg, plan1, plan2, c, f1, s1[0], f2, s2[0])[None]
+
+    specs = (P(), P(DEVICE_AXIS), P(), P(DEVICE_AXIS))
+    return _per_device(one, mesh, specs)(factors1, starts1, factors2, starts2)
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
+def _sharded_chunk_kernel(cfg, plan1, plan2, c: int, mesh: Mesh, params, xs1, xs2):
+    """One block per device from its own input chunks xs1[k], xs2[k] (each (c, L, d_x)), whose backward
+    vectors it computes: the low-memory path. Returns (D, c, P1, d, c, P2, d), split over the devices."""
+
+    def one(p, x1, x2):
+        f1 = _backward_vectors(cfg, plan1, p, x1[0])
+        f2 = _backward_vectors(cfg, plan2, p, x2[0])
+        return _pair_kernel(cfg, plan1, plan2, c, f1, 0, f2, 0)[None]
+
+    return _per_device(one, mesh, (P(), P(DEVICE_AXIS), P(DEVICE_AXIS)))(params, xs1, xs2)
+
+
+def _sharded_blocks(
+    cfg, plan1, plan2, params, x1, x2, symmetric, c, keep, pairs, mesh
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Yield (bi, bj, block) for every chunk pair, computed D at a time, one pair per device.
+
+    With keep, the backward vectors of all samples are computed once with the samples split over the
+    devices, then replicated so that each device slices its own chunks; otherwise every device computes
+    the vectors of its two chunks. The last round repeats its final pair on idle devices (discarded). The
+    next round is dispatched before the previous one is copied to the host.
+    """
+    size = mesh.size
+    split, replicated = NamedSharding(mesh, P(DEVICE_AXIS)), NamedSharding(mesh, P())
+    params = jax.device_put(params, replicated)
+    xp1 = _pad(_pad(x1, c), size)
+    xp2 = xp1 if symmetric else _pad(_pad(x2, c), size)
+    if keep:
+        factors1 = jax.device_put(_sharded_backward_vectors(cfg, plan1, mesh, params, xp1), replicated)
+        factors2 = (
+            factors1
+            if symmetric
+            else jax.device_put(_sharded_backward_vectors(cfg, plan2, mesh, params, xp2), replicated)
+        )
+
+    def dispatch(group):
+        padded = group + [group[-1]] * (size - len(group))
+        b1, b2 = np.array([p[0] for p in padded]), np.array([p[1] for p in padded])
+        if keep:
+            starts1, starts2 = (jax.device_put(jnp.asarray(b * c), split) for b in (b1, b2))
+            return _sharded_pair_kernel(cfg, plan1, plan2, c, mesh, factors1, starts1, factors2, starts2)
+        xs1 = jax.device_put(jnp.stack([xp1[b * c : (b + 1) * c] for b in b1]), split)
+        xs2 = jax.device_put(jnp.stack([xp2[b * c : (b + 1) * c] for b in b2]), split)
+        return _sharded_chunk_kernel(cfg, plan1, plan2, c, mesh, params, xs1, xs2)
+
+    def collect(group, result):
+        result = np.asarray(result)  # waits for the round and gathers it to the host
+        return [(bi, bj, result[k]) for k, (bi, bj) in enumerate(group)]
+
+    rounds = [pairs[k : k + size] for k in range(0, len(pairs), size)]
+    pending = None
+    for group in rounds:
+        current = (group, dispatch(group))
+        if pending is not None:
+            yield from collect(*pending)
+        pending = current
+    if pending is not None:
+        yield from collect(*pending)
 
 
 def structured_flops(
