@@ -18,6 +18,7 @@ from ntk_rnn.data import (  # noqa: E402
 )
 from ntk_rnn.kernel import empirical_ntk  # noqa: E402
 from ntk_rnn.limit import forward_kernels, limit_ntk, nngp_kernel  # noqa: E402
+from ntk_rnn.matfree import ntk_extreme_eigenvalues, ntk_operator  # noqa: E402
 from ntk_rnn.model import apply, hidden_states, init_params  # noqa: E402
 from ntk_rnn.training import TrainConfig, TrainingDivergedError, TrainResult, train  # noqa: E402
 
@@ -37,6 +38,8 @@ __all__ = [
     "limit_ntk",
     "load_npz",
     "nngp_kernel",
+    "ntk_extreme_eigenvalues",
+    "ntk_operator",
     "save_npz",
     "synthetic_sequences",
     "train",
