@@ -1,0 +1,530 @@
+"""Head-to-head: ntk_rnn's structured kernel against neural-tangents 0.6.5 and jax.jacrev, on the paper's RNN.
+
+The model is bench_ntk.py's: relu, W ~ N(0, 2/m), A ~ N(0, 2/m), B ~ N(0, 1/d), only W trained, outputs
+at positions 1..L-1, float64, n=32, L=16, d_x=8, d=1, the kernel of x with itself. Implementations:
+
+  structured       ntk_rnn.empirical_ntk (main env, JAX 0.10.2)
+  jacrev           ntk_rnn.empirical_ntk(method="jacobian"): contracts jax.jacrev Jacobians (main env), so
+                   the gain is not only a JAX-version effect
+  nt_<IMPL>        jax.jit(nt.empirical_ntk_fn(f, trace_axes=(), vmap_axes=0, implementation=IMPL)) for
+                   JACOBIAN_CONTRACTION, NTK_VECTOR_PRODUCTS, STRUCTURED_DERIVATIVES and AUTO (.venv-nt,
+                   JAX 0.4.25), on the oracle's transcription of the RNN (reference/make_oracle.py)
+  lin_ntk_rnn      one jitted full-batch GD step on the linearized model, through the jvp-based Taylor model
+                   that ntk_rnn.linearized.linearize and train_paired use (ntk_rnn.training.model_outputs)
+  lin_nt           the same step through nt.linearize (.venv-nt)
+
+Every run is a fresh subprocess of the right environment: build the problem, one warm-up call (compile
+and run), then timed calls; it reports the median time and its peak resident memory (ru_maxrss).
+Each size runs `--rounds` rounds (default 5), one run of every implementation per round, in an order
+that alternates between the environments, so host drift hits all alike; the table gives the median over
+rounds. A run is killed past `--max-rss` GiB (default 20) or `--timeout` seconds and recorded as such;
+after two sizes an implementation whose predicted time per call (its measured growth from the last
+size) exceeds `--budget` seconds, or whose predicted peak exceeds `--max-rss`, is skipped at larger sizes
+and recorded as "skipped: predicted ...". `--max-m` then runs the structured kernel alone at larger m,
+one cold call each (compilation included), to find the largest that fits.
+
+    python benchmarks/bench_nt.py                      # the full run (make bench-nt); writes docs/bench_nt.*
+    python benchmarks/bench_nt.py --sizes 64 128 --rounds 2 --out /tmp/b   # a quick check
+    python benchmarks/bench_nt.py --plot-only          # re-render docs/bench_nt.png from docs/bench_nt.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NT_PYTHON = ROOT / ".venv-nt" / "bin" / "python"
+N, LENGTH, DX, D = 32, 16, 8, 1
+SIZES = (64, 128, 256, 512, 1024, 2048, 4096, 8192)  # 64 and 128 calibrate the forecasts
+MAX_M = (16384, 24576, 32768)
+NT_IMPLS = ("JACOBIAN_CONTRACTION", "NTK_VECTOR_PRODUCTS", "STRUCTURED_DERIVATIVES", "AUTO")
+KERNEL_KINDS = ("structured", "nt_JACOBIAN_CONTRACTION", "jacrev", *(f"nt_{i}" for i in NT_IMPLS[1:]))
+STEP_KINDS = ("lin_ntk_rnn", "lin_nt")
+LABELS = {
+    "structured": "ntk_rnn structured (JAX 0.10.2)",
+    "jacrev": "jax.jacrev contraction (JAX 0.10.2)",
+    **{f"nt_{i}": f"nt {i} (JAX 0.4.25)" for i in NT_IMPLS},
+    "lin_ntk_rnn": "ntk_rnn linearized GD step (JAX 0.10.2)",
+    "lin_nt": "nt.linearize GD step (JAX 0.4.25)",
+}
+
+
+# ----------------------------------------------------------------------------- worker (either environment)
+
+
+def problem(m: int, seed: int = 0):
+    """x (N, L, d_x) and params W (m, m), A (m, d_x), B (d, m) as float64 numpy, the same in both envs."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, LENGTH, DX))
+    x /= np.linalg.norm(x, axis=-1, keepdims=True)  # unit tokens, as the paper's data
+    params = {"W": rng.standard_normal((m, m)), "A": rng.standard_normal((m, DX)), "B": rng.standard_normal((D, m))}
+    params["W"] *= math.sqrt(2.0 / m)
+    params["A"] *= math.sqrt(2.0 / m)
+    params["B"] *= math.sqrt(1.0 / D)
+    return x, params
+
+
+def _rss_gib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 2**20
+    return math.nan
+
+
+def _kernel_call(kind: str, m: int):
+    """A zero-argument function computing the kernel (a numpy array) of the benchmark problem."""
+    if kind in ("structured", "jacrev"):
+        import jax
+
+        import ntk_rnn
+
+        cfg = ntk_rnn.RNNConfig(width=m, input_dim=DX, output_dim=D)
+        if m > max(SIZES):  # the max-m probe: draw the params in one jitted call (no numpy copy of W)
+            x = problem(1)[0]
+            params = jax.jit(ntk_rnn.init_params, static_argnums=0)(cfg, jax.random.key(0))
+        else:
+            x, params = problem(m)
+        method = "structured" if kind == "structured" else "jacobian"
+        return lambda: ntk_rnn.empirical_ntk(cfg, params, x, method=method)
+    x, params = problem(m)
+    nt, f = _nt_model(m, params)
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    impl = getattr(nt.NtkImplementation, kind.removeprefix("nt_"))
+    fn = jax.jit(nt.empirical_ntk_fn(f, trace_axes=(), vmap_axes=0, implementation=impl))
+    theta, xj = {"W": jnp.asarray(params["W"])}, jnp.asarray(x)
+    rows = N * (LENGTH - 1) * D
+    compiled = {}
+
+    def precompile() -> None:  # ahead-of-time compilation (AUTO's choice included), without a run
+        compiled["fn"] = fn.lower(xj, None, theta).compile()
+
+    def call():
+        k = compiled["fn"](xj, None, theta) if compiled else fn(xj, None, theta)
+        return np.asarray(k).transpose(0, 2, 4, 1, 3, 5).reshape(rows, rows)
+
+    call.precompile = precompile
+    return call
+
+
+def _nt_model(m: int, params):
+    """neural_tangents and f(theta, x) -> (n, L-1, d), the oracle's transcription of the paper's RNN."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.path.insert(0, str(ROOT / "reference"))
+    import jax.numpy as jnp
+    import make_oracle
+    import neural_tangents as nt
+
+    case = make_oracle.full_case(
+        dict(name="bench", seed=0, n1=N, n2=N, L1=LENGTH, L2=LENGTH, dx=DX, d=D, m=m, activation="relu",
+             parameterization="paper", sigma_b2=0.0, trainable=["W"], readout="all", positions=None)
+    )  # fmt: skip
+    frozen = {k: jnp.asarray(params[k]) for k in ("A", "B")}
+    return nt, make_oracle.model(case, frozen, tuple(range(1, LENGTH)))
+
+
+def _step_call(kind: str, m: int):
+    """A zero-argument function doing one jitted GD step of the linearized model (returns the new W)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    x, params = problem(m)
+    y = np.random.default_rng(7).standard_normal((N, LENGTH - 1, D))
+    if kind == "lin_ntk_rnn":
+        import ntk_rnn
+        from ntk_rnn.training import model_outputs
+
+        cfg = ntk_rnn.RNNConfig(width=m, input_dim=DX, output_dim=D)
+        params0 = {k: jnp.asarray(v) for k, v in params.items()}
+
+        def f_lin(theta, xb):
+            return model_outputs(cfg, params0, theta, xb, True)[:, 1:]
+    else:
+        nt, f = _nt_model(m, params)
+        f_lin = nt.linearize(f, {"W": jnp.asarray(params["W"])})
+    lr = 1e-4
+
+    @jax.jit
+    def step(theta, xb, yb):
+        grads = jax.grad(lambda th: 0.5 * jnp.sum((f_lin(th, xb) - yb) ** 2))(theta)
+        return jax.tree_util.tree_map(lambda p, g: p - lr * g, theta, grads)
+
+    state = {"theta": {"W": jnp.asarray(params["W"]) + 1e-3}, "x": jnp.asarray(x), "y": jnp.asarray(y)}
+
+    def call():
+        state["theta"] = step(state["theta"], state["x"], state["y"])
+        return np.asarray(state["theta"]["W"][0, :4])
+
+    return call
+
+
+def worker(kind: str, m: int, repeats: int, warmup: str) -> dict:
+    """Warm-up, then `repeats` timed calls; the result summary of one run. warmup: "call" (one untimed
+    call), "compile" (neural-tangents' kernels: ahead-of-time compilation only, for slow sizes; other
+    kinds make a call) or "none" (the timed call includes compilation)."""
+    import numpy as np
+
+    call = _step_call(kind, m) if kind in STEP_KINDS else _kernel_call(kind, m)
+    base = _rss_gib()
+    start = time.perf_counter()
+    out = None
+    if warmup != "none" and hasattr(call, "precompile"):
+        call.precompile()
+    if warmup == "call" or (warmup == "compile" and not hasattr(call, "precompile")):
+        out = call()
+    warmup = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = call()
+        times.append(time.perf_counter() - start)
+    result = {
+        "seconds": statistics.median(times),
+        "warmup_seconds": warmup,
+        "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "base_gib": base,
+        "warmup": "call" if warmup == "call" or not hasattr(call, "precompile") else warmup,
+        "load_average": os.getloadavg()[0],
+    }
+    if kind not in STEP_KINDS:  # a fingerprint of the kernel, to check that all compute the same thing
+        result["frobenius"] = float(np.linalg.norm(out))
+        result["trace"] = float(np.trace(out))
+    return result
+
+
+# ----------------------------------------------------------------------------- driver (main environment)
+
+
+def run_one(kind: str, m: int, repeats: int, timeout: float, max_rss: float, warmup: str = "call") -> dict:
+    """One run of `kind` at width m in a fresh subprocess of its environment, watched for time and memory."""
+    python = str(NT_PYTHON) if kind.startswith("nt") or kind == "lin_nt" else sys.executable
+    cmd = [python, str(Path(__file__).resolve()), "--worker", kind, str(m), "--repeats", str(repeats)]
+    cmd += ["--warmup", warmup]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, start_new_session=True)
+        start, peak, reason = time.monotonic(), 0.0, None
+        while proc.poll() is None:
+            time.sleep(0.2)
+            rss = _proc_rss_gib(proc.pid)
+            peak = max(peak, rss)
+            if rss > max_rss:
+                reason = f"OOM: killed at {rss:.1f} GiB resident (limit {max_rss:g} GiB)"
+            elif time.monotonic() - start > timeout:
+                reason = f"timeout: killed after {timeout:g} s"
+            elif _mem_available_gib() < 1.0:
+                reason = f"OOM: killed at {rss:.1f} GiB resident, the host had < 1 GiB available"
+            if reason:
+                os.killpg(proc.pid, 9)
+                proc.wait()
+                return {"status": reason, "peak_gib": peak, "wall": time.monotonic() - start}
+        wall = time.monotonic() - start
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if proc.returncode:
+        tail = " | ".join(line for line in stderr.strip().splitlines()[-3:])
+        return {"status": f"failed (exit {proc.returncode}): {tail[-400:]}", "peak_gib": peak, "wall": wall}
+    return {"status": "ok", "wall": wall, **json.loads(stdout.strip().splitlines()[-1])}
+
+
+def _proc_rss_gib(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 2**20
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0.0
+
+
+def _mem_available_gib() -> float:
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2**20
+    return math.inf
+
+
+def forecast(kind: str, m: int, results: list[dict]) -> tuple[float, float] | str | None:
+    """Predicted (seconds per call, peak GiB) of `kind` at width m from its two largest measured sizes
+    (time by their measured growth, extra memory over the process's base as m^2); from one size, time
+    and extra memory as m^2. None with nothing measured, a reason string after a failure."""
+    failed = [
+        r for r in results if r["kind"] == kind and r["m"] < m and r["status"] not in ("ok",) and r["round"] > 0
+    ]  # runs that failed or were killed; a skipped size (round 0) is forecast again from the measured ones
+    if failed:
+        return f"skipped: failed at m={failed[-1]['m']} ({failed[-1]['status'].split(':')[0]})"
+    by_m: dict[int, list[dict]] = {}
+    for r in results:
+        if r["kind"] == kind and r["status"] == "ok" and r["m"] < m:
+            by_m.setdefault(r["m"], []).append(r)
+    if not by_m:
+        return None
+    median = {size: {key: statistics.median(r[key] for r in rs) for key in ("seconds", "peak_gib", "base_gib")}
+              for size, rs in by_m.items()}  # fmt: skip
+    sizes = sorted(median)
+    m2, e2 = sizes[-1], median[sizes[-1]]
+    if len(sizes) == 1:
+        growth = (m / m2) ** 2
+        return e2["seconds"] * growth, e2["base_gib"] + (e2["peak_gib"] - e2["base_gib"]) * growth
+    m1, e1 = sizes[-2], median[sizes[-2]]
+    steps = math.log(m / m2) / math.log(m2 / m1)
+    t_pred = e2["seconds"] * max(e2["seconds"] / e1["seconds"], 1.0) ** steps
+    p_pred = e2["peak_gib"] + (e2["peak_gib"] - e1["peak_gib"]) * (m**2 - m2**2) / (m2**2 - m1**2)
+    return t_pred, p_pred
+
+
+def predicted_skip(kind: str, m: int, results: list[dict], budget: float, max_rss: float) -> str | None:
+    """A skip reason when the forecast of `kind` at m exceeds the time or memory budget."""
+    pred = forecast(kind, m, results)
+    if pred is None or isinstance(pred, str):
+        return pred
+    t_pred, p_pred = pred
+    if t_pred > budget:
+        return f"skipped: predicted {t_pred:.0f} s per call > {budget:g} s"
+    if p_pred > max_rss:
+        return f"skipped: predicted {p_pred:.0f} GiB peak > {max_rss:g} GiB"
+    return None
+
+
+def run_grid(kinds: tuple[str, ...], sizes, args, results: list[dict], save) -> None:
+    """For each size: `args.rounds` rounds, one run of every (not skipped) implementation per round.
+    neural-tangents' kernels predicted above `args.warmup_limit` s per call warm up by compiling only."""
+    for m in sizes:
+        skip = {kind: predicted_skip(kind, m, results, args.budget, args.max_rss) for kind in kinds}
+        active = [kind for kind in kinds if skip[kind] is None]
+        for kind in kinds:
+            if skip[kind]:
+                results.append({"kind": kind, "m": m, "round": 0, "status": skip[kind]})
+                print(f"m={m:>5} {kind:<28} {skip[kind]}", flush=True)
+        warmup = {}
+        for kind in active:
+            pred = forecast(kind, m, results)
+            warmup[kind] = "call" if pred is None or pred[0] < args.warmup_limit else "compile"
+        for rnd in range(1, args.rounds + 1):
+            order = active if rnd % 2 else active[::-1]
+            for kind in order:
+                if any(r["kind"] == kind and r["m"] == m and r["status"] != "ok" for r in results):
+                    continue  # failed or killed in an earlier round: do not retry
+                run = run_one(kind, m, args.repeats, args.timeout, args.max_rss, warmup[kind])
+                r = {"kind": kind, "m": m, "round": rnd, **run}
+                results.append(r)
+                shown = f"{r['seconds']:.3f} s" if r["status"] == "ok" else r["status"][:160]
+                print(f"m={m:>5} {kind:<28} round {rnd}: {shown}  peak {r['peak_gib']:.2f} GiB", flush=True)
+                save()
+
+
+def summarize(results: list[dict], kinds) -> dict:
+    """(kind, m) -> median seconds, median peak, runs, status."""
+    table = {}
+    for kind in kinds:
+        for m in sorted({r["m"] for r in results if r["kind"] == kind}):
+            runs = [r for r in results if r["kind"] == kind and r["m"] == m]
+            ok = [r for r in runs if r["status"] == "ok"]
+            bad = [r for r in runs if r["status"] != "ok"]
+            entry = {"runs": len(ok)}
+            if ok:
+                entry.update(
+                    seconds=statistics.median(r["seconds"] for r in ok),
+                    peak_gib=statistics.median(r["peak_gib"] for r in ok),
+                    warmup=statistics.median(r["warmup_seconds"] for r in ok),
+                    spread=(min(r["seconds"] for r in ok), max(r["seconds"] for r in ok)),
+                )
+            entry["status"] = bad[0]["status"] if bad else "ok"
+            table[kind, m] = entry
+    return table
+
+
+def _ratio(value: float) -> str:
+    return f"{value:.0f}x" if value >= 10 else f"{value:.2g}x"
+
+
+def markdown(results: list[dict], kinds, reference: str = "structured") -> str:
+    """A table: one row per width, per implementation the median seconds and peak GiB (or why there is
+    none), and the speed-ups of `reference` over neural-tangents' fastest and over jax.jacrev."""
+    table = summarize(results, kinds)
+    sizes = sorted({m for _, m in table})
+    nt_kinds = [k for k in kinds if k.startswith("nt") or k == "lin_nt"]
+    cells = []
+    for m in sizes:
+        row = [str(m)]
+        for kind in kinds:
+            e = table.get((kind, m))
+            if e is None:
+                row.append("")
+            elif e["status"] == "ok":
+                row.append(f"{e['seconds']:.3g} s, {e['peak_gib']:.2f} GiB")
+            else:
+                row.append(e["status"].split(" (")[0].replace("|", "/"))
+        ref = table.get((reference, m), {})
+        for group in (nt_kinds, ["jacrev"] if "jacrev" in kinds else []):
+            times = [table[k, m]["seconds"] for k in group if table.get((k, m), {}).get("status") == "ok"]
+            row.append(_ratio(min(times) / ref["seconds"]) if times and ref.get("status") == "ok" else "")
+        cells.append(row)
+    header = ["m", *(LABELS[k] for k in kinds), "fastest nt / ntk_rnn"]
+    if "jacrev" in kinds:
+        header.append("jacrev / ntk_rnn")
+    else:
+        cells = [row[:-1] for row in cells]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells])
+
+
+def plot(results: list[dict], path: Path) -> None:
+    """Seconds against m, log-log, one line per implementation (failed and skipped sizes left out)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), constrained_layout=True)
+    for ax, kinds, title in (
+        (axes[0], KERNEL_KINDS, f"empirical NTK, n={N}, L={LENGTH}, d_x={DX}, d={D}, float64"),
+        (axes[1], STEP_KINDS, "one GD step of the linearized model"),
+    ):
+        table = summarize(results, kinds)
+        for kind in kinds:
+            pts = sorted((m, e["seconds"]) for (k, m), e in table.items() if k == kind and e.get("status") == "ok")
+            if pts:
+                style = "-o" if kind in ("structured", "lin_ntk_rnn") else "--s" if kind == "jacrev" else ":^"
+                ax.plot(*zip(*pts, strict=True), style, label=LABELS[kind])
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        sizes = sorted({m for (_, m), e in table.items() if e.get("status") == "ok"})
+        ax.set_xticks(sizes, [str(m) for m in sizes])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_xlabel("width m")
+        ax.set_ylabel("seconds (median of runs)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_json(record: dict, path: Path) -> None:
+    """Atomic JSON write (temporary file in the same directory, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(record, handle, indent=1)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def check_fingerprints(results: list[dict]) -> list[str]:
+    """Kernels of all implementations at one m must agree: relative differences of Frobenius norm and trace."""
+    notes = []
+    for m in sorted({r["m"] for r in results}):
+        ok = [r for r in results if r["m"] == m and r["status"] == "ok" and "frobenius" in r]
+        if len(ok) > 1:
+            ref = next((r for r in ok if r["kind"] == "structured"), ok[0])
+            worst = max(abs(r["frobenius"] / ref["frobenius"] - 1) + abs(r["trace"] / ref["trace"] - 1) for r in ok)
+            notes.append(f"m={m}: kernels of {len({r['kind'] for r in ok})} implementations agree to {worst:.1e}")
+    return notes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--max-m", type=int, nargs="*", default=list(MAX_M), help="structured-only widths after")
+    parser.add_argument("--rounds", type=int, default=5, help="runs (subprocesses) per implementation and size")
+    parser.add_argument("--repeats", type=int, default=1, help="timed calls per run, after the warm-up call")
+    parser.add_argument("--budget", type=float, default=300.0, help="skip sizes predicted above this s per call")
+    parser.add_argument("--timeout", type=float, default=1200.0, help="kill a run after this many seconds")
+    parser.add_argument("--max-rss", type=float, default=20.0, help="kill a run above this resident GiB")
+    parser.add_argument("--kinds", nargs="+", default=[*KERNEL_KINDS, *STEP_KINDS], choices=[*LABELS])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs", help="where bench_nt.json/.png go")
+    parser.add_argument("--plot-only", action="store_true")
+    parser.add_argument("--warmup-limit", type=float, default=20.0, help="nt runs predicted slower: compile only")
+    parser.add_argument("--worker", nargs=2, metavar=("KIND", "M"), help=argparse.SUPPRESS)
+    parser.add_argument("--warmup", default="call", choices=("call", "compile", "none"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        kind, m = args.worker
+        print(json.dumps(worker(kind, int(m), args.repeats, args.warmup)))
+        return
+    json_path, png_path = args.out / "bench_nt.json", args.out / "bench_nt.png"
+    if args.plot_only:
+        record = json.loads(json_path.read_text())
+        plot(record["runs"], png_path)
+        print(markdown(record["runs"], KERNEL_KINDS))
+        print(markdown(record["runs"], STEP_KINDS, reference="lin_ntk_rnn"))
+        print(max_m_lines(record["runs"]))
+        return
+    if not NT_PYTHON.exists() and any(k.startswith("nt") or k == "lin_nt" for k in args.kinds):
+        sys.exit(f"{NT_PYTHON} is missing: `make reference` builds the neural-tangents environment")
+    record = {
+        "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "mem_gib": _mem_total_gib()},
+        "problem": {"n": N, "L": LENGTH, "d_x": DX, "d": D, "positions": "1..L-1", "trainable": "W"},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "worker", "plot_only", "warmup")},
+        "runs": [],
+    }
+    results = record["runs"]
+
+    def save() -> None:
+        write_json(record, json_path)
+
+    kernel_kinds = tuple(k for k in KERNEL_KINDS if k in args.kinds)
+    step_kinds = tuple(k for k in STEP_KINDS if k in args.kinds)
+    run_grid(kernel_kinds, args.sizes, args, results, save)
+    run_grid(step_kinds, args.sizes, args, results, save)
+    if "structured" in args.kinds:
+        for m in args.max_m:  # one cold call each (compilation included): this is about fitting, not the table
+            run = run_one("structured", m, 1, args.timeout, args.max_rss, warmup="none")
+            r = {"kind": "structured_max_m", "m": m, "round": 1, **run}
+            results.append(r)
+            shown = f"{r['seconds']:.2f} s" if r["status"] == "ok" else r["status"]
+            print(f"m={m:>5} structured (max-m) {shown}  peak {r['peak_gib']:.2f} GiB", flush=True)
+            save()
+            if r["status"] != "ok":
+                break
+    record["fingerprints"] = check_fingerprints(results)
+    save()
+    plot(results, png_path)
+    print("\n".join(record["fingerprints"]))
+    print(markdown(results, kernel_kinds))
+    print(markdown(results, step_kinds, reference="lin_ntk_rnn"))
+    print(max_m_lines(results))
+
+
+def max_m_lines(results: list[dict]) -> str:
+    """One line per structured-only large-width run."""
+    lines = []
+    for r in results:
+        if r["kind"] == "structured_max_m":
+            done = f"{r['seconds']:.1f} s (one cold call)" if r["status"] == "ok" else r["status"]
+            lines.append(f"m={r['m']}: {done}, peak {r['peak_gib']:.2f} GiB resident")
+    return "\n".join(lines)
+
+
+def _mem_total_gib() -> float:
+    with open("/proc/meminfo") as meminfo:
+        return int(meminfo.readline().split()[1]) / 2**20
+
+
+if __name__ == "__main__":
+    main()
