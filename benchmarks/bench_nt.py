@@ -479,6 +479,7 @@ def main() -> None:
     record = {
         "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "mem_gib": _mem_total_gib()},
+        "code": _code_state(),
         "problem": {"n": N, "L": LENGTH, "d_x": DX, "d": D, "positions": "1..L-1", "trainable": "W"},
         "settings": {k: v for k, v in vars(args).items() if k not in ("out", "worker", "plot_only", "warmup")},
         "runs": [],
@@ -519,6 +520,16 @@ def max_m_lines(results: list[dict]) -> str:
             done = f"{r['seconds']:.1f} s (one cold call)" if r["status"] == "ok" else r["status"]
             lines.append(f"m={r['m']}: {done}, peak {r['peak_gib']:.2f} GiB resident")
     return "\n".join(lines)
+
+
+def _code_state() -> dict:
+    """The commit and any uncommitted changes to ntk_rnn/ that the main-environment runs used."""
+
+    def git(*cmd: str) -> str:
+        proc = subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True, check=False)
+        return proc.stdout.strip()
+
+    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_ntk_rnn": git("status", "--short", "ntk_rnn")}
 
 
 def _mem_total_gib() -> float:
