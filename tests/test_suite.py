@@ -311,6 +311,46 @@ seeds = [0]
 n = 2
 input_dim = 3
 width = 8
+
+[forward_stability]
+activations = ["relu"]
+sigma_w2s = [2.0]
+widths = [8]
+seeds = [0]
+n = 2
+length = 3
+input_dim = 3
+
+[backward_stability]
+activations = ["relu"]
+widths = [8]
+product_widths = [8]
+seeds = [0]
+n = 2
+length = 3
+input_dim = 3
+
+[perturbation]
+kinds = ["random", "adversarial"]
+widths = [8]
+omegas = [0.1, 0.5, 2.0]
+seeds = [0]
+n = 2
+length = 3
+input_dim = 3
+ascent_steps = 1
+
+[training_probes]
+deltas = [0.4]
+seeds = [0]
+width = 8
+n = 2
+length = 3
+input_dim = 3
+steps = 4
+record_every = 2
+kernel_every = 2
+omegas = [0.5, 2.0]
 """
 
 
