@@ -128,7 +128,8 @@ def train_paired(
     and test outputs at the loss positions, and gap_*_rel = gap / ||f_true - f_0||; param_gap =
     ||theta_true - theta_lin||; w_distance_true = ||W_t - W_0||_F; kernel_drift of the true model at
     kernel checkpoints; and for full-batch GD closed_form_gap_train/_test, the relative distance
-    of the trained linearized outputs from KernelGD's. The test set may have another length L, not
+    of the trained linearized outputs from KernelGD's. Past tcfg.max_bytes (see TrainConfig) K_0 is not
+    formed: kernel_drift is NaN and there is no closed form. The test set may have another length L, not
     another token dimension. trace_points > 0 also records the first outputs of each split for
     each model (and the closed form) in `outputs`.
     """
@@ -149,9 +150,9 @@ def train_paired(
     opt_states = {name: optimizer.init(theta0) for name in thetas}
     f0 = {split: np.asarray(_flat_outputs(cfg, params, theta0, xs, pos, False)) for split, (xs, pos) in inputs.items()}
     closed, K_test = None, None
-    if tcfg.batch_size is None and tcfg.optimizer == "sgd":
+    if tcfg.batch_size is None and tcfg.optimizer == "sgd" and setup.dense:
         closed = KernelGD.from_kernel(setup.K0, f0["train"], targets["train"], lr)
-        K_test = empirical_ntk(cfg, params, x_test, x, positions=tcfg.positions)
+        K_test = empirical_ntk(cfg, params, x_test, x, positions=tcfg.positions, max_bytes=tcfg.max_bytes)
     loss0 = 0.5 * float(np.sum((f0["train"] - targets["train"]) ** 2))
     rows: list[dict] = []
     traces: list[dict] = []
@@ -179,9 +180,11 @@ def train_paired(
         )
         p_true = _merge(params, thetas["true"])
         row["w_distance_true"] = float(jnp.linalg.norm(p_true["W"] - params["W"]))
-        if with_kernel:
+        if with_kernel and setup.dense:
             K = setup.K0 if step == 0 else setup.kernel(p_true)
             row["kernel_drift"] = float(np.linalg.norm(K - setup.K0) / np.linalg.norm(setup.K0))
+        elif with_kernel:
+            row["kernel_drift"] = math.nan
         for (split, model), values in outs.items():
             traces.extend(
                 {"step": step, "split": split, "point": i, "model": model, "value": float(values[i])}
@@ -207,8 +210,9 @@ def train_paired(
     history = pd.DataFrame(rows)
     summary = {
         "lr": lr,
-        "lambda_min_0": float(setup.eig0[0]),
-        "lambda_max_0": float(setup.eig0[-1]),
+        "lambda_min_0": setup.lambda_min0,
+        "lambda_max_0": setup.lambda_max0,
+        "kernel_tracking": "dense" if setup.dense else "matrix-free",
         "null_space_dim": None if closed is None else int(closed.null_space.shape[1]),
         "positions": None if positions is None else list(positions),
         "test_positions": None if test_positions is None else list(test_positions),

@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 from ntk_rnn.config import RNNConfig
 from ntk_rnn.data import SequenceData
 from ntk_rnn.fitting import linear_fit
-from ntk_rnn.kernel import empirical_ntk
+from ntk_rnn.kernel import DEFAULT_MAX_BYTES, empirical_ntk
+from ntk_rnn.matfree import dense_eigh_bytes, ntk_extreme_eigenvalues
 from ntk_rnn.model import (
     Params,
     _apply,
@@ -56,6 +57,10 @@ class TrainConfig:
       divergence_factor: a loss above this times the initial loss counts as divergence.
       optimizer: "sgd" (plain gradient steps: GD, or SGD with batch_size), "momentum" (heavy ball
         with coefficient `momentum`) or "adam", all from optax, at step size eta.
+      max_bytes: memory budget of one kernel checkpoint. The tracked kernel is dense (N x N, N = n P d)
+        while K_0, K_t and the eigendecomposition's copy of K_t fit in it (3 * 8 * N^2 bytes); beyond
+        that lambda_min and lambda_max are computed matrix-free (ntk_rnn.matfree, K never formed) and
+        kernel_drift, which needs both dense kernels, is NaN. Also the structured kernel's budget.
     """
 
     steps: int = 200
@@ -68,6 +73,7 @@ class TrainConfig:
     divergence_factor: float = 1e6
     optimizer: str = "sgd"
     momentum: float = 0.9
+    max_bytes: int = DEFAULT_MAX_BYTES
 
     def __post_init__(self) -> None:
         def positive_int(name):
@@ -94,6 +100,7 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"TrainConfig.momentum must lie in [0, 1), got {self.momentum!r}")
+        positive_int("max_bytes")
         if self.positions is not None:
             object.__setattr__(self, "positions", tuple(int(p) for p in self.positions))
 
@@ -211,24 +218,49 @@ def _pattern_flip_fraction(g0: jax.Array, g: jax.Array) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class Setup:
-    """A validated training problem: inputs, targets, loss positions, K_0 and the step size."""
+    """A validated training problem: inputs, targets, loss positions, K_0's extreme eigenvalues and the
+    step size. K0 and its spectrum eig0 are held only when the dense kernel fits tcfg.max_bytes (`dense`);
+    otherwise both are None and the eigenvalues come from the matrix-free solver."""
 
     cfg: RNNConfig
     params: Params
     x: jax.Array
     y: jax.Array
     positions: tuple[int, ...] | None
-    K0: np.ndarray
-    eig0: np.ndarray
+    K0: np.ndarray | None
+    eig0: np.ndarray | None
+    lambda_min0: float
+    lambda_max0: float
     lr: float
+    max_bytes: int = DEFAULT_MAX_BYTES
+
+    @property
+    def dense(self) -> bool:
+        """Whether kernels are tracked as dense matrices (True) or only by their extreme eigenvalues."""
+        return self.K0 is not None
 
     def kernel(self, params: Params) -> np.ndarray:
-        """K_t on the training inputs at the loss positions."""
-        return empirical_ntk(self.cfg, params, self.x, positions=self.positions)
+        """K_t on the training inputs at the loss positions (dense; only for `dense` setups' sizes)."""
+        return empirical_ntk(self.cfg, params, self.x, positions=self.positions, max_bytes=self.max_bytes)
+
+    def spectrum(self, params: Params) -> tuple[float, float, np.ndarray | None]:
+        """(lambda_min, lambda_max, K_t) of the kernel at params; K_t is None when tracked matrix-free."""
+        if self.dense:
+            K = self.kernel(params)
+            eig = scipy.linalg.eigvalsh(K)
+            return float(eig[0]), float(eig[-1]), K
+        result = ntk_extreme_eigenvalues(self.cfg, params, self.x, self.positions, max_bytes=self.max_bytes)
+        return result.lambda_min, result.lambda_max, None
+
+
+def kernel_size(cfg: RNNConfig, x: jax.Array, positions: tuple[int, ...] | None) -> int:
+    """N, the side of the training kernel: n * P * d, or n * d for readout "last"/"mean"."""
+    return x.shape[0] * (1 if positions is None else len(positions)) * cfg.output_dim
 
 
 def prepare(cfg: RNNConfig, params: Params, data: SequenceData, tcfg: TrainConfig) -> Setup:
-    """Validate the problem, compute K_0 and its spectrum, and fix the step size.
+    """Validate the problem, compute K_0's spectrum (dense, or matrix-free past tcfg.max_bytes), and fix
+    the step size.
 
     Refuses a plain full-batch step at or above 2 / lambda_max(K_0), where GD on the linearized
     model diverges, naming the computed lambda_max.
@@ -244,9 +276,15 @@ def prepare(cfg: RNNConfig, params: Params, data: SequenceData, tcfg: TrainConfi
     if tcfg.batch_size is not None and tcfg.batch_size > x.shape[0]:
         raise ValueError(f"TrainConfig.batch_size={tcfg.batch_size} exceeds the number of samples n={x.shape[0]}")
     positions = loss_positions(cfg, tcfg.positions, x.shape[1], "TrainConfig.positions")
-    K0 = empirical_ntk(cfg, params, x, positions=positions)
-    eig0 = scipy.linalg.eigvalsh(K0)
-    lam_max0 = float(eig0[-1])
+    size = kernel_size(cfg, x, positions)
+    K0 = eig0 = None
+    if dense_eigh_bytes(size) + 8 * size * size <= tcfg.max_bytes:  # K_0 is kept beside K_t and LAPACK's copy
+        K0 = empirical_ntk(cfg, params, x, positions=positions, max_bytes=tcfg.max_bytes)
+        eig0 = scipy.linalg.eigvalsh(K0)
+        lam_min0, lam_max0 = float(eig0[0]), float(eig0[-1])
+    else:
+        result = ntk_extreme_eigenvalues(cfg, params, x, positions, max_bytes=tcfg.max_bytes)
+        lam_min0, lam_max0 = result.lambda_min, result.lambda_max
     if lam_max0 <= 0:
         raise ValueError("K_0 is zero (no output depends on the trainable parameters at these positions)")
     lr = tcfg.lr if tcfg.lr is not None else tcfg.lr_scale / lam_max0
@@ -256,7 +294,7 @@ def prepare(cfg: RNNConfig, params: Params, data: SequenceData, tcfg: TrainConfi
             f"(lambda_max(K_0) = {lam_max0:.4g}); full-batch GD would diverge. "
             "Use lr < 2 / lambda_max(K_0) or lr_scale < 2"
         )
-    return Setup(cfg, params, x, y, positions, K0, eig0, lr)
+    return Setup(cfg, params, x, y, positions, K0, eig0, lam_min0, lam_max0, lr, tcfg.max_bytes)
 
 
 def check_divergence(losses, step0: int, lr: float, loss0: float, tcfg: TrainConfig, rows: list[dict]) -> None:
@@ -282,21 +320,14 @@ def train(
     omega = sqrt(m) ||W_t - W_0||_2 and pattern_flip_fraction. Kernel checkpoints add lambda_min,
     lambda_max, condition, kernel_drift = ||K_t - K_0||_F / ||K_0||_F, grad_sq_norm = ||grad f||^2
     and gradient_ratio = ||grad f||^2 / (2 lambda_min(K_t) f), which theory.md §4 says is >= 1.
+    Past tcfg.max_bytes the eigenvalues are matrix-free and kernel_drift is NaN (summary
+    "kernel_tracking": "dense" or "matrix-free").
     Raises TrainingDivergedError (with the rows recorded so far) on NaN/inf or an exploding loss.
     """
     setup = prepare(cfg, params, data, tcfg)
-    params, x, y, positions, lr, K0, eig0 = (
-        setup.params,
-        setup.x,
-        setup.y,
-        setup.positions,
-        setup.lr,
-        setup.K0,
-        setup.eig0,
-    )
-    lam_min0, lam_max0 = float(eig0[0]), float(eig0[-1])
+    params, x, y, positions, lr, K0 = setup.params, setup.x, setup.y, setup.positions, setup.lr, setup.K0
+    lam_min0, lam_max0 = setup.lambda_min0, setup.lambda_max0
     m = cfg.width
-    kernel = setup.kernel
 
     theta = {k: params[k] for k in cfg.trainable}
     opt_state = tcfg.make_optimizer(lr).init(theta)
@@ -317,16 +348,15 @@ def train(
             "pattern_flip_fraction": _pattern_flip_fraction(g0, g),
         }
         if with_kernel:
-            K = K0 if step == 0 else kernel(p)
-            eig = eig0 if step == 0 else scipy.linalg.eigvalsh(K)
+            lam_min, lam_max, K = (lam_min0, lam_max0, K0) if step == 0 else setup.spectrum(p)
             grad_sq = float(_gradient_sq_norm(cfg, p, x, y, positions))
             row |= {
-                "lambda_min": float(eig[0]),
-                "lambda_max": float(eig[-1]),
-                "condition": float(eig[-1] / eig[0]) if eig[0] > 0 else math.inf,
-                "kernel_drift": float(np.linalg.norm(K - K0) / np.linalg.norm(K0)),
+                "lambda_min": lam_min,
+                "lambda_max": lam_max,
+                "condition": lam_max / lam_min if lam_min > 0 else math.inf,
+                "kernel_drift": float(np.linalg.norm(K - K0) / np.linalg.norm(K0)) if K is not None else math.nan,
                 "grad_sq_norm": grad_sq,
-                "gradient_ratio": grad_sq / (2 * float(eig[0]) * current) if eig[0] > 0 and current > 0 else math.nan,
+                "gradient_ratio": grad_sq / (2 * lam_min * current) if lam_min > 0 and current > 0 else math.nan,
             }
         return row
 
@@ -358,6 +388,7 @@ def train(
         "predicted_log_rate": predicted_log_rate(lr, lam_min0),
         **fit_log_rate(history["step"].to_numpy(), history["loss"].to_numpy()),
         "positions": None if positions is None else list(positions),
+        "kernel_tracking": "dense" if setup.dense else "matrix-free",
     }
     return TrainResult(history=history, params=p, summary=summary)
 

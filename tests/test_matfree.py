@@ -1,4 +1,7 @@
-"""Matrix-free extreme eigenvalues of the NTK against dense eigvalsh of the structured kernel."""
+"""Matrix-free extreme eigenvalues of the NTK against dense eigvalsh of the structured kernel, and kernel
+tracking in training that switches to them past the memory budget."""
+
+import dataclasses
 
 import jax
 import numpy as np
@@ -6,7 +9,9 @@ import pytest
 import scipy.linalg
 
 import ntk_rnn
+from ntk_rnn.linearized import train_paired
 from ntk_rnn.matfree import EigenvalueConvergenceError, ntk_extreme_eigenvalues, ntk_operator
+from ntk_rnn.training import TrainConfig, train
 
 
 def _setup(n, length, m, dx=4, d=1, seed=0, **options):
@@ -107,3 +112,48 @@ def test_bad_model_inputs_raise():
         ntk_operator(cfg, params, np.zeros((2, 3, 3)))
     with pytest.raises(ValueError, match="positions does not apply to readout='last'"):
         ntk_operator(cfg.replace(readout="last"), params, x, positions=(1,))
+
+
+# ----------------------------------------------------------------------------- kernel tracking past the budget
+
+TRACK_BUDGET = 50_000  # bytes: the N = 60 kernel needs 3 * 8 * 60^2 = 86400 dense, one sample's structured pass 28k
+
+
+@pytest.fixture(scope="module")
+def tracking_problem():
+    data = ntk_rnn.synthetic_sequences(jax.random.key(0), n=12, length=6, input_dim=4, delta=0.5)
+    cfg = ntk_rnn.RNNConfig(width=16, input_dim=4)
+    return cfg, ntk_rnn.init_params(cfg, jax.random.key(1)), data
+
+
+def test_training_tracks_the_kernel_matrix_free_past_the_memory_budget(tracking_problem):
+    """With a budget the dense kernel does not fit, train() gives the same lambda_min/lambda_max at every
+    kernel checkpoint as the dense run, and NaN kernel drift."""
+    cfg, params, data = tracking_problem
+    tcfg = TrainConfig(steps=20, lr_scale=1.0, record_every=10, kernel_every=10)
+    dense = train(cfg, params, data, tcfg, jax.random.key(2), progress=False)
+    free = train(cfg, params, data, dataclasses.replace(tcfg, max_bytes=TRACK_BUDGET), jax.random.key(2),
+                 progress=False)  # fmt: skip
+    assert dense.summary["kernel_tracking"] == "dense" and free.summary["kernel_tracking"] == "matrix-free"
+    for column in ("lambda_min", "lambda_max", "condition"):
+        np.testing.assert_allclose(free.history[column], dense.history[column], rtol=1e-8)
+    assert dense.history["kernel_drift"].notna().all() and free.history["kernel_drift"].isna().all()
+    assert free.summary["lambda_min_0"] == pytest.approx(dense.summary["lambda_min_0"], rel=1e-8)
+    np.testing.assert_allclose(free.history["loss"], dense.history["loss"], rtol=1e-8)
+    assert np.all(free.history["gradient_ratio"] >= 1 - 1e-9)
+
+
+def test_paired_training_past_the_memory_budget_skips_drift_and_closed_form(tracking_problem):
+    cfg, params, data = tracking_problem
+    test = ntk_rnn.synthetic_sequences(jax.random.key(9), n=3, length=6, input_dim=4, delta=0.5)
+    tcfg = TrainConfig(steps=10, lr_scale=1.0, record_every=10, kernel_every=10, max_bytes=TRACK_BUDGET)
+    result = train_paired(cfg, params, data, test, tcfg, jax.random.key(2), progress=False)
+    assert result.summary["kernel_tracking"] == "matrix-free" and result.summary["null_space_dim"] is None
+    assert result.history["kernel_drift"].isna().all() and "closed_form_gap_train" not in result.history
+    K0 = ntk_rnn.empirical_ntk(cfg, params, data.x)
+    assert result.summary["lambda_max_0"] == pytest.approx(scipy.linalg.eigvalsh(K0)[-1], rel=1e-8)
+
+
+def test_train_config_max_bytes_is_validated():
+    with pytest.raises(ValueError, match="max_bytes must be a positive int"):
+        TrainConfig(max_bytes=0)
