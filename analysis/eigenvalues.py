@@ -185,7 +185,7 @@ class ConditioningConfig:
 
 def conditioning_table(config: ConditioningConfig, cache_dir=None, progress: bool = True) -> pd.DataFrame:
     """One row per (activation, parameterization, length, seed, kernel): lambda_min, lambda_max and
-    condition of K/m at `width` (kernel "empirical") and of the limit (kernel "limit")."""
+    condition of K/m at `width` (kernel "empirical", with its width) and of the limit (kernel "limit")."""
 
     def compute(unit: dict) -> pd.DataFrame:
         data_key, param_key = jax.random.split(jax.random.key(unit["seed"]))
@@ -197,7 +197,7 @@ def conditioning_table(config: ConditioningConfig, cache_dir=None, progress: boo
         empirical = ntk_rnn.empirical_ntk(cfg, ntk_rnn.init_params(cfg, param_key), data.x)
         return pd.DataFrame(
             [
-                {"kernel": "empirical", **_spectrum_row(empirical, config.width)},
+                {"kernel": "empirical", "width": config.width, **_spectrum_row(empirical, config.width)},
                 {"kernel": "limit", **_spectrum_row(limit_ntk(cfg, data.x), 1.0)},
             ]
         )

@@ -83,6 +83,7 @@ def conditioning_figure(table: pd.DataFrame) -> plt.Figure:
         ax.set_xlabel("sequence length L")
         ax.set_ylabel(r"condition number $\lambda_{\max}/\lambda_{\min}$ of $K$")
         ax.set_title(f'"{parameterization}" parameterization, ' + r"$\sigma_w^2 = \sigma_u^2 = 2$")
-        ax.legend(fontsize=8, title="limit (lines), m = 512 (dotted)", title_fontsize=8)
+        widths = ", ".join(str(int(w)) for w in sorted(data["width"].dropna().unique()))
+        ax.legend(fontsize=8, title=f"limit (lines), m = {widths} (dotted)", title_fontsize=8)
     fig.tight_layout()
     return fig
