@@ -3,28 +3,30 @@
 The kernel is the one `ntk_rnn.empirical_ntk(cfg, params, x, positions=positions)` returns, K = J J^T with J
 the Jacobian of the selected outputs (rows ordered by sample, position, unit; one row per sequence and unit
 for readout "last"/"mean") with respect to the trainable parameters. Neither K (N x N, N = n P d) nor J is
-ever held: memory is O(N s + n L m + |theta|) for a sketch of s = 64 columns.
+ever held: memory is O(N s + n L m + |theta|) for a sketch of s <= 512 columns.
 
 - lambda_max: ARPACK Lanczos (`scipy.sparse.linalg.eigsh`, which="LA"). The top of the NTK spectrum is well
   separated, so it converges in a few dozen products.
-- lambda_min: LOBPCG (`scipy.sparse.linalg.lobpcg`, largest=False, a block of 4 vectors) with a
+- lambda_min: LOBPCG (`scipy.sparse.linalg.lobpcg`, largest=False, a block of 2 vectors) with a
   preconditioner. Unpreconditioned Krylov methods are hopeless here: the NTK's smallest eigenvalues are
   clustered at 1e-4..1e-6 of lambda_max (eigsh with which="SA" needed 23354 products for N = 480, and the
   shift lambda_max - lambda_max(lambda_max I - K) is the same Krylov space, no faster and less accurate).
   The preconditioner is a Nystrom approximation (Frangella, Tropp & Udell 2023) of the Jacobi-scaled kernel
-  S = D^-1/2 K D^-1/2, D = diag(K): with S ~ U diag(s) U^T of rank 64,
-  M = D^-1/2 [U diag(s_64 / s) U^T + (I - U U^T)] D^-1/2. Scaling by diag(K) removes the spread between
-  early and late positions, and the sketch removes the top eigen-directions; together they cut the
-  condition number of the problem LOBPCG sees from 6e5 to about 40 in the N = 480 case above (440
-  products in all, against N = 480 columns for the dense kernel). diag(K) is read off the structured
-  kernel of chunks of about 256 rows.
-  A zero on diag(K) (an output that no trainable parameter moves) means lambda_min = 0 exactly.
+  S = D^-1/2 K D^-1/2, D = diag(K): with S ~ U diag(s) U^T of rank r = min(512, N/4),
+  M = D^-1/2 [U diag(s_r / s) U^T + (I - U U^T)] D^-1/2. Scaling by diag(K) removes the spread between
+  early and late positions, and the sketch removes the top eigen-directions (r products). For N = 480 at
+  condition number 6e5 this takes 310 products in all; for N = 3072 (n = 1024 sequences) at 4e5, 2162
+  (a rank-64 sketch and a block of 4 took 7897). diag(K) is read off the structured kernel of chunks of
+  about 256 rows. A zero on diag(K) (an output that no trainable parameter moves) means lambda_min = 0.
 
-LOBPCG stops when every vector of its block has ||K v - lambda v|| <= tol * lambda_max, or after maxiter
+LOBPCG stops when both vectors of its block have ||K v - lambda v|| <= tol * lambda_max, or after maxiter
 iterations (one call, no restarts: restarting every few iterations from LOBPCG's best block stalled it on
 a tanh kernel). Its residuals can stall near 1e-11 lambda_max, so the smallest pair alone is then accepted
 at 10 tol lambda_max. ARPACK stops on its own criterion at the same tol. The eigenvalue error is second
-order in the residual: see docs/benchmarks.md for the measured accuracy against dense eigvalsh. Starting
+order in the residual: at most 2e-10 relative against dense eigvalsh up to condition number 5e6 (see
+docs/benchmarks.md). At condition number about 7e10 (n = 1024, L = 16, d_x = 8, N = 15360) LOBPCG with a
+rank-64 sketch did not converge in 2000 iterations: there the residual floor, about 1e-11 lambda_max, is
+lambda_min itself, the limit of float64 for any method. Starting
 vectors and the sketch come from an explicit key, so results are deterministic. Non-convergence within
 maxiter raises EigenvalueConvergenceError.
 """
@@ -47,8 +49,8 @@ from ntk_rnn.config import RNNConfig
 from ntk_rnn.kernel import DEFAULT_MAX_BYTES, _output_fn, _trainable, empirical_ntk
 from ntk_rnn.model import Params, check_inputs, check_params, loss_positions
 
-SKETCH_RANK = 64  # columns of the Nystrom sketch
-BLOCK_SIZE = 4  # LOBPCG block: the smallest eigenvalue is the least of 4, which guards against a near-miss
+SKETCH_RANK = 512  # columns of the Nystrom sketch (at most N / 4, and a quarter of max_bytes for its 4 copies)
+BLOCK_SIZE = 2  # LOBPCG block: the smallest eigenvalue is the least of 2 (a guard against a near-miss)
 DIAGONAL_ROWS = 256  # rows per structured-kernel chunk when reading diag(K)
 ACCEPT = 10  # the smallest pair is accepted at residual <= ACCEPT * tol * lambda_max (see below)
 DENSE_BELOW = 10  # below this size the operator is applied to the identity and the tiny matrix diagonalized
@@ -198,7 +200,8 @@ def ntk_extreme_eigenvalues(
     if np.any(diag <= 0):  # a zero row of K: an exact zero eigenvalue
         return ExtremeEigenvalues(0.0, lam_max, size, op.matvecs)
 
-    precond = _nystrom_preconditioner(op, diag, min(SKETCH_RANK, size // 4), k_sketch)
+    rank = max(1, min(SKETCH_RANK, size // 4, max_bytes // (4 * 4 * 8 * size)))
+    precond = _nystrom_preconditioner(op, diag, rank, k_sketch)
     block = min(BLOCK_SIZE, max(1, size // 5))
     X = np.asarray(jax.random.normal(k_block, (size, block), dtype=jnp.float64))
     with warnings.catch_warnings():
