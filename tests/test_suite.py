@@ -403,7 +403,9 @@ def test_a_killed_run_resumes_without_redoing_finished_studies(tmp_path):
     second = _start(tmp_path, "run2")
     finished.append(_wait_for_new_record(second, cache, {f"{name}.study.json" for name in finished}))
     second.send_signal(signal.SIGINT)
-    assert second.wait(60) == 130
+    # Python raises KeyboardInterrupt between bytecodes: an XLA compilation in progress delays it (by over a
+    # minute on a loaded 2-core machine), so the allowance is generous; what is checked is the exit status
+    assert second.wait(240) == 130
     assert "interrupted" in (tmp_path / "run2.err").read_text()
     _final_files_are_intact(tmp_path)
     assert not [p for p in tmp_path.rglob(".*.tmp")]  # SIGINT: no partial file left
