@@ -26,6 +26,7 @@ import numpy as np
 import scipy.sparse.linalg
 
 from ntk_rnn.config import RNNConfig
+from ntk_rnn.kernel import _activation_derivative
 from ntk_rnn.limit import forward_kernels
 from ntk_rnn.model import (
     Params,
@@ -39,11 +40,6 @@ from ntk_rnn.model import (
 )
 
 KINDS = ("random", "gradient", "adversarial")
-
-
-def _derivative(cfg: RNNConfig, g: jax.Array) -> jax.Array:
-    """phi'(g) elementwise (relu: the 0/1 pattern D)."""
-    return jax.vmap(jax.grad(cfg.phi))(g.reshape(-1)).reshape(g.shape)
 
 
 def forward_norms(cfg: RNNConfig, params: Mapping[str, jax.Array], x) -> np.ndarray:
@@ -70,7 +66,7 @@ def limit_forward_norms(cfg: RNNConfig, x) -> np.ndarray:
 def _backward_rows(cfg: RNNConfig, params: Params, x: jax.Array) -> jax.Array:
     """R[s, i, l] = B D_l W D_{l-1} W ... D_{l-s} W, (L, n, L, d, m); zero where s > l."""
     g, _ = hidden_states(cfg, params, x)
-    dphi = _derivative(cfg, g)  # (n, L, m)
+    dphi = _activation_derivative(cfg, g)  # (n, L, m)
     c = cfg.multipliers
     W, B = c["W"] * params["W"], c["B"] * params["B"]
     length = x.shape[1]
@@ -132,7 +128,7 @@ def product_norms(
     if not 1 <= start < length:
         raise ValueError(f"start must be in 1..{length - 1} (step 0 has no W factor: h_0 = 0), got {start}")
     g, _ = hidden_states(cfg, params, x[sample : sample + 1])
-    dphi = _derivative(cfg, g[0])  # (L, m)
+    dphi = _activation_derivative(cfg, g[0])  # (L, m)
     W = cfg.multipliers["W"] * params["W"]
 
     @jax.jit
