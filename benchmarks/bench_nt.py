@@ -86,8 +86,9 @@ def _rss_gib() -> float:
     return math.nan
 
 
-def _kernel_call(kind: str, m: int):
-    """A zero-argument function computing the kernel (a numpy array) of the benchmark problem."""
+def _kernel_call(kind: str, m: int, max_bytes: int = 0):
+    """A zero-argument function computing the kernel (a numpy array) of the benchmark problem; max_bytes > 0
+    sets the structured path's working-memory budget (else ntk_rnn's default)."""
     if kind in ("structured", "jacrev"):
         import jax
 
@@ -100,7 +101,8 @@ def _kernel_call(kind: str, m: int):
         else:
             x, params = problem(m)
         method = "structured" if kind == "structured" else "jacobian"
-        return lambda: ntk_rnn.empirical_ntk(cfg, params, x, method=method)
+        budget = {"max_bytes": max_bytes} if max_bytes > 0 else {}
+        return lambda: ntk_rnn.empirical_ntk(cfg, params, x, method=method, **budget)
     x, params = problem(m)
     nt, f = _nt_model(m, params)
     import jax
@@ -176,13 +178,13 @@ def _step_call(kind: str, m: int):
     return call
 
 
-def worker(kind: str, m: int, repeats: int, warmup: str) -> dict:
+def worker(kind: str, m: int, repeats: int, warmup: str, max_bytes: int = 0) -> dict:
     """Warm-up, then `repeats` timed calls; the result summary of one run. warmup: "call" (one untimed
     call), "compile" (neural-tangents' kernels: ahead-of-time compilation only, for slow sizes; other
     kinds make a call) or "none" (the timed call includes compilation)."""
     import numpy as np
 
-    call = _step_call(kind, m) if kind in STEP_KINDS else _kernel_call(kind, m)
+    call = _step_call(kind, m) if kind in STEP_KINDS else _kernel_call(kind, m, max_bytes)
     base = _rss_gib()
     start = time.perf_counter()
     out = None
@@ -213,11 +215,13 @@ def worker(kind: str, m: int, repeats: int, warmup: str) -> dict:
 # ----------------------------------------------------------------------------- driver (main environment)
 
 
-def run_one(kind: str, m: int, repeats: int, timeout: float, max_rss: float, warmup: str = "call") -> dict:
+def run_one(
+    kind: str, m: int, repeats: int, timeout: float, max_rss: float, warmup: str = "call", max_bytes: int = 0
+) -> dict:
     """One run of `kind` at width m in a fresh subprocess of its environment, watched for time and memory."""
     python = str(NT_PYTHON) if kind.startswith("nt") or kind == "lin_nt" else sys.executable
     cmd = [python, str(Path(__file__).resolve()), "--worker", kind, str(m), "--repeats", str(repeats)]
-    cmd += ["--warmup", warmup]
+    cmd += ["--warmup", warmup, "--max-bytes", str(max_bytes)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, start_new_session=True)
@@ -311,7 +315,8 @@ def run_grid(kinds: tuple[str, ...], sizes, args, results: list[dict], save) -> 
     """For each size: `args.rounds` rounds, one run of every (not skipped) implementation per round.
     neural-tangents' kernels predicted above `args.warmup_limit` s per call warm up by compiling only."""
     for m in sizes:
-        skip = {kind: predicted_skip(kind, m, results, args.budget, args.max_rss) for kind in kinds}
+        skip = {kind: None if args.no_forecast else predicted_skip(kind, m, results, args.budget, args.max_rss)
+                for kind in kinds}  # fmt: skip
         active = [kind for kind in kinds if skip[kind] is None]
         for kind in kinds:
             if skip[kind]:
@@ -324,7 +329,7 @@ def run_grid(kinds: tuple[str, ...], sizes, args, results: list[dict], save) -> 
         for rnd in range(1, args.rounds + 1):
             order = active if rnd % 2 else active[::-1]
             for kind in order:
-                if any(r["kind"] == kind and r["m"] == m and r["status"] != "ok" for r in results):
+                if any(r["kind"] == kind and r["m"] == m and r["status"] != "ok" and r["round"] > 0 for r in results):
                     continue  # failed or killed in an earlier round: do not retry
                 run = run_one(kind, m, args.repeats, args.timeout, args.max_rss, warmup[kind])
                 r = {"kind": kind, "m": m, "round": rnd, **run}
@@ -340,6 +345,7 @@ def summarize(results: list[dict], kinds) -> dict:
     for kind in kinds:
         for m in sorted({r["m"] for r in results if r["kind"] == kind}):
             runs = [r for r in results if r["kind"] == kind and r["m"] == m]
+            runs = [r for r in runs if r["round"] > 0] or runs  # a later attempt replaces a skip
             ok = [r for r in runs if r["status"] == "ok"]
             bad = [r for r in runs if r["status"] != "ok"]
             entry = {"runs": len(ok)}
@@ -373,7 +379,8 @@ def markdown(results: list[dict], kinds, reference: str = "structured") -> str:
             if e is None:
                 row.append("")
             elif e["status"] == "ok":
-                row.append(f"{e['seconds']:.3g} s, {e['peak_gib']:.2f} GiB")
+                runs = "" if e["runs"] >= 5 else f" ({e['runs']} run{'s' if e['runs'] > 1 else ''})"
+                row.append(f"{e['seconds']:.3g} s, {e['peak_gib']:.2f} GiB{runs}")
             else:
                 row.append(e["status"].split(" (")[0].replace("|", "/"))
         ref = table.get((reference, m), {})
@@ -439,7 +446,7 @@ def check_fingerprints(results: list[dict]) -> list[str]:
     notes = []
     for m in sorted({r["m"] for r in results}):
         ok = [r for r in results if r["m"] == m and r["status"] == "ok" and "frobenius" in r]
-        if len(ok) > 1:
+        if len({r["kind"] for r in ok}) > 1:
             ref = next((r for r in ok if r["kind"] == "structured"), ok[0])
             worst = max(abs(r["frobenius"] / ref["frobenius"] - 1) + abs(r["trace"] / ref["trace"] - 1) for r in ok)
             notes.append(f"m={m}: kernels of {len({r['kind'] for r in ok})} implementations agree to {worst:.1e}")
@@ -448,7 +455,7 @@ def check_fingerprints(results: list[dict]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--sizes", type=int, nargs="*", default=list(SIZES))
     parser.add_argument("--max-m", type=int, nargs="*", default=list(MAX_M), help="structured-only widths after")
     parser.add_argument("--rounds", type=int, default=5, help="runs (subprocesses) per implementation and size")
     parser.add_argument("--repeats", type=int, default=1, help="timed calls per run, after the warm-up call")
@@ -461,14 +468,21 @@ def main() -> None:
     parser.add_argument("--warmup-limit", type=float, default=20.0, help="nt runs predicted slower: compile only")
     parser.add_argument("--worker", nargs=2, metavar=("KIND", "M"), help=argparse.SUPPRESS)
     parser.add_argument("--warmup", default="call", choices=("call", "compile", "none"), help=argparse.SUPPRESS)
+    parser.add_argument("--max-bytes", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--max-m-bytes", type=float, default=8.0, help="structured max_bytes (GiB) for --max-m")
+    parser.add_argument("--append", action="store_true", help="add these runs to the existing bench_nt.json")
+    parser.add_argument("--no-forecast", action="store_true", help="run every size (single attempts past a skip)")
     args = parser.parse_args()
     if args.worker:
         kind, m = args.worker
-        print(json.dumps(worker(kind, int(m), args.repeats, args.warmup)))
+        print(json.dumps(worker(kind, int(m), args.repeats, args.warmup, args.max_bytes)))
         return
     json_path, png_path = args.out / "bench_nt.json", args.out / "bench_nt.png"
     if args.plot_only:
         record = json.loads(json_path.read_text())
+        record["fingerprints"] = check_fingerprints(record["runs"])
+        write_json(record, json_path)
+        print("\n".join(record["fingerprints"]))
         plot(record["runs"], png_path)
         print(markdown(record["runs"], KERNEL_KINDS))
         print(markdown(record["runs"], STEP_KINDS, reference="lin_ntk_rnn"))
@@ -476,15 +490,20 @@ def main() -> None:
         return
     if not NT_PYTHON.exists() and any(k.startswith("nt") or k == "lin_nt" for k in args.kinds):
         sys.exit(f"{NT_PYTHON} is missing: `make reference` builds the neural-tangents environment")
-    record = {
+    session = {
         "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "mem_gib": _mem_total_gib()},
         "code": _code_state(),
-        "problem": {"n": N, "L": LENGTH, "d_x": DX, "d": D, "positions": "1..L-1", "trainable": "W"},
-        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "worker", "plot_only", "warmup")},
-        "runs": [],
+        "settings": {k: str(v) for k, v in vars(args).items() if k not in ("worker", "plot_only", "warmup")},
     }
+    if args.append:
+        record = json.loads(json_path.read_text())
+    else:
+        problem_spec = {"n": N, "L": LENGTH, "d_x": DX, "d": D, "positions": "1..L-1", "trainable": "W"}
+        record = {"problem": problem_spec, "sessions": [], "runs": []}
+    record["sessions"].append(session)
     results = record["runs"]
+    first_new = len(results)
 
     def save() -> None:
         write_json(record, json_path)
@@ -495,7 +514,9 @@ def main() -> None:
     run_grid(step_kinds, args.sizes, args, results, save)
     if "structured" in args.kinds:
         for m in args.max_m:  # one cold call each (compilation included): this is about fitting, not the table
-            run = run_one("structured", m, 1, args.timeout, args.max_rss, warmup="none")
+            max_bytes = int(args.max_m_bytes * 2**30)
+            run = run_one("structured", m, 1, args.timeout, args.max_rss, warmup="none", max_bytes=max_bytes)
+            run["max_bytes"] = max_bytes
             r = {"kind": "structured_max_m", "m": m, "round": 1, **run}
             results.append(r)
             shown = f"{r['seconds']:.2f} s" if r["status"] == "ok" else r["status"]
@@ -503,6 +524,8 @@ def main() -> None:
             save()
             if r["status"] != "ok":
                 break
+    for r in results[first_new:]:
+        r["session"] = len(record["sessions"]) - 1
     record["fingerprints"] = check_fingerprints(results)
     save()
     plot(results, png_path)
@@ -518,7 +541,8 @@ def max_m_lines(results: list[dict]) -> str:
     for r in results:
         if r["kind"] == "structured_max_m":
             done = f"{r['seconds']:.1f} s (one cold call)" if r["status"] == "ok" else r["status"]
-            lines.append(f"m={r['m']}: {done}, peak {r['peak_gib']:.2f} GiB resident")
+            budget = f", max_bytes {r['max_bytes'] / 2**30:g} GiB" if r.get("max_bytes") else ""
+            lines.append(f"m={r['m']}: {done}, peak {r['peak_gib']:.2f} GiB resident{budget}")
     return "\n".join(lines)
 
 
