@@ -6,6 +6,9 @@ at positions 1..L-1, float64, n=32, L=16, d_x=8, d=1, the kernel of x with itsel
   structured       ntk_rnn.empirical_ntk (main env, JAX 0.10.2)
   jacrev           ntk_rnn.empirical_ntk(method="jacobian"): contracts jax.jacrev Jacobians (main env), so
                    the gain is not only a JAX-version effect
+  jacrev_vmap      nt's JACOBIAN_CONTRACTION algorithm in current JAX: jax.vmap over samples of jax.jacrev of
+                   one sequence's outputs (which skips the zero cross-sample blocks that "jacrev" computes),
+                   then J J^T (main env)
   nt_<IMPL>        jax.jit(nt.empirical_ntk_fn(f, trace_axes=(), vmap_axes=0, implementation=IMPL)) for
                    JACOBIAN_CONTRACTION, NTK_VECTOR_PRODUCTS, STRUCTURED_DERIVATIVES and AUTO (.venv-nt,
                    JAX 0.4.25), on the oracle's transcription of the RNN (reference/make_oracle.py)
@@ -50,11 +53,13 @@ N, LENGTH, DX, D = 32, 16, 8, 1
 SIZES = (64, 128, 256, 512, 1024, 2048, 4096, 8192)  # 64 and 128 calibrate the forecasts
 MAX_M = (16384, 24576, 32768)
 NT_IMPLS = ("JACOBIAN_CONTRACTION", "NTK_VECTOR_PRODUCTS", "STRUCTURED_DERIVATIVES", "AUTO")
-KERNEL_KINDS = ("structured", "nt_JACOBIAN_CONTRACTION", "jacrev", *(f"nt_{i}" for i in NT_IMPLS[1:]))
+KERNEL_KINDS = ("structured", "nt_JACOBIAN_CONTRACTION", "jacrev", *(f"nt_{i}" for i in NT_IMPLS[1:]), "jacrev_vmap")
+JACREV_KINDS = ("jacrev", "jacrev_vmap")
 STEP_KINDS = ("lin_ntk_rnn", "lin_nt")
 LABELS = {
     "structured": "ntk_rnn structured (JAX 0.10.2)",
     "jacrev": "jax.jacrev contraction (JAX 0.10.2)",
+    "jacrev_vmap": "per-sample jax.jacrev contraction (JAX 0.10.2)",
     **{f"nt_{i}": f"nt {i} (JAX 0.4.25)" for i in NT_IMPLS},
     "lin_ntk_rnn": "ntk_rnn linearized GD step (JAX 0.10.2)",
     "lin_nt": "nt.linearize GD step (JAX 0.4.25)",
@@ -89,6 +94,8 @@ def _rss_gib() -> float:
 def _kernel_call(kind: str, m: int, max_bytes: int = 0):
     """A zero-argument function computing the kernel (a numpy array) of the benchmark problem; max_bytes > 0
     sets the structured path's working-memory budget (else ntk_rnn's default)."""
+    if kind == "jacrev_vmap":
+        return _jacrev_vmap_call(m)
     if kind in ("structured", "jacrev"):
         import jax
 
@@ -124,6 +131,32 @@ def _kernel_call(kind: str, m: int, max_bytes: int = 0):
 
     call.precompile = precompile
     return call
+
+
+def _jacrev_vmap_call(m: int):
+    """J J^T from per-sample Jacobians, vmapped over samples, in current JAX (the model from ntk_rnn.hidden_states)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import ntk_rnn
+
+    cfg = ntk_rnn.RNNConfig(width=m, input_dim=DX, output_dim=D)
+    x, params = problem(m)
+    params = {k: jnp.asarray(v) for k, v in params.items()}
+
+    def outputs(W, xi):  # one sequence (L, d_x) -> (L-1, d)
+        _, h = ntk_rnn.hidden_states(cfg, {**params, "W": W}, xi[None])
+        return (h[0] @ params["B"].T)[1:]
+
+    @jax.jit
+    def kernel(W, xs):
+        jac = jax.vmap(jax.jacrev(outputs), in_axes=(None, 0))(W, xs)  # (n, L-1, d, m, m)
+        flat = jac.reshape(xs.shape[0] * (LENGTH - 1) * D, -1)
+        return flat @ flat.T
+
+    xj = jnp.asarray(x)
+    return lambda: np.asarray(kernel(params["W"], xj))
 
 
 def _nt_model(m: int, params):
@@ -384,13 +417,13 @@ def markdown(results: list[dict], kinds, reference: str = "structured") -> str:
             else:
                 row.append(e["status"].split(" (")[0].replace("|", "/"))
         ref = table.get((reference, m), {})
-        for group in (nt_kinds, ["jacrev"] if "jacrev" in kinds else []):
+        for group in (nt_kinds, [k for k in JACREV_KINDS if k in kinds]):
             times = [table[k, m]["seconds"] for k in group if table.get((k, m), {}).get("status") == "ok"]
             row.append(_ratio(min(times) / ref["seconds"]) if times and ref.get("status") == "ok" else "")
         cells.append(row)
     header = ["m", *(LABELS[k] for k in kinds), "fastest nt / ntk_rnn"]
-    if "jacrev" in kinds:
-        header.append("jacrev / ntk_rnn")
+    if any(k in kinds for k in JACREV_KINDS):
+        header.append("fastest jacrev / ntk_rnn")
     else:
         cells = [row[:-1] for row in cells]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -414,7 +447,7 @@ def plot(results: list[dict], path: Path) -> None:
         for kind in kinds:
             pts = sorted((m, e["seconds"]) for (k, m), e in table.items() if k == kind and e.get("status") == "ok")
             if pts:
-                style = "-o" if kind in ("structured", "lin_ntk_rnn") else "--s" if kind == "jacrev" else ":^"
+                style = "-o" if kind in ("structured", "lin_ntk_rnn") else "--s" if kind in JACREV_KINDS else ":^"
                 ax.plot(*zip(*pts, strict=True), style, label=LABELS[kind])
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
