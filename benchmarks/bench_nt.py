@@ -39,6 +39,7 @@ import json
 import math
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -53,11 +54,15 @@ N, LENGTH, DX, D = 32, 16, 8, 1
 SIZES = (64, 128, 256, 512, 1024, 2048, 4096, 8192)  # 64 and 128 calibrate the forecasts
 MAX_M = (16384, 24576, 32768)
 NT_IMPLS = ("JACOBIAN_CONTRACTION", "NTK_VECTOR_PRODUCTS", "STRUCTURED_DERIVATIVES", "AUTO")
-KERNEL_KINDS = ("structured", "nt_JACOBIAN_CONTRACTION", "jacrev", *(f"nt_{i}" for i in NT_IMPLS[1:]), "jacrev_vmap")
+KERNEL_KINDS = ("structured", "nt_JACOBIAN_CONTRACTION", "jacrev", *(f"nt_{i}" for i in NT_IMPLS[1:]))
 JACREV_KINDS = ("jacrev", "jacrev_vmap")
+# a second pairing, run in its own session: the structured kernel again ("structured_b"), alternating with
+# nt's JACOBIAN_CONTRACTION algorithm in current JAX
+VMAP_KINDS = ("structured_b", "jacrev_vmap")
 STEP_KINDS = ("lin_ntk_rnn", "lin_nt")
 LABELS = {
     "structured": "ntk_rnn structured (JAX 0.10.2)",
+    "structured_b": "ntk_rnn structured (JAX 0.10.2)",
     "jacrev": "jax.jacrev contraction (JAX 0.10.2)",
     "jacrev_vmap": "per-sample jax.jacrev contraction (JAX 0.10.2)",
     **{f"nt_{i}": f"nt {i} (JAX 0.4.25)" for i in NT_IMPLS},
@@ -96,7 +101,7 @@ def _kernel_call(kind: str, m: int, max_bytes: int = 0):
     sets the structured path's working-memory budget (else ntk_rnn's default)."""
     if kind == "jacrev_vmap":
         return _jacrev_vmap_call(m)
-    if kind in ("structured", "jacrev"):
+    if kind in ("structured", "structured_b", "jacrev"):
         import jax
 
         import ntk_rnn
@@ -107,7 +112,7 @@ def _kernel_call(kind: str, m: int, max_bytes: int = 0):
             params = jax.jit(ntk_rnn.init_params, static_argnums=0)(cfg, jax.random.key(0))
         else:
             x, params = problem(m)
-        method = "structured" if kind == "structured" else "jacobian"
+        method = "jacobian" if kind == "jacrev" else "structured"
         budget = {"max_bytes": max_bytes} if max_bytes > 0 else {}
         return lambda: ntk_rnn.empirical_ntk(cfg, params, x, method=method, **budget)
     x, params = problem(m)
@@ -394,6 +399,18 @@ def summarize(results: list[dict], kinds) -> dict:
     return table
 
 
+def short_status(status: str) -> str:
+    """A table cell for a run without a time: out of memory, killed, skipped, or failed."""
+    found = re.search(r"RESOURCE_EXHAUSTED: Out of memory allocating (\d+) bytes", status)
+    if found:
+        return f"OOM: XLA could not allocate {int(found.group(1)) / 2**30:.0f} GiB"
+    if status.startswith(("OOM", "timeout")):
+        return status.split(" (")[0]
+    if status.startswith("skipped"):
+        return status
+    return status.split(":")[0].replace("|", "/")
+
+
 def _ratio(value: float) -> str:
     return f"{value:.0f}x" if value >= 10 else f"{value:.2g}x"
 
@@ -403,7 +420,11 @@ def markdown(results: list[dict], kinds, reference: str = "structured") -> str:
     none), and the speed-ups of `reference` over neural-tangents' fastest and over jax.jacrev."""
     table = summarize(results, kinds)
     sizes = sorted({m for _, m in table})
-    nt_kinds = [k for k in kinds if k.startswith("nt") or k == "lin_nt"]
+    groups = {  # ratio columns: the fastest of each group over the reference
+        "fastest nt / ntk_rnn": [k for k in kinds if k.startswith("nt") or k == "lin_nt"],
+        "jacrev / ntk_rnn": [k for k in kinds if k in JACREV_KINDS],
+    }
+    groups = {name: group for name, group in groups.items() if group}
     cells = []
     for m in sizes:
         row = [str(m)]
@@ -415,17 +436,13 @@ def markdown(results: list[dict], kinds, reference: str = "structured") -> str:
                 runs = "" if e["runs"] >= 5 else f" ({e['runs']} run{'s' if e['runs'] > 1 else ''})"
                 row.append(f"{e['seconds']:.3g} s, {e['peak_gib']:.2f} GiB{runs}")
             else:
-                row.append(e["status"].split(" (")[0].replace("|", "/"))
+                row.append(short_status(e["status"]))
         ref = table.get((reference, m), {})
-        for group in (nt_kinds, [k for k in JACREV_KINDS if k in kinds]):
+        for group in groups.values():
             times = [table[k, m]["seconds"] for k in group if table.get((k, m), {}).get("status") == "ok"]
             row.append(_ratio(min(times) / ref["seconds"]) if times and ref.get("status") == "ok" else "")
         cells.append(row)
-    header = ["m", *(LABELS[k] for k in kinds), "fastest nt / ntk_rnn"]
-    if any(k in kinds for k in JACREV_KINDS):
-        header.append("fastest jacrev / ntk_rnn")
-    else:
-        cells = [row[:-1] for row in cells]
+    header = ["m", *(LABELS[k] for k in kinds), *groups]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells])
 
@@ -440,7 +457,7 @@ def plot(results: list[dict], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), constrained_layout=True)
     for ax, kinds, title in (
-        (axes[0], KERNEL_KINDS, f"empirical NTK, n={N}, L={LENGTH}, d_x={DX}, d={D}, float64"),
+        (axes[0], (*KERNEL_KINDS, "jacrev_vmap"), f"empirical NTK, n={N}, L={LENGTH}, d_x={DX}, d={D}, float64"),
         (axes[1], STEP_KINDS, "one GD step of the linearized model"),
     ):
         table = summarize(results, kinds)
@@ -495,7 +512,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=300.0, help="skip sizes predicted above this s per call")
     parser.add_argument("--timeout", type=float, default=1200.0, help="kill a run after this many seconds")
     parser.add_argument("--max-rss", type=float, default=20.0, help="kill a run above this resident GiB")
-    parser.add_argument("--kinds", nargs="+", default=[*KERNEL_KINDS, *STEP_KINDS], choices=[*LABELS])
+    parser.add_argument("--kinds", nargs="+", default=[*KERNEL_KINDS, *STEP_KINDS, *VMAP_KINDS], choices=[*LABELS])
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="where bench_nt.json/.png go")
     parser.add_argument("--plot-only", action="store_true")
     parser.add_argument("--warmup-limit", type=float, default=20.0, help="nt runs predicted slower: compile only")
@@ -519,6 +536,7 @@ def main() -> None:
         plot(record["runs"], png_path)
         print(markdown(record["runs"], KERNEL_KINDS))
         print(markdown(record["runs"], STEP_KINDS, reference="lin_ntk_rnn"))
+        print(markdown(record["runs"], VMAP_KINDS, reference="structured_b"))
         print(max_m_lines(record["runs"]))
         return
     if not NT_PYTHON.exists() and any(k.startswith("nt") or k == "lin_nt" for k in args.kinds):
@@ -543,8 +561,10 @@ def main() -> None:
 
     kernel_kinds = tuple(k for k in KERNEL_KINDS if k in args.kinds)
     step_kinds = tuple(k for k in STEP_KINDS if k in args.kinds)
+    vmap_kinds = tuple(k for k in VMAP_KINDS if k in args.kinds)
     run_grid(kernel_kinds, args.sizes, args, results, save)
     run_grid(step_kinds, args.sizes, args, results, save)
+    run_grid(vmap_kinds, [m for m in args.sizes if m <= 2048], args, results, save)
     if "structured" in args.kinds:
         for m in args.max_m:  # one cold call each (compilation included): this is about fitting, not the table
             max_bytes = int(args.max_m_bytes * 2**30)
@@ -565,6 +585,7 @@ def main() -> None:
     print("\n".join(record["fingerprints"]))
     print(markdown(results, kernel_kinds))
     print(markdown(results, step_kinds, reference="lin_ntk_rnn"))
+    print(markdown(results, vmap_kinds, reference="structured_b"))
     print(max_m_lines(results))
 
 
