@@ -315,7 +315,7 @@ def forecast(kind: str, m: int, results: list[dict]) -> tuple[float, float] | st
         r for r in results if r["kind"] == kind and r["m"] < m and r["status"] not in ("ok",) and r["round"] > 0
     ]  # runs that failed or were killed; a skipped size (round 0) is forecast again from the measured ones
     if failed:
-        return f"skipped: failed at m={failed[-1]['m']} ({failed[-1]['status'].split(':')[0]})"
+        return f"skipped: at m={failed[-1]['m']}, {short_status(failed[-1]['status'])}"
     by_m: dict[int, list[dict]] = {}
     for r in results:
         if r["kind"] == kind and r["status"] == "ok" and r["m"] < m:
@@ -435,8 +435,9 @@ def markdown(results: list[dict], kinds, reference: str = "structured") -> str:
             elif e["status"] == "ok":
                 runs = "" if e["runs"] >= 5 else f" ({e['runs']} run{'s' if e['runs'] > 1 else ''})"
                 row.append(f"{e['seconds']:.3g} s, {e['peak_gib']:.2f} GiB{runs}")
-            else:
-                row.append(short_status(e["status"]))
+            else:  # a size skipped by forecast before a smaller one failed says the failure instead
+                earlier = forecast(kind, m, results) if e["status"].startswith("skipped") else None
+                row.append(short_status(earlier if isinstance(earlier, str) else e["status"]))
         ref = table.get((reference, m), {})
         for group in groups.values():
             times = [table[k, m]["seconds"] for k in group if table.get((k, m), {}).get("status") == "ok"]
