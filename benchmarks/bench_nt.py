@@ -315,7 +315,7 @@ def forecast(kind: str, m: int, results: list[dict]) -> tuple[float, float] | st
         r for r in results if r["kind"] == kind and r["m"] < m and r["status"] not in ("ok",) and r["round"] > 0
     ]  # runs that failed or were killed; a skipped size (round 0) is forecast again from the measured ones
     if failed:
-        return f"skipped: at m={failed[-1]['m']}, {short_status(failed[-1]['status'])}"
+        return f"skipped: {short_status(failed[-1]['status']).split(':')[0]} at m={failed[-1]['m']}"
     by_m: dict[int, list[dict]] = {}
     for r in results:
         if r["kind"] == kind and r["status"] == "ok" and r["m"] < m:
@@ -449,34 +449,69 @@ def markdown(results: list[dict], kinds, reference: str = "structured") -> str:
 
 
 def plot(results: list[dict], path: Path) -> None:
-    """Seconds against m, log-log, one line per implementation (failed and skipped sizes left out)."""
+    """Three log-log panels against m: the kernel's seconds (the main session's implementations), the
+    speed-up of ntk_rnn over each baseline against the structured runs it alternated with, and the
+    linearized GD step's seconds. Failed and skipped sizes are left out."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
+    import seaborn as sns
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), constrained_layout=True)
-    for ax, kinds, title in (
-        (axes[0], (*KERNEL_KINDS, "jacrev_vmap"), f"empirical NTK, n={N}, L={LENGTH}, d_x={DX}, d={D}, float64"),
-        (axes[1], STEP_KINDS, "one GD step of the linearized model"),
-    ):
-        table = summarize(results, kinds)
+    order = (*KERNEL_KINDS, "jacrev_vmap", *STEP_KINDS)
+    colors = dict(zip(order, sns.color_palette("colorblind", len(order)), strict=True))
+    colors["lin_ntk_rnn"], colors["lin_nt"] = colors["structured"], colors["nt_JACOBIAN_CONTRACTION"]
+
+    def draw(ax, pts: list[tuple[int, float]], kind: str, label: str) -> None:
+        ax.plot(*zip(*pts, strict=True), "-o" if kind in ("structured", "lin_ntk_rnn") else "--s" if kind in
+                JACREV_KINDS else ":^", color=colors[kind], label=label)  # fmt: skip
+
+    def points(table: dict, kind: str) -> list[tuple[int, float]]:
+        return sorted((m, e["seconds"]) for (k, m), e in table.items() if k == kind and e.get("status") == "ok")
+
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5.6), constrained_layout=True)
+    kernels, steps = summarize(results, KERNEL_KINDS), summarize(results, STEP_KINDS)
+    vmap = summarize(results, VMAP_KINDS)
+    for ax, table, kinds in ((axes[0], kernels, KERNEL_KINDS), (axes[2], steps, STEP_KINDS)):
         for kind in kinds:
-            pts = sorted((m, e["seconds"]) for (k, m), e in table.items() if k == kind and e.get("status") == "ok")
-            if pts:
-                style = "-o" if kind in ("structured", "lin_ntk_rnn") else "--s" if kind in JACREV_KINDS else ":^"
-                ax.plot(*zip(*pts, strict=True), style, label=LABELS[kind])
+            if pts := points(table, kind):
+                draw(ax, pts, kind, LABELS[kind])
+        ax.set_ylabel("seconds per call (median of runs)")
+    nt_sizes = {m for (k, m), e in kernels.items() if k.startswith("nt_")}
+    if none_ran := [m for m in sorted(nt_sizes) if all(e["status"] != "ok" for (k, mm), e in kernels.items()
+                                                          if k.startswith("nt_") and mm == m)]:  # fmt: skip
+        axes[0].annotate(f"no neural-tangents implementation\nruns at m >= {none_ran[0]} (out of memory\nor skipped)",
+                         (0.97, 0.03), xycoords="axes fraction", ha="right", va="bottom", fontsize=8)  # fmt: skip
+    for kind, reference, table in (
+        *((k, "structured", kernels) for k in KERNEL_KINDS[1:]),
+        ("jacrev_vmap", "structured_b", vmap),
+    ):
+        ref = dict(points(table, reference))
+        if pts := [(m, t / ref[m]) for m, t in points(table, kind) if m in ref]:
+            draw(axes[1], pts, kind, LABELS[kind] + (" (own session with ntk_rnn)" if table is vmap else ""))
+    axes[1].axhline(1.0, color="0.5", lw=0.8)
+    axes[1].set_ylabel("baseline seconds / ntk_rnn seconds")
+    titles = (
+        f"empirical NTK, n={N}, L={LENGTH}, d_x={DX}, d={D}, float64",
+        "speed-up of ntk_rnn over each baseline (alternated runs)",
+        "one full-batch GD step of the linearized model",
+    )
+    for ax, title in zip(axes, titles, strict=True):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        sizes = sorted({m for (_, m), e in table.items() if e.get("status") == "ok"})
+        sizes = sorted({round(x) for line in ax.get_lines() if not line.get_label().startswith("_")
+                        for x in line.get_xdata()})  # fmt: skip
         ax.set_xticks(sizes, [str(m) for m in sizes])
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xlabel("width m")
-        ax.set_ylabel("seconds (median of runs)")
         ax.set_title(title, fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+    handles = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=4, fontsize=8, frameon=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -584,9 +619,9 @@ def main() -> None:
     save()
     plot(results, png_path)
     print("\n".join(record["fingerprints"]))
-    print(markdown(results, kernel_kinds))
-    print(markdown(results, step_kinds, reference="lin_ntk_rnn"))
-    print(markdown(results, vmap_kinds, reference="structured_b"))
+    for kinds, reference in ((kernel_kinds, "structured"), (step_kinds, "lin_ntk_rnn"), (vmap_kinds, "structured_b")):
+        if kinds:
+            print(markdown(results, kinds, reference=reference))
     print(max_m_lines(results))
 
 

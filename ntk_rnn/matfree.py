@@ -23,8 +23,8 @@ LOBPCG stops when both vectors of its block have ||K v - lambda v|| <= tol * lam
 iterations (one call, no restarts: restarting every few iterations from LOBPCG's best block stalled it on
 a tanh kernel). Its residuals can stall near 1e-11 lambda_max, so the smallest pair alone is then accepted
 at 10 tol lambda_max. ARPACK stops on its own criterion at the same tol. The eigenvalue error is second
-order in the residual: at most 2e-10 relative against dense eigvalsh up to condition number 5e6 (see
-docs/benchmarks.md). At condition number about 7e10 (n = 1024, L = 16, d_x = 8, N = 15360) LOBPCG with a
+order in the residual: at most 5e-10 relative against dense eigvalsh up to condition number 4e6, 7e-9 at
+1.4e7 (docs/benchmarks.md). At condition number about 7e10 (n = 1024, L = 16, d_x = 8, N = 15360) LOBPCG with a
 rank-64 sketch did not converge in 2000 iterations: there the residual floor, about 1e-11 lambda_max, is
 lambda_min itself, the limit of float64 for any method. Starting
 vectors and the sketch come from an explicit key, so results are deterministic. Non-convergence within
