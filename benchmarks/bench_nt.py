@@ -88,12 +88,22 @@ def problem(m: int, seed: int = 0):
     return x, params
 
 
+def _proc_gib(path: str, field: str) -> float | None:
+    """A kB field of a /proc file (`VmRSS` of /proc/PID/status, `MemTotal` of /proc/meminfo, ...) in GiB;
+    None when the field or the file (a process that has exited) is missing."""
+    try:
+        with open(path) as lines:
+            for line in lines:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1]) / 2**20
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return None
+
+
 def _rss_gib() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 2**20
-    return math.nan
+    rss = _proc_gib("/proc/self/status", "VmRSS")
+    return math.nan if rss is None else rss
 
 
 def _kernel_call(kind: str, m: int, max_bytes: int = 0):
@@ -289,22 +299,12 @@ def run_one(
 
 
 def _proc_rss_gib(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 2**20
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return 0.0
+    return _proc_gib(f"/proc/{pid}/status", "VmRSS") or 0.0
 
 
 def _mem_available_gib() -> float:
-    with open("/proc/meminfo") as meminfo:
-        for line in meminfo:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) / 2**20
-    return math.inf
+    available = _proc_gib("/proc/meminfo", "MemAvailable")
+    return math.inf if available is None else available
 
 
 def forecast(kind: str, m: int, results: list[dict]) -> tuple[float, float] | str | None:
@@ -646,9 +646,8 @@ def _code_state() -> dict:
     return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_ntk_rnn": git("status", "--short", "ntk_rnn")}
 
 
-def _mem_total_gib() -> float:
-    with open("/proc/meminfo") as meminfo:
-        return int(meminfo.readline().split()[1]) / 2**20
+def _mem_total_gib() -> float | None:
+    return _proc_gib("/proc/meminfo", "MemTotal")
 
 
 if __name__ == "__main__":
