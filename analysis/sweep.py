@@ -5,7 +5,8 @@ A unit's file name hashes the study name, the config without the fields that onl
 analysis. An edit to the code or to any other config field invalidates the cache; a sweep that was
 killed halfway resumes at the first missing unit; and a sweep extended by more widths or seeds
 reuses the units it already has. Inside `with recomputing():` every unit is computed afresh and its
-file overwritten (what `ntk-rnn figures --force` does).
+file overwritten (what `ntk-rnn figures --force` does). Inside `with interruptible():` SIGINT and SIGTERM
+stop a sweep between units even when their KeyboardInterrupt is lost (see interruptible).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import contextvars
 import dataclasses
 import hashlib
 import json
+import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from functools import cache
 from pathlib import Path
@@ -26,6 +29,7 @@ from ntk_rnn.storage import read_table, write_table
 
 PACKAGE_DIRS = ("ntk_rnn", "analysis")
 _RECOMPUTE = contextvars.ContextVar("recompute_units", default=False)
+_STOP = threading.Event()
 
 
 @contextlib.contextmanager
@@ -36,6 +40,38 @@ def recomputing() -> Iterator[None]:
         yield
     finally:
         _RECOMPUTE.reset(token)
+
+
+def _stop(signum: int, frame) -> None:
+    _STOP.set()
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Within this block SIGINT and SIGTERM raise KeyboardInterrupt, and stop_if_interrupted() raises it again.
+
+    Python runs a signal handler between bytecodes of whatever code is running: when that is a finalizer
+    (__del__, a weakref callback), its exception is printed and dropped, and the run would go on. The flag
+    set here makes the next unit boundary raise it instead. A signal that is ignored stays ignored. Main
+    thread only (signal.signal).
+    """
+    _STOP.clear()
+    ignored = signal.SIG_IGN  # e.g. SIGINT in a shell's background job: left ignored
+    signals = [sig for sig in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(sig) is not ignored]
+    previous = {sig: signal.signal(sig, _stop) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _STOP.clear()
+
+
+def stop_if_interrupted() -> None:
+    """Raise KeyboardInterrupt if a signal arrived inside interruptible() (a no-op outside it)."""
+    if _STOP.is_set():
+        raise KeyboardInterrupt
 
 
 @cache
@@ -76,6 +112,7 @@ def run_sweep(
     """
     tables = []
     for unit in tqdm(units, desc=study, disable=not progress, leave=False):
+        stop_if_interrupted()
         path = None if cache_dir is None else Path(cache_dir) / study / f"{unit_key(study, config, unit, axes)}.csv"
         if path is not None and path.exists() and not _RECOMPUTE.get():
             table = read_table(path)
@@ -86,4 +123,5 @@ def run_sweep(
             if path is not None:
                 write_table(table, path)
         tables.append(table)
+    stop_if_interrupted()
     return pd.concat(tables, ignore_index=True)

@@ -58,7 +58,7 @@ from analysis.probes import (
     perturbation_table,
     training_probe_table,
 )
-from analysis.sweep import code_version, recomputing
+from analysis.sweep import code_version, recomputing, stop_if_interrupted
 from analysis.width_training import WidthTrainingConfig, training_table
 from figures.eigenvalues import conditioning_figure, convergence_figure, convergence_fits, separation_figure
 from figures.linearization import gap_figure, gap_fits, loss_comparison_figure, trajectory_figure
@@ -552,6 +552,7 @@ def run_suite(
         bar = tqdm(total=len(studies) + len(figures) + 1, desc="suite", disable=not progress, position=0)
         with bar:
             for name, study in studies.items():
+                stop_if_interrupted()
                 bar.set_postfix_str(name)
                 if name in selected:
                     outcome = _run_study(study, configs[name], cache_dir, force, progress)
@@ -562,6 +563,7 @@ def run_suite(
                     bar.write(_outcome_line(outcome))
                 bar.update()
             for spec in figures.values():
+                stop_if_interrupted()
                 bar.set_postfix_str(spec.name)
                 missing = [s for s in spec.studies if outcomes[s].table is None]
                 if missing:
@@ -569,6 +571,7 @@ def run_suite(
                 else:
                     rendered.append(_render(spec, [outcomes[s].table for s in spec.studies], out_dir))
                 bar.update()
+            stop_if_interrupted()
             bar.set_postfix_str("report")
             result = SuiteResult(profile, config_source, list(outcomes.values()), rendered,
                                  time.perf_counter() - start, out_dir, cache_dir, environment(), code_version(),

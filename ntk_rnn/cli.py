@@ -152,21 +152,20 @@ def _linearized(args) -> int:
 
 
 def _figures(args) -> int:
-    import signal
-
+    from analysis.sweep import interruptible
     from figures import suite
 
     overrides = suite.load_overrides(args.config) if args.config else None
     if args.print_config:
         print(suite.configs_toml(suite.effective_configs(args.profile, overrides, source=args.config or "--config")))
         return 0
-    # SIGTERM stops the run like Ctrl-C: what finished stays cached and no partial file is left
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # SIGINT and SIGTERM stop the run: what finished stays cached and no partial file is left
     try:
-        result = suite.run_suite(
-            args.profile, overrides, only=args.only, force=args.force, out_dir=args.out, cache_dir=args.cache,
-            progress=not args.no_progress, config_source=args.config,
-        )  # fmt: skip
+        with interruptible():
+            result = suite.run_suite(
+                args.profile, overrides, only=args.only, force=args.force, out_dir=args.out, cache_dir=args.cache,
+                progress=not args.no_progress, config_source=args.config,
+            )  # fmt: skip
     except KeyboardInterrupt:
         print(f"interrupted: finished studies are cached in {args.cache}; run the same command again to resume",
               file=sys.stderr)  # fmt: skip
@@ -174,8 +173,6 @@ def _figures(args) -> int:
     except suite.SuiteBusyError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     print(suite.format_summary(result))
     return 0 if result.ok else 1
 

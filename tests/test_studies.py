@@ -1,6 +1,7 @@
 """Studies, sweeps, result files, figures and the CLI, on small sizes."""
 
 import json
+import signal
 from dataclasses import replace as dataclasses_replace
 
 import jax
@@ -10,7 +11,7 @@ import pytest
 
 from analysis.kernel_spectrum import SpectrumConfig, spectrum_table
 from analysis.linearization import LinearizationConfig, linearization_table, trajectory_table
-from analysis.sweep import run_sweep
+from analysis.sweep import interruptible, run_sweep
 from analysis.width_training import WidthTrainingConfig, training_table
 from figures.linearization import gap_figure, gap_fits, loss_comparison_figure, trajectory_figure
 from figures.spectrum import spectrum_figure
@@ -39,6 +40,26 @@ def test_sweep_resumes_after_an_interruption(tmp_path):
     assert calls == [0, 1, 2, 2, 3]  # only the unfinished units ran again
     assert list(table["k"]) == [0, 1, 2, 3] and list(table["value"]) == [0, 1, 4, 9]
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_signal_lost_in_a_finalizer_still_stops_the_sweep_at_the_next_unit(tmp_path, lost_interrupt):
+    calls = []
+
+    def compute(unit):
+        calls.append(unit["k"])
+        if unit["k"] == 1:
+            lost_interrupt()
+        return pd.DataFrame({"value": [unit["k"]]})
+
+    units = [{"k": k} for k in range(4)]
+    previous = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt), interruptible():
+        run_sweep("toy", SpectrumConfig(), units, compute, tmp_path, progress=False)
+    assert calls == [0, 1]  # unit 1 finished (the interrupt was dropped inside it), unit 2 never started
+    assert lost_interrupt.dropped == [KeyboardInterrupt]  # Python dropped the handler's exception
+    assert len(list((tmp_path / "toy").glob("*.csv"))) == 2
+    assert signal.getsignal(signal.SIGINT) is previous  # handlers restored
+    assert run_sweep("toy", SpectrumConfig(), units, compute, tmp_path, progress=False)["k"].tolist() == [0, 1, 2, 3]
 
 
 def test_extended_sweep_reuses_finished_units(tmp_path):

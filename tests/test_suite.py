@@ -210,6 +210,24 @@ def test_a_failing_study_is_reported_and_the_run_goes_on(toy_registry, tmp_path,
     assert sorted(CALLS) == [("beta", 1), ("beta", 2), ("beta", 3)]
 
 
+def test_an_interrupt_lost_in_a_figure_stops_the_run_at_the_next_one(toy_registry, tmp_path, capsys, lost_interrupt):
+    _, figures = toy_registry
+
+    def interrupted_figure(table: pd.DataFrame) -> plt.Figure:
+        lost_interrupt()
+        return _toy_figure(table)
+
+    figures["figA_alpha"] = dataclasses.replace(figures["figA_alpha"], render=interrupted_figure)
+    assert _figures_cli(tmp_path) == 130
+    assert "interrupted" in capsys.readouterr().err and lost_interrupt.dropped == [KeyboardInterrupt]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["figA_alpha.pdf", "figA_alpha.png"]
+    assert not (tmp_path / "cache" / "suite.json").exists()  # no report, no record of a finished run
+    figures["figA_alpha"] = dataclasses.replace(figures["figA_alpha"], render=_toy_figure)
+    CALLS.clear()
+    assert _figures_cli(tmp_path) == 0 and CALLS == []  # the studies were cached
+    assert (tmp_path / "out" / "report.html").exists()
+
+
 def test_report_is_self_contained(toy_registry, tmp_path):
     assert _figures_cli(tmp_path) == 0
     report = (tmp_path / "out" / "report.html").read_text()
