@@ -62,6 +62,17 @@ def test_a_signal_lost_in_a_finalizer_still_stops_the_sweep_at_the_next_unit(tmp
     assert run_sweep("toy", SpectrumConfig(), units, compute, tmp_path, progress=False)["k"].tolist() == [0, 1, 2, 3]
 
 
+def test_an_ignored_signal_stays_ignored():  # e.g. SIGINT in a shell's background job
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with interruptible():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_IGN, signal.SIG_DFL)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_extended_sweep_reuses_finished_units(tmp_path):
     calls = []
 
