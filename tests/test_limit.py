@@ -517,19 +517,6 @@ def test_shape_symmetry_and_psd(options):
     np.testing.assert_allclose(limit_ntk(cfg, y, x), cross.T, rtol=1e-12, atol=atol)
 
 
-def test_n256_l32_runs_in_seconds():
-    """The readout "all" kernel for n = 256, L = 32 (7936 rows) takes a few seconds on 2 cores."""
-    import time
-
-    x = ntk_rnn.synthetic_sequences(jax.random.key(0), n=256, length=32, input_dim=8).x
-    cfg = ntk_rnn.RNNConfig(width=8, input_dim=8)
-    limit_ntk(cfg, x[:2])  # compile the small case; the big one compiles its own shapes
-    start = time.perf_counter()
-    K = limit_ntk(cfg, x)
-    assert K.shape == (256 * 31, 256 * 31)
-    assert time.perf_counter() - start < 30  # generous: about 3 s on an idle 2-core machine
-
-
 def test_bad_arguments_raise_clear_errors():
     cfg = ntk_rnn.RNNConfig(width=4, input_dim=3)
     x = _x(0, 2, 3, 3)
