@@ -123,5 +123,4 @@ def run_sweep(
             if path is not None:
                 write_table(table, path)
         tables.append(table)
-    stop_if_interrupted()
     return pd.concat(tables, ignore_index=True)
