@@ -86,14 +86,17 @@ def code_version() -> str:
     return digest.hexdigest()[:12]
 
 
-def unit_key(study: str, config, unit: dict, axes: Sequence[str] = ()) -> str:
-    fixed = {k: v for k, v in dataclasses.asdict(config).items() if k not in axes}
-    payload = json.dumps(
-        {"study": study, "config": fixed, "unit": unit, "code": code_version()},
-        sort_keys=True,
-        default=str,
-    )
+def cache_key(**fields) -> str:
+    """The cache key of a result (16 hex digits): a hash of the fields (JSON, sorted keys) and code_version().
+    Every cached file of the project, a sweep's unit and the main job's study tables, is named by it."""
+    payload = json.dumps({**fields, "code": code_version()}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def unit_key(study: str, config, unit: dict, axes: Sequence[str] = ()) -> str:
+    """Cache key of one unit: the study, its config without the sweep axes, and the unit's fields."""
+    fixed = {k: v for k, v in dataclasses.asdict(config).items() if k not in axes}
+    return cache_key(study=study, config=fixed, unit=unit)
 
 
 def run_sweep(

@@ -58,7 +58,7 @@ from analysis.probes import (
     perturbation_table,
     training_probe_table,
 )
-from analysis.sweep import code_version, recomputing, stop_if_interrupted
+from analysis.sweep import cache_key, code_version, recomputing, stop_if_interrupted
 from analysis.width_training import WidthTrainingConfig, training_table
 from figures.eigenvalues import conditioning_figure, convergence_figure, convergence_fits, separation_figure
 from figures.linearization import gap_figure, gap_fits, loss_comparison_figure, trajectory_figure
@@ -282,10 +282,7 @@ def config_seeds(config: Any) -> list[int]:
 
 def study_key(name: str, config: Any) -> str:
     """Cache key of a study's table: its name, its full config and the code version."""
-    payload = json.dumps(
-        {"study": name, "config": dataclasses.asdict(config), "code": code_version()}, sort_keys=True, default=str
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return cache_key(study=name, config=dataclasses.asdict(config))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import scipy.linalg
 
 import ntk_rnn
 from ntk_rnn.data import BINARY_DIGITS, SequenceData, digits_sequences, load_npz, synthetic_sequences
-from ntk_rnn.storage import environment, write_json, write_table
+from ntk_rnn.storage import atomic_write, environment, write_json, write_table
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -79,10 +79,7 @@ def _kernel(args) -> int:
     print(json.dumps(summary, indent=2, default=float))
     if args.out:
         out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp.npz")
-        np.savez(tmp, kernel=K, eigenvalues=eig)
-        tmp.replace(out)
+        atomic_write(out, lambda handle: np.savez(handle, kernel=K, eigenvalues=eig), binary=True)
         print(f"wrote {out}")
     return 0
 
@@ -151,40 +148,9 @@ def _linearized(args) -> int:
     )  # fmt: skip
 
 
-def _figures(args) -> int:
-    from analysis.sweep import interruptible
-    from figures import suite
-
-    overrides = suite.load_overrides(args.config) if args.config else None
-    if args.print_config:
-        print(suite.configs_toml(suite.effective_configs(args.profile, overrides, source=args.config or "--config")))
-        return 0
-    # SIGINT and SIGTERM stop the run: what finished stays cached and no partial file is left
-    try:
-        with interruptible():
-            result = suite.run_suite(
-                args.profile, overrides, only=args.only, force=args.force, out_dir=args.out, cache_dir=args.cache,
-                progress=not args.no_progress, config_source=args.config,
-            )  # fmt: skip
-    except KeyboardInterrupt:
-        print(f"interrupted: finished studies are cached in {args.cache}; run the same command again to resume",
-              file=sys.stderr)  # fmt: skip
-        return 130
-    except suite.SuiteBusyError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(suite.format_summary(result))
-    return 0 if result.ok else 1
-
-
-def suite_profiles() -> tuple[str, ...]:
-    return ("quick", "full")  # figures.suite.PROFILES, without importing the studies for --help
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ntk-rnn", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_commands(sub) -> None:
+    """Add the library's commands (kernel, train, linearized) to `sub`, what ArgumentParser.add_subparsers
+    returns; each command sets `run(args) -> exit status`."""
     kernel = sub.add_parser("kernel", help="empirical NTK at initialization: spectrum and timing")
     _add_model_args(kernel)
     kernel.add_argument("--method", default="structured", choices=ntk_rnn.kernel.METHODS)
@@ -218,46 +184,27 @@ def build_parser() -> argparse.ArgumentParser:
     lin.add_argument("--out", default="results/linearized", help="output directory (default results/linearized)")
     lin.set_defaults(run=_linearized)
 
-    figures = sub.add_parser(
-        "figures",
-        help="run every study, write every figure and figures/report.html (the main job)",
-        description="Run every study, render every figure (PNG and PDF) and write a self-contained report.html. "
-        "Finished studies are cached under --cache, keyed by their config and the code version: a rerun, or "
-        "a run after an interruption, computes only what is missing. Exit status 1 if a study or figure failed, "
-        "2 for bad arguments, 130 when interrupted.",
-    )
-    figures.add_argument("--profile", default="quick", choices=suite_profiles(),
-                         help="quick: CPU sizes, about 9 min on 2 cores (default); full: paper-scale widths "
-                         "(to 4096-8192) and 5 seeds, for a GPU or a long CPU run")  # fmt: skip
-    figures.add_argument("--config", default=None, metavar="TOML",
-                         help="override study parameters: one [table] per study name, keys = its config fields "
-                         "(see --print-config)")  # fmt: skip
-    figures.add_argument(
-        "--only",
-        default=None,
-        metavar="NAME[,NAME]",
-        help="compute only these studies; the others' cached tables still go into the report",
-    )
-    figures.add_argument(
-        "--force", action="store_true", help="recompute the studies that run (all, or --only's), ignoring every cache"
-    )
-    figures.add_argument(
-        "--print-config", action="store_true", help="print the effective config of every study as TOML and exit"
-    )
-    figures.add_argument("--no-progress", action="store_true", help="no progress bars")
-    figures.add_argument("--out", default="figures", help="figure and report directory (default figures)")
-    figures.add_argument("--cache", default="results", help="table cache directory (default results)")
-    figures.set_defaults(run=_figures)
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of the library's commands."""
+    parser = argparse.ArgumentParser(prog="ntk-rnn", description=__doc__)
+    add_commands(parser.add_subparsers(dest="command", required=True))
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
+    """Parse argv and run the chosen command; bad input exits with status 2 and a one-line error."""
+    args = parser.parse_args(argv)
     try:
         return args.run(args)
     except (ValueError, FileNotFoundError, NotImplementedError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ntk_rnn.cli`: the library's commands. The `ntk-rnn` script adds the main job's `figures`."""
+    return run(build_parser(), argv)
 
 
 if __name__ == "__main__":

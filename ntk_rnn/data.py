@@ -12,12 +12,13 @@ import functools
 import math
 import numbers
 import os
-import tempfile
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ntk_rnn.storage import atomic_write
 
 INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _REPULSION_STEPS = 500
@@ -450,21 +451,12 @@ def load_npz(path: str | os.PathLike, name: str | None = None) -> SequenceData:
 
 
 def save_npz(path: str | os.PathLike, data: SequenceData) -> None:
-    """Write data to path exactly (no suffix added) as arrays x, y, name; atomic via a temp file and os.replace."""
+    """Write data to path exactly (no suffix added) as arrays x, y, name; atomically (ntk_rnn.storage.atomic_write)."""
     if not isinstance(data, SequenceData):
         raise TypeError(f"data must be a SequenceData, got {type(data).__name__}")
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"directory of {path!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, x=np.asarray(data.x), y=np.asarray(data.y), name=np.asarray(data.name))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    arrays = {"x": np.asarray(data.x), "y": np.asarray(data.y), "name": np.asarray(data.name)}
+    atomic_write(path, lambda handle: np.savez(handle, **arrays), binary=True)

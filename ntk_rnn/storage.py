@@ -8,21 +8,28 @@ import json
 import os
 import platform
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 
 RECORDED_PACKAGES = ("ntk-rnn", "jax", "jaxlib", "numpy", "scipy", "optax", "pandas", "matplotlib", "seaborn")
 
 
-def _atomic_write(path: str | os.PathLike, write) -> Path:
-    """Write through a temporary file in the same directory, then rename it into place."""
+TEMPORARY_SUFFIX = ".tmp"  # atomic_write's temporaries are named .NAME.<8 random characters>.tmp
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO], Any], binary: bool = False) -> Path:
+    """Call write(handle) on a temporary file in path's directory (created if missing), then rename it
+    into place: readers see the old file or the whole new one, never a partial one. Text handles are
+    UTF-8 with newline=""; binary=True gives a bytes handle (np.savez, matplotlib's savefig)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
+    options = {"mode": "wb"} if binary else {"mode": "w", "encoding": "utf-8", "newline": ""}
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+        with os.fdopen(fd, **options) as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
@@ -36,7 +43,7 @@ def _atomic_write(path: str | os.PathLike, write) -> Path:
 
 def write_table(table: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Save a tidy table as CSV, atomically."""
-    return _atomic_write(path, lambda handle: table.to_csv(handle, index=False))
+    return atomic_write(path, lambda handle: table.to_csv(handle, index=False))
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
@@ -45,12 +52,12 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
 
 def write_json(record: dict[str, Any], path: str | os.PathLike) -> Path:
     """Save a JSON record, atomically."""
-    return _atomic_write(path, lambda handle: json.dump(record, handle, indent=2, sort_keys=True, default=str))
+    return atomic_write(path, lambda handle: json.dump(record, handle, indent=2, sort_keys=True, default=str))
 
 
 def write_text(text: str, path: str | os.PathLike) -> Path:
     """Save a text file (e.g. an HTML report), atomically."""
-    return _atomic_write(path, lambda handle: handle.write(text))
+    return atomic_write(path, lambda handle: handle.write(text))
 
 
 def environment() -> dict[str, Any]:
