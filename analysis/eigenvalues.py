@@ -1,5 +1,5 @@
 """Studies: the smallest eigenvalue and conditioning of the empirical and infinite-width kernels
-(issue 4), against the data separation delta, the sequence length L, the sample count n, the width
+against the data separation delta, the sequence length L, the sample count n, the width
 and the activation."""
 
 from __future__ import annotations
@@ -84,15 +84,15 @@ def separation_table(config: SeparationConfig, cache_dir=None, progress: bool = 
     def compute(unit: dict) -> pd.DataFrame:
         data_key, param_key = jax.random.split(jax.random.key(unit["seed"]))
         if unit["grid"] == "digits n-L":
-            x = study_dataset("digits", data_key, unit["n"], 0, 0, 0.0).x[:, : unit["length"]]
+            x = study_dataset("digits", unit["n"], 0, 0, 0.0, key=data_key).x[:, : unit["length"]]
         else:
             base = max(*config.deltas, config.delta)  # drawn at least this far apart, then squeezed to delta
-            data = study_dataset("synthetic", data_key, unit["n"], unit["length"], config.input_dim, base)
+            data = study_dataset("synthetic", unit["n"], unit["length"], config.input_dim, base, key=data_key)
             x = clustered_first_tokens(data.x, unit["delta"])
             if config.shared_tail:
                 x[:, 1:] = x[0, 1:]
         cfg = ntk_rnn.RNNConfig(width=config.width, input_dim=x.shape[-1])
-        empirical = ntk_rnn.empirical_ntk(cfg, ntk_rnn.init_params(cfg, param_key), x)
+        empirical = ntk_rnn.empirical_ntk(cfg, ntk_rnn.init_params(cfg, key=param_key), x)
         rows = [
             {"kernel": "empirical", **_spectrum_row(empirical, config.width)},
             {"kernel": "limit", **_spectrum_row(limit_ntk(cfg, x), 1.0)},
@@ -150,12 +150,12 @@ def convergence_table(config: ConvergenceConfig, cache_dir=None, progress: bool 
 
     def compute(unit: dict) -> pd.DataFrame:
         data_key, param_key = jax.random.split(jax.random.key(unit["seed"]))
-        data = study_dataset("synthetic", data_key, config.n, config.length, config.input_dim, config.delta)
+        data = study_dataset("synthetic", config.n, config.length, config.input_dim, config.delta, key=data_key)
         cfg = ntk_rnn.RNNConfig(
             width=unit["width"], input_dim=config.input_dim, activation=unit["activation"],
             parameterization=ACTIVATION_MODELS[unit["activation"]], sigma_w2=config.sigma_w2,
         )  # fmt: skip
-        empirical = ntk_rnn.empirical_ntk(cfg, ntk_rnn.init_params(cfg, param_key), data.x) / unit["width"]
+        empirical = ntk_rnn.empirical_ntk(cfg, ntk_rnn.init_params(cfg, key=param_key), data.x) / unit["width"]
         limit = limit_ntk(cfg, data.x)
         return pd.DataFrame({"relative_error": [np.linalg.norm(empirical - limit) / np.linalg.norm(limit)]})
 
@@ -189,12 +189,12 @@ def conditioning_table(config: ConditioningConfig, cache_dir=None, progress: boo
 
     def compute(unit: dict) -> pd.DataFrame:
         data_key, param_key = jax.random.split(jax.random.key(unit["seed"]))
-        data = study_dataset("synthetic", data_key, config.n, unit["length"], config.input_dim, config.delta)
+        data = study_dataset("synthetic", config.n, unit["length"], config.input_dim, config.delta, key=data_key)
         cfg = ntk_rnn.RNNConfig(
             width=config.width, input_dim=config.input_dim, activation=unit["activation"],
             parameterization=unit["parameterization"],
         )  # fmt: skip
-        empirical = ntk_rnn.empirical_ntk(cfg, ntk_rnn.init_params(cfg, param_key), data.x)
+        empirical = ntk_rnn.empirical_ntk(cfg, ntk_rnn.init_params(cfg, key=param_key), data.x)
         return pd.DataFrame(
             [
                 {"kernel": "empirical", "width": config.width, **_spectrum_row(empirical, config.width)},

@@ -14,8 +14,9 @@ import scipy.linalg
 import ntk_rnn
 from analysis.datasets import study_dataset
 from analysis.sweep import run_sweep
+from ntk_rnn.checks import loss_positions
 from ntk_rnn.limit import limit_ntk
-from ntk_rnn.model import loss_positions, select_targets
+from ntk_rnn.model import select_targets
 
 AXES = ("widths", "seeds", "datasets")  # config fields that only list the units (left out of cache keys)
 
@@ -48,12 +49,12 @@ def spectrum_table(config: SpectrumConfig, cache_dir=None, progress: bool = True
 
     def compute(unit: dict) -> pd.DataFrame:
         data_key, param_key = jax.random.split(jax.random.key(unit["seed"]))
-        data = study_dataset(unit["dataset"], data_key, config.n, config.length, config.input_dim, config.delta)
+        data = study_dataset(unit["dataset"], config.n, config.length, config.input_dim, config.delta, key=data_key)
         cfg = ntk_rnn.RNNConfig(width=unit.get("width", 1), input_dim=data.input_dim, output_dim=data.output_dim)
         if unit["kernel"] == "limit":
             K = limit_ntk(cfg, data.x)
         else:
-            K = ntk_rnn.empirical_ntk(cfg, ntk_rnn.init_params(cfg, param_key), data.x) / cfg.width
+            K = ntk_rnn.empirical_ntk(cfg, ntk_rnn.init_params(cfg, key=param_key), data.x) / cfg.width
         eig, vectors = scipy.linalg.eigh(K)
         positions = loss_positions(cfg, None, data.length, "positions")
         shuffled = np.random.default_rng(unit["seed"]).permutation(data.n)

@@ -1,4 +1,4 @@
-"""Studies: the true against the linearized network as the width grows (issue 3; theory.md §4-5).
+"""Studies: the true against the linearized network as the width grows (docs/theory.md §4-5).
 
 Each run trains both models from the same initialization with full-batch GD at
 eta = lr_scale / lambda_max(K_0) for a fixed number of steps, so eta * lambda_max * steps, the
@@ -16,7 +16,7 @@ import ntk_rnn
 from analysis.datasets import study_dataset
 from analysis.sweep import run_sweep
 from ntk_rnn.data import train_test_split
-from ntk_rnn.linearized import PairedResult, train_paired
+from ntk_rnn.paired import PairedResult, train_paired
 from ntk_rnn.training import TrainConfig
 
 AXES = ("widths", "seeds", "datasets")  # config fields that only list the units (left out of cache keys)
@@ -41,12 +41,12 @@ class LinearizationConfig:
 def _paired_run(config: LinearizationConfig, dataset: str, width: int, seed: int) -> PairedResult:
     data_key, split_key, param_key, batch_key = jax.random.split(jax.random.key(seed), 4)
     n = config.n_train + config.n_test
-    data = study_dataset(dataset, data_key, n, config.length, config.input_dim, config.delta)
-    train, test = train_test_split(data, config.n_test, split_key)
+    data = study_dataset(dataset, n, config.length, config.input_dim, config.delta, key=data_key)
+    train, test = train_test_split(data, config.n_test, key=split_key)
     cfg = ntk_rnn.RNNConfig(width=width, input_dim=data.input_dim, output_dim=data.output_dim)
     tcfg = TrainConfig(steps=config.steps, lr_scale=config.lr_scale, record_every=config.record_every, kernel_every=0)
-    params = ntk_rnn.init_params(cfg, param_key)
-    return train_paired(cfg, params, train, test, tcfg, batch_key, trace_points=config.trace_points, progress=False)
+    params = ntk_rnn.init_params(cfg, key=param_key)
+    return train_paired(cfg, params, train, test, tcfg, key=batch_key, trace_points=config.trace_points, progress=False)
 
 
 def linearization_table(config: LinearizationConfig, cache_dir=None, progress: bool = True) -> pd.DataFrame:

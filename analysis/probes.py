@@ -1,4 +1,4 @@
-"""Studies: the paper's proof lemmas measured on real networks (issue 5; ntk_rnn.probes).
+"""Studies: the paper's proof lemmas measured on real networks (docs/theory.md §6; ntk_rnn.probes).
 
 forward_table (forward stability), backward_table (backward stability and intermediate-layer
 products), perturbation_table (omega-sized perturbations), training_probe_table (the gradient lower
@@ -46,13 +46,13 @@ def forward_table(config: ForwardConfig, cache_dir=None, progress: bool = True) 
 
     def compute(unit: dict) -> pd.DataFrame:
         data_key, param_key = jax.random.split(jax.random.key(unit["seed"]))
-        data = study_dataset("synthetic", data_key, config.n, config.length, config.input_dim, config.delta)
+        data = study_dataset("synthetic", config.n, config.length, config.input_dim, config.delta, key=data_key)
         cfg = ntk_rnn.RNNConfig(unit.get("width", 1), config.input_dim, activation=unit["activation"],
                                 sigma_w2=unit["sigma_w2"])  # fmt: skip
         if unit["kernel"] == "limit":
             norms = probes.limit_forward_norms(cfg, data.x)
         else:
-            norms = probes.forward_norms(cfg, ntk_rnn.init_params(cfg, param_key), data.x)
+            norms = probes.forward_norms(cfg, ntk_rnn.init_params(cfg, key=param_key), data.x)
         return pd.DataFrame({"step": np.arange(config.length), "norm": norms.mean(axis=0)})
 
     grid = [(a, s2, s) for a in config.activations for s2 in config.sigma_w2s for s in config.seeds]
@@ -95,12 +95,12 @@ def backward_table(config: BackwardConfig, cache_dir=None, progress: bool = True
 
     def compute(unit: dict) -> pd.DataFrame:
         data_key, param_key = jax.random.split(jax.random.key(unit["seed"]))
-        data = study_dataset("synthetic", data_key, config.n, config.length, config.input_dim, config.delta)
+        data = study_dataset("synthetic", config.n, config.length, config.input_dim, config.delta, key=data_key)
         cfg = ntk_rnn.RNNConfig(unit.get("width", 1), config.input_dim, activation=unit["activation"])
         distance = np.arange(config.length)
         if unit["kernel"] == "limit":
             return pd.DataFrame({"distance": distance, "value": _by_distance(probes.limit_backward_norms(cfg, data.x))})
-        params = ntk_rnn.init_params(cfg, param_key)
+        params = ntk_rnn.init_params(cfg, key=param_key)
         if unit["quantity"] == "product":
             norms = probes.product_norms(cfg, params, data.x, start=1)[1:]
             return pd.DataFrame({"distance": distance[: norms.size], "value": norms})
@@ -142,12 +142,12 @@ def perturbation_table(config: PerturbationConfig, cache_dir=None, progress: boo
 
     def compute(unit: dict) -> pd.DataFrame:
         data_key, param_key, direction_key = jax.random.split(jax.random.key(unit["seed"]), 3)
-        data = study_dataset("synthetic", data_key, config.n, config.length, config.input_dim, config.delta)
+        data = study_dataset("synthetic", config.n, config.length, config.input_dim, config.delta, key=data_key)
         cfg = ntk_rnn.RNNConfig(unit["width"], config.input_dim)
-        params = ntk_rnn.init_params(cfg, param_key)
+        params = ntk_rnn.init_params(cfg, key=param_key)
         rows = []
         for omega in config.omegas:
-            delta = probes.perturbation_direction(cfg, params, data.x, unit["kind"], omega, direction_key, y=data.y,
+            delta = probes.perturbation_direction(cfg, params, data.x, unit["kind"], omega, key=direction_key, y=data.y,
                                                   ascent_steps=config.ascent_steps)  # fmt: skip
             response = probes.perturbation_response(cfg, params, data.x, delta)
             rows.append(pd.DataFrame({"omega": omega, "step": np.arange(config.length),
@@ -188,23 +188,23 @@ def training_probe_table(config: TrainingProbeConfig, cache_dir=None, progress: 
 
     def compute(unit: dict) -> pd.DataFrame:
         data_key, param_key, batch_key = jax.random.split(jax.random.key(unit["seed"]), 3)
-        base = study_dataset("synthetic", data_key, config.n, config.length, config.input_dim, max(config.deltas))
+        base = study_dataset("synthetic", config.n, config.length, config.input_dim, max(config.deltas), key=data_key)
         x = clustered_first_tokens(base.x, unit["delta"])
         x[:, 1:] = x[0, 1:]
         data = SequenceData(x, base.y, "synthetic")
         cfg = ntk_rnn.RNNConfig(config.width, config.input_dim)
-        params = ntk_rnn.init_params(cfg, param_key)
+        params = ntk_rnn.init_params(cfg, key=param_key)
         if unit["source"] == "random":
             flips = []
             for omega in config.omegas:
-                delta = probes.perturbation_direction(cfg, params, data.x, "random", omega, batch_key)
+                delta = probes.perturbation_direction(cfg, params, data.x, "random", omega, key=batch_key)
                 flips.append(probes.perturbation_response(cfg, params, data.x, delta).flip_fraction[1:].mean())
             return pd.DataFrame({"omega": config.omegas, "pattern_flip_fraction": flips})
         sgd = unit["source"] == "SGD"
         tcfg = TrainConfig(steps=config.steps, lr_scale=config.sgd_lr_scale if sgd else config.gd_lr_scale,
                            batch_size=config.sgd_batch_size if sgd else None, record_every=config.record_every,
                            kernel_every=config.kernel_every)  # fmt: skip
-        return train(cfg, params, data, tcfg, batch_key, progress=False).history.assign(width=config.width)
+        return train(cfg, params, data, tcfg, key=batch_key, progress=False).history.assign(width=config.width)
 
     units = [
         {"source": source, "delta": d, "seed": s}

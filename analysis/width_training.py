@@ -1,7 +1,7 @@
 """Study: GD at several widths with kernel tracking (figures 2 and 3).
 
 The step size is eta = lr_scale / lambda_max(K_0), which scales like 1/m, and the number of steps is
-fixed, so every width trains for the same time in the kernel regime (theory.md §5).
+fixed, so every width trains for the same time in the kernel regime (docs/theory.md §5).
 """
 
 from __future__ import annotations
@@ -47,9 +47,9 @@ def training_table(config: WidthTrainingConfig, cache_dir=None, progress: bool =
 
     def compute(unit: dict):
         data_key, param_key, batch_key = jax.random.split(jax.random.key(unit["seed"]), 3)
-        data = study_dataset(config.dataset, data_key, config.n, config.length, config.input_dim, config.delta)
+        data = study_dataset(config.dataset, config.n, config.length, config.input_dim, config.delta, key=data_key)
         cfg = ntk_rnn.RNNConfig(width=unit["width"], input_dim=data.input_dim, output_dim=data.output_dim)
-        result = train(cfg, ntk_rnn.init_params(cfg, param_key), data, tcfg, batch_key, progress=progress)
+        result = train(cfg, ntk_rnn.init_params(cfg, key=param_key), data, tcfg, key=batch_key, progress=progress)
         table = result.history
         for name in ("lr", "lambda_min_0", "lambda_max_0", "predicted_log_rate", "fitted_log_rate"):
             table[name] = result.summary[name]

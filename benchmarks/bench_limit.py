@@ -26,7 +26,7 @@ def time_one(n: int, length: int, repeats: int) -> dict:
 
     import ntk_rnn
 
-    x = ntk_rnn.synthetic_sequences(jax.random.key(0), n=n, length=length, input_dim=DX).x
+    x = ntk_rnn.synthetic_sequences(key=jax.random.key(0), n=n, length=length, input_dim=DX).x
     cfg = ntk_rnn.RNNConfig(width=8, input_dim=DX)  # the width plays no role
     start = time.perf_counter()
     kernel = ntk_rnn.limit_ntk(cfg, x)

@@ -39,8 +39,8 @@ def run_one(n: int, length: int, m: int, mode: str) -> dict:
 
     jax.config.update("jax_enable_x64", True)
     cfg = ntk_rnn.RNNConfig(width=m, input_dim=DX, output_dim=D)
-    params = ntk_rnn.init_params(cfg, jax.random.key(SEED))
-    x = ntk_rnn.synthetic_sequences(jax.random.key(SEED + 1), n=n, length=length, input_dim=DX, delta=0.5).x
+    params = ntk_rnn.init_params(cfg, key=jax.random.key(SEED))
+    x = ntk_rnn.synthetic_sequences(key=jax.random.key(SEED + 1), n=n, length=length, input_dim=DX, delta=0.5).x
     out: dict = {}
     start = time.perf_counter()
     if mode == "dense":

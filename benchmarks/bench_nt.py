@@ -13,7 +13,7 @@ at positions 1..L-1, float64, n=32, L=16, d_x=8, d=1, the kernel of x with itsel
                    JACOBIAN_CONTRACTION, NTK_VECTOR_PRODUCTS, STRUCTURED_DERIVATIVES and AUTO (.venv-nt,
                    JAX 0.4.25), on the oracle's transcription of the RNN (reference/make_oracle.py)
   lin_ntk_rnn      one jitted full-batch GD step on the linearized model, through the jvp-based Taylor model
-                   that ntk_rnn.linearized.linearize and train_paired use (ntk_rnn.training.model_outputs)
+                   that ntk_rnn.linearized.linearize and train_paired use (ntk_rnn.linearized.model_outputs)
   lin_nt           the same step through nt.linearize (.venv-nt)
 
 Every run is a fresh subprocess of the right environment: build the problem, one warm-up call (compile
@@ -119,7 +119,7 @@ def _kernel_call(kind: str, m: int, max_bytes: int = 0):
         cfg = ntk_rnn.RNNConfig(width=m, input_dim=DX, output_dim=D)
         if m > max(SIZES):  # the max-m probe: draw the params in one jitted call (no numpy copy of W)
             x = problem(1)[0]
-            params = jax.jit(ntk_rnn.init_params, static_argnums=0)(cfg, jax.random.key(0))
+            params = jax.jit(ntk_rnn.init_params, static_argnums=0)(cfg, key=jax.random.key(0))
         else:
             x, params = problem(m)
         method = "jacobian" if kind == "jacrev" else "structured"
@@ -200,7 +200,7 @@ def _step_call(kind: str, m: int):
     y = np.random.default_rng(7).standard_normal((N, LENGTH - 1, D))
     if kind == "lin_ntk_rnn":
         import ntk_rnn
-        from ntk_rnn.training import model_outputs
+        from ntk_rnn.linearized import model_outputs
 
         cfg = ntk_rnn.RNNConfig(width=m, input_dim=DX, output_dim=D)
         params0 = {k: jnp.asarray(v) for k, v in params.items()}
@@ -518,13 +518,11 @@ def plot(results: list[dict], path: Path) -> None:
 
 
 def write_json(record: dict, path: Path) -> None:
-    """Atomic JSON write (temporary file in the same directory, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(record, handle, indent=1)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    """The results file, written atomically by ntk_rnn's writer (imported here: the workers that run this file
+    in .venv-nt cannot import ntk_rnn, and only the main process writes results)."""
+    from ntk_rnn.storage import atomic_write
+
+    atomic_write(path, lambda handle: json.dump(record, handle, indent=1))
 
 
 def check_fingerprints(results: list[dict]) -> list[str]:

@@ -61,7 +61,7 @@ def run_one(n: int, length: int, dx: int, d: int, m: int, method: str, repeats: 
     from ntk_rnn.kernel import structured_flops
 
     cfg = ntk_rnn.RNNConfig(width=m, input_dim=dx, output_dim=d)
-    params = ntk_rnn.init_params(cfg, jax.random.key(0))
+    params = ntk_rnn.init_params(cfg, key=jax.random.key(0))
     x = jax.random.normal(jax.random.key(1), (n, length, dx))
     start = time.perf_counter()
     ntk_rnn.empirical_ntk(cfg, params, x, method=method)

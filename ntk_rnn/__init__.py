@@ -1,46 +1,69 @@
 """ntk-rnn: the neural tangent kernel of wide Elman RNNs, measured (Allen-Zhu, Li, Song 2019).
 
-Importing the package switches JAX to float64 (jax_enable_x64): kernels and eigenvalues need it.
+Importing the package switches JAX to float64 (jax_enable_x64) for the whole process: kernels, eigenvalues
+and their cross-checks need it. The mathematics is in docs/theory.md.
 """
 
 import jax
 
 jax.config.update("jax_enable_x64", True)
 
+from ntk_rnn import probes  # noqa: E402
+from ntk_rnn.checks import check_inputs, check_params  # noqa: E402
 from ntk_rnn.config import RNNConfig  # noqa: E402
-from ntk_rnn.data import (  # noqa: E402
-    SequenceData,
-    digits_sequences,
-    first_token_separation,
-    load_npz,
-    save_npz,
-    synthetic_sequences,
-)
+from ntk_rnn.data import SequenceData, load_npz, save_npz, train_test_split  # noqa: E402
+from ntk_rnn.datasets import digits_sequences, first_token_separation, synthetic_sequences  # noqa: E402
 from ntk_rnn.kernel import empirical_ntk  # noqa: E402
 from ntk_rnn.limit import forward_kernels, limit_ntk, nngp_kernel  # noqa: E402
-from ntk_rnn.matfree import ntk_extreme_eigenvalues, ntk_operator  # noqa: E402
-from ntk_rnn.model import apply, hidden_states, init_params  # noqa: E402
-from ntk_rnn.training import TrainConfig, TrainingDivergedError, TrainResult, train  # noqa: E402
+from ntk_rnn.linearized import KernelGD, linearize, taylor_outputs  # noqa: E402
+from ntk_rnn.loss import loss, per_sample_losses, residuals  # noqa: E402
+from ntk_rnn.matfree import EigenvalueConvergenceError, ntk_extreme_eigenvalues, ntk_operator  # noqa: E402
+from ntk_rnn.model import apply, flat_outputs, hidden_states, init_params  # noqa: E402
+from ntk_rnn.paired import PairedResult, train_paired  # noqa: E402
+from ntk_rnn.training import (  # noqa: E402
+    TrainConfig,
+    TrainingDivergedError,
+    TrainResult,
+    run_steps,
+    train,
+    train_step,
+)
 
 __all__ = [
+    "EigenvalueConvergenceError",
+    "KernelGD",
+    "PairedResult",
     "RNNConfig",
     "SequenceData",
     "TrainConfig",
     "TrainResult",
     "TrainingDivergedError",
     "apply",
+    "check_inputs",
+    "check_params",
     "digits_sequences",
     "empirical_ntk",
     "first_token_separation",
+    "flat_outputs",
     "forward_kernels",
     "hidden_states",
     "init_params",
     "limit_ntk",
+    "linearize",
     "load_npz",
+    "loss",
     "nngp_kernel",
     "ntk_extreme_eigenvalues",
     "ntk_operator",
+    "per_sample_losses",
+    "probes",
+    "residuals",
+    "run_steps",
     "save_npz",
     "synthetic_sequences",
+    "taylor_outputs",
     "train",
+    "train_paired",
+    "train_step",
+    "train_test_split",
 ]

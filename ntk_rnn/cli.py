@@ -13,8 +13,11 @@ import numpy as np
 import scipy.linalg
 
 import ntk_rnn
-from ntk_rnn.data import BINARY_DIGITS, SequenceData, digits_sequences, load_npz, synthetic_sequences
+from ntk_rnn.data import SequenceData, load_npz, train_test_split
+from ntk_rnn.datasets import BINARY_DIGITS, digits_sequences, synthetic_sequences
+from ntk_rnn.paired import train_paired
 from ntk_rnn.storage import atomic_write, environment, write_json, write_table
+from ntk_rnn.training import TrainConfig, TrainingDivergedError, train
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -43,9 +46,9 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
 
 def _dataset(args, key: jax.Array) -> SequenceData:
     if args.data == "synthetic":
-        return synthetic_sequences(key, args.n, args.length, args.input_dim, args.output_dim, args.delta)
+        return synthetic_sequences(args.n, args.length, args.input_dim, args.output_dim, args.delta, key=key)
     if args.data == "digits":
-        return digits_sequences(args.n, key, classes=BINARY_DIGITS)
+        return digits_sequences(args.n, key=key, classes=BINARY_DIGITS)
     return load_npz(args.data)
 
 
@@ -58,7 +61,7 @@ def _setup(args):
         parameterization=args.parameterization, readout=args.readout, trainable=tuple(args.trainable),
         sigma_b2=args.sigma_b2,
     )  # fmt: skip
-    return data, cfg, ntk_rnn.init_params(cfg, param_key), batch_key
+    return data, cfg, ntk_rnn.init_params(cfg, key=param_key), batch_key
 
 
 def _kernel(args) -> int:
@@ -85,8 +88,6 @@ def _kernel(args) -> int:
 
 
 def _train(args) -> int:
-    from ntk_rnn.training import TrainConfig, train
-
     data, cfg, params, batch_key = _setup(args)
     tcfg = TrainConfig(
         steps=args.steps,
@@ -99,14 +100,12 @@ def _train(args) -> int:
     )
     out = Path(args.out)
     record = {"model": cfg.to_dict(), "train": vars(tcfg), "data": repr(data), "seed": args.seed}
-    return _run_and_save(lambda: train(cfg, params, data, tcfg, batch_key), out, record)
+    return _run_and_save(lambda: train(cfg, params, data, tcfg, key=batch_key), out, record)
 
 
 def _run_and_save(run, out: Path, record: dict, outputs: bool = False) -> int:
     """Run a training function and write history.csv (+ outputs.csv) and record.json atomically; after
     a divergence write the rows recorded so far and the error, and return 1."""
-    from ntk_rnn.training import TrainingDivergedError
-
     try:
         result = run()
     except TrainingDivergedError as err:
@@ -124,26 +123,22 @@ def _run_and_save(run, out: Path, record: dict, outputs: bool = False) -> int:
 
 
 def _linearized(args) -> int:
-    from ntk_rnn.data import train_test_split
-    from ntk_rnn.linearized import train_paired
-    from ntk_rnn.training import TrainConfig
-
     data, cfg, params, batch_key = _setup(args)
     split_key = jax.random.fold_in(jax.random.key(args.seed), 1)
     if args.test_data:
-        train, test = data, load_npz(args.test_data)
+        train_data, test_data = data, load_npz(args.test_data)
     else:
-        train, test = train_test_split(data, args.n_test, split_key)
+        train_data, test_data = train_test_split(data, args.n_test, key=split_key)
     tcfg = TrainConfig(
         steps=args.steps, lr=args.lr, lr_scale=args.lr_scale, batch_size=args.batch_size,
         record_every=args.record_every, kernel_every=0, optimizer=args.optimizer,
         positions=tuple(args.positions) if args.positions else None,
     )  # fmt: skip
     out = Path(args.out)
-    record = {"model": cfg.to_dict(), "train": vars(tcfg), "train_data": repr(train), "test_data": repr(test),
+    record = {"model": cfg.to_dict(), "train": vars(tcfg), "train_data": repr(train_data), "test_data": repr(test_data),
               "seed": args.seed}  # fmt: skip
     return _run_and_save(
-        lambda: train_paired(cfg, params, train, test, tcfg, batch_key, trace_points=args.trace_points),
+        lambda: train_paired(cfg, params, train_data, test_data, tcfg, key=batch_key, trace_points=args.trace_points),
         out, record, outputs=args.trace_points > 0,
     )  # fmt: skip
 

@@ -22,7 +22,7 @@ READOUTS = ("all", "last", "mean")
 
 @dataclasses.dataclass(frozen=True)
 class RNNConfig:
-    """Elman RNN  h_l = phi(c_W W h_{l-1} + c_A A x_l + c_b b),  y_l = c_B B h_l,  h_0 = 0  (theory.md §1).
+    """Elman RNN  h_l = phi(c_W W h_{l-1} + c_A A x_l + c_b b),  y_l = c_B B h_l,  h_0 = 0  (docs/theory.md §1).
 
     The defaults are the paper's model: relu, W ~ N(0, 2/m), A ~ N(0, 2/m), B ~ N(0, 1/d), no
     bias, an output at every step, and only W trained.
@@ -92,6 +92,13 @@ class RNNConfig:
     def param_names(self) -> tuple[str, ...]:
         """The parameters this model has: W, A, B, and b when sigma_b2 > 0."""
         return tuple(k for k in PARAM_NAMES if k != "b" or self.sigma_b2 > 0)
+
+    @property
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shapes of W (m, m), A (m, d_x), b (m,) (only when sigma_b2 > 0) and B (d, m)."""
+        m, dx, d = self.width, self.input_dim, self.output_dim
+        shapes = {"W": (m, m), "A": (m, dx), "b": (m,), "B": (d, m)}
+        return {k: shapes[k] for k in self.param_names}
 
     @property
     def init_std(self) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""Dual activations (V-transforms) for the infinite-width recursion (theory.md §3).
+"""Dual activations (V-transforms) for the infinite-width recursion (docs/theory.md §3).
 
 For (u, v) ~ N(0, [[q11, q12], [q12, q22]]):
 

@@ -33,3 +33,21 @@ def power_law_fit(x, y) -> dict:
     x, y = np.asarray(x, float), np.asarray(y, float)
     ok = (x > 0) & (y > 0)
     return linear_fit(np.log(x[ok]), np.log(y[ok]))
+
+
+def predicted_log_rate(lr: float, lambda_min: float) -> float:
+    """Per-step slope of log-loss for GD on the linearized model, slowest mode: 2 log|1 - eta lambda_min|."""
+    factor = abs(1.0 - lr * lambda_min)
+    return 2.0 * math.log(factor) if factor > 0 else -math.inf
+
+
+def fit_log_rate(steps: np.ndarray, losses: np.ndarray, floor: float = 1e-24) -> dict:
+    """Least-squares slope of log(loss) against step over the second half of the run.
+
+    Points whose loss fell below floor * initial loss (rounding noise) are dropped. Returns the
+    slope per step and its 95% confidence interval; NaN when fewer than 3 points remain.
+    """
+    steps, losses = np.asarray(steps, float), np.asarray(losses, float)
+    keep = (steps >= steps[-1] / 2) & (losses > floor * losses[0])
+    fit = linear_fit(steps[keep], np.log(losses[keep]))
+    return {"fitted_log_rate": fit["slope"], "fitted_log_rate_ci95": fit["ci95"]}

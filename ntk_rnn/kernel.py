@@ -1,4 +1,4 @@
-"""The exact empirical NTK of the RNN: a structured fast path (theory.md §2) and two autodiff references.
+"""The exact empirical NTK of the RNN: a structured fast path (docs/theory.md §2) and two autodiff references.
 
 Rows and columns of every kernel are ordered by (sample, position, output unit) in C order.
 """
@@ -17,8 +17,9 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
+from ntk_rnn.checks import Params, check_pair, check_params
 from ntk_rnn.config import RNNConfig
-from ntk_rnn.model import Params, _apply, check_inputs, check_params, hidden_states, loss_positions, select_outputs
+from ntk_rnn.model import activation_derivative, hidden_states, output_fn, trainable
 
 METHODS = ("structured", "jacobian", "ntvp")
 DEFAULT_MAX_BYTES = 2 * 2**30
@@ -40,7 +41,7 @@ def empirical_ntk(
       x1: (n1, L1, d_x) sequences; x2: (n2, L2, d_x), or None for x2 = x1.
       positions: 0-based output positions kept on both sides; None means the paper's loss
         positions 1..L-1 of each input.
-      method: "structured" (fast, theory.md §2), "jacobian" (contracts autodiff Jacobians) or
+      method: "structured" (fast, docs/theory.md §2), "jacobian" (contracts autodiff Jacobians) or
         "ntvp" (kernel columns from vjp/jvp products). The last two are references.
       max_bytes: peak working-memory budget of the structured path (per device); it works in sample
         chunks sized to fit.
@@ -54,11 +55,7 @@ def empirical_ntk(
       readout "last" or "mean", (n1 * d, n2 * d), rows ordered (sample, unit), and positions must be None.
     """
     params = check_params(cfg, params)
-    x1 = check_inputs(cfg, x1, "x1")
-    symmetric = x2 is None
-    x2 = x1 if symmetric else check_inputs(cfg, x2, "x2")
-    pos1 = loss_positions(cfg, positions, x1.shape[1], "positions")
-    pos2 = pos1 if symmetric else loss_positions(cfg, positions, x2.shape[1], "positions")
+    x1, x2, pos1, pos2, symmetric = check_pair(cfg, x1, x2, positions)
     if method == "structured":
         return _structured_ntk(cfg, params, x1, x2, pos1, pos2, symmetric, max_bytes)
     if method == "jacobian":
@@ -71,26 +68,12 @@ def empirical_ntk(
 # ----------------------------------------------------------------------------- references
 
 
-def _output_fn(cfg: RNNConfig, params: Params, x: jax.Array, positions: tuple[int, ...] | None):
-    """theta (trainable params) -> flat outputs: (n * P * d,) at the kept positions, or (n * d,)."""
-    frozen = {k: v for k, v in params.items() if k not in cfg.trainable}
-
-    def f(theta):
-        return select_outputs(_apply(cfg, {**frozen, **theta}, x), positions).reshape(-1)
-
-    return f
-
-
-def _trainable(cfg: RNNConfig, params: Params) -> Params:
-    return {k: params[k] for k in cfg.trainable}
-
-
 @partial(jax.jit, static_argnums=(0, 4, 5))
 def _jacobian_ntk(cfg, params, x1, x2, pos1, pos2):
-    theta = _trainable(cfg, params)
+    theta = trainable(cfg, params)
 
     def flat_jacobian(x, pos):
-        jac = jax.jacrev(_output_fn(cfg, params, x, pos))(theta)
+        jac = jax.jacrev(output_fn(cfg, params, x, pos))(theta)
         return jnp.concatenate([j.reshape(j.shape[0], -1) for j in jax.tree.leaves(jac)], axis=1)
 
     return flat_jacobian(x1, pos1) @ flat_jacobian(x2, pos2).T
@@ -98,9 +81,9 @@ def _jacobian_ntk(cfg, params, x1, x2, pos1, pos2):
 
 @partial(jax.jit, static_argnums=(0, 4, 5))
 def _ntvp_ntk(cfg, params, x1, x2, pos1, pos2):
-    theta = _trainable(cfg, params)
-    f1 = _output_fn(cfg, params, x1, pos1)
-    f2, vjp2 = jax.vjp(_output_fn(cfg, params, x2, pos2), theta)
+    theta = trainable(cfg, params)
+    f1 = output_fn(cfg, params, x1, pos1)
+    f2, vjp2 = jax.vjp(output_fn(cfg, params, x2, pos2), theta)
 
     def column(e):
         (cotangent,) = vjp2(e)
@@ -149,10 +132,6 @@ class _Plan:
         return sum(len(self.positions) - k for k in self.starts)
 
 
-def _activation_derivative(cfg: RNNConfig, g: jax.Array) -> jax.Array:
-    return jax.jvp(cfg.phi, (g,), (jnp.ones_like(g),))[1]
-
-
 def _take(a: jax.Array, index: np.ndarray) -> jax.Array:
     """a[:, index] for a static index; a slice (no gather) when the index is a contiguous range."""
     if index.size and np.array_equal(index, np.arange(index[0], index[0] + index.size)):
@@ -166,7 +145,7 @@ def _backward_vectors(cfg: RNNConfig, plan: _Plan, params: Params, x: jax.Array)
     plan's (l, a) pairs, (c, T, d, m); the features u_{i,a} whose inner products weight them,
     (c, L, F): [c_W h_{a-1}, c_A x_a, c_b] restricted to the trainable W, A, b; and h (c, L, m)."""
     g, h = hidden_states(cfg, params, x)
-    dphi = _activation_derivative(cfg, g)
+    dphi = activation_derivative(cfg, g)
     c = cfg.multipliers
     W, B = c["W"] * params["W"], c["B"] * params["B"]
     pos = np.asarray(plan.positions)

@@ -1,4 +1,4 @@
-"""The infinite-width NTK and NNGP kernels of the RNN (theory.md §3), for every RNNConfig option.
+"""The infinite-width NTK and NNGP kernels of the RNN (docs/theory.md §3), for every RNNConfig option.
 
 Tensor Programs II (Yang 2020) makes the "gradient independence" calculation exact for weight-tied
 RNNs, so the limits follow from one recursion over the (a, b) time grid of two sequences i, j.
@@ -37,11 +37,8 @@ relu, abs) keeps its own dual transforms, by quadrature. Other activations are r
 
 Cost: O(n1 n2 L1 L2) dual evaluations in one lax.scan over the steps of x1, vectorized over samples
 and the steps of x2 (memory O(n1 n2 L1 L2) for readout "all" and "forward_kernels", O(n1 n2 L2) for
-"mean"); readout "last" needs only the diagonal a - b = L1 - L2: O(n1 n2 min(L1, L2)). Measured on
-the 2-core CPU machine (2026-11, one core busy elsewhere), relu, n = 256, L = 32: readout "all"
-(7936 x 7936, 67M grid points) 2.1 s after a 1 s compilation, "mean" 1.4 s, "last" 0.04 s; n = 128
-or L = 16: 0.4 s. Quadrature (tanh, callables) multiplies the per-point cost by nodes^2 (4096 at
-the default): tanh, n = 32, L = 16, readout "all", 3.9 s; n = 256, L = 32, readout "last", 12 s.
+"mean"); readout "last" needs only the diagonal a - b = L1 - L2: O(n1 n2 min(L1, L2)). Quadrature (tanh,
+callables) multiplies the per-point cost by nodes^2 (4096 at the default). Timings: benchmarks/bench_limit.py.
 """
 
 from __future__ import annotations
@@ -57,9 +54,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntk_rnn.checks import check_inputs, check_pair
 from ntk_rnn.config import ACTIVATIONS, RNNConfig
 from ntk_rnn.dual import DEFAULT_NODES, DEFAULT_RULE, dual_pair, normal_rule, resolve
-from ntk_rnn.model import check_inputs, loss_positions
 
 HOMOGENEOUS = ("relu", "linear")  # phi(c u) = c phi(u) for c > 0: their "paper" limit is not degenerate
 LINEARIZED_GAIN = {"tanh": 1.0, "erf": 2 / math.sqrt(math.pi)}  # phi'(0) of smooth phi with phi(0) = 0
@@ -235,15 +232,6 @@ def _last(rec: _Recursion, x1: jax.Array, x2: jax.Array) -> jax.Array:
     return rec.c0 * g + rec.beta * s
 
 
-def _inputs(cfg: RNNConfig, x1, x2, positions):
-    x1 = check_inputs(cfg, x1, "x1")
-    symmetric = x2 is None
-    x2 = x1 if symmetric else check_inputs(cfg, x2, "x2")
-    pos1 = loss_positions(cfg, positions, x1.shape[1], "positions")
-    pos2 = pos1 if symmetric else loss_positions(cfg, positions, x2.shape[1], "positions")
-    return x1, x2, pos1, pos2
-
-
 def _output_kernel(rec: _Recursion, cfg: RNNConfig, x1, x2, pos1, pos2) -> np.ndarray:
     """The scalar kernel expanded over output units ([k = k']) and flattened like empirical_ntk."""
     if cfg.readout == "last":
@@ -276,7 +264,7 @@ def limit_ntk(
     quadrature for activations without a closed form (accuracy table in ntk_rnn.dual). The recursion
     and its constants: see the module docstring.
     """
-    x1, x2, pos1, pos2 = _inputs(cfg, x1, x2, positions)
+    x1, x2, pos1, pos2, _ = check_pair(cfg, x1, x2, positions)
     return _output_kernel(_recursion(cfg, nodes, rule, "ntk"), cfg, x1, x2, pos1, pos2)
 
 
@@ -294,7 +282,7 @@ def nngp_kernel(
     It is finite in every parameterization and is NOT divided by m: "paper" gives sigma_v2/d S
     (S = lim h.h'), "standard" and "ntk" give sigma_v2 S (S = lim h.h'/m); readouts as in limit_ntk.
     """
-    x1, x2, pos1, pos2 = _inputs(cfg, x1, x2, positions)
+    x1, x2, pos1, pos2, _ = check_pair(cfg, x1, x2, positions)
     return _output_kernel(_recursion(cfg, nodes, rule, "nngp"), cfg, x1, x2, pos1, pos2)
 
 

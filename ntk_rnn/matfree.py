@@ -1,34 +1,29 @@
-"""Extreme eigenvalues of the empirical NTK without forming it: K v = J (J^T v) by a vjp then a jvp.
+"""Extreme eigenvalues of the empirical NTK without forming it: K v = J (J^T v) by a vjp then a jvp
+(docs/theory.md §7).
 
 The kernel is the one `ntk_rnn.empirical_ntk(cfg, params, x, positions=positions)` returns, K = J J^T with J
 the Jacobian of the selected outputs (rows ordered by sample, position, unit; one row per sequence and unit
 for readout "last"/"mean") with respect to the trainable parameters. Neither K (N x N, N = n P d) nor J is
 ever held: memory is O(N s + n L m + |theta|) for a sketch of s <= 512 columns.
 
-- lambda_max: ARPACK Lanczos (`scipy.sparse.linalg.eigsh`, which="LA"). The top of the NTK spectrum is well
+- lambda_max: ARPACK Lanczos (`scipy.sparse.linalg.eigsh`, which="LA"); the top of the NTK spectrum is well
   separated, so it converges in a few dozen products.
 - lambda_min: LOBPCG (`scipy.sparse.linalg.lobpcg`, largest=False, a block of 2 vectors) with a
-  preconditioner. Unpreconditioned Krylov methods are hopeless here: the NTK's smallest eigenvalues are
-  clustered at 1e-4..1e-6 of lambda_max (eigsh with which="SA" needed 23354 products for N = 480, and the
-  shift lambda_max - lambda_max(lambda_max I - K) is the same Krylov space, no faster and less accurate).
-  The preconditioner is a Nystrom approximation (Frangella, Tropp & Udell 2023) of the Jacobi-scaled kernel
-  S = D^-1/2 K D^-1/2, D = diag(K): with S ~ U diag(s) U^T of rank r = min(512, N/4),
-  M = D^-1/2 [U diag(s_r / s) U^T + (I - U U^T)] D^-1/2. Scaling by diag(K) removes the spread between
-  early and late positions, and the sketch removes the top eigen-directions (r products). For N = 480 at
-  condition number 6e5 this takes 310 products in all; for N = 3072 (n = 1024 sequences) at 4e5, 2162
-  (a rank-64 sketch and a block of 4 took 7897). diag(K) is read off the structured kernel of chunks of
-  about 256 rows. A zero on diag(K) (an output that no trainable parameter moves) means lambda_min = 0.
+  preconditioner, since the smallest eigenvalues are clustered at 1e-4..1e-6 of lambda_max, where
+  unpreconditioned Krylov methods need tens of thousands of products. The preconditioner is a Nystrom
+  approximation (Frangella, Tropp & Udell 2023) of the Jacobi-scaled kernel S = D^-1/2 K D^-1/2, D = diag(K):
+  with S ~ U diag(s) U^T of rank r = min(512, N/4), M = D^-1/2 [U diag(s_r / s) U^T + (I - U U^T)] D^-1/2.
+  Scaling by diag(K) removes the spread between early and late positions, and the sketch removes the top
+  eigen-directions (r products). diag(K) is read off the structured kernel of chunks of about 256 rows; a
+  zero on it (an output that no trainable parameter moves) means lambda_min = 0.
 
 LOBPCG stops when both vectors of its block have ||K v - lambda v|| <= tol * lambda_max, or after maxiter
-iterations (one call, no restarts: restarting every few iterations from LOBPCG's best block stalled it on
-a tanh kernel). Its residuals can stall near 1e-11 lambda_max, so the smallest pair alone is then accepted
-at 10 tol lambda_max. ARPACK stops on its own criterion at the same tol. The eigenvalue error is second
-order in the residual: at most 5e-10 relative against dense eigvalsh up to condition number 4e6, 7e-9 at
-1.4e7 (docs/benchmarks.md). At condition number about 7e10 (n = 1024, L = 16, d_x = 8, N = 15360) LOBPCG with a
-rank-64 sketch did not converge in 2000 iterations: there the residual floor, about 1e-11 lambda_max, is
-lambda_min itself, the limit of float64 for any method. Starting
-vectors and the sketch come from an explicit key, so results are deterministic. Non-convergence within
-maxiter raises EigenvalueConvergenceError.
+iterations (one call, no restarts). Its residuals can stall near 1e-11 lambda_max, so the smallest pair alone
+is then accepted at 10 tol lambda_max; ARPACK stops on its own criterion at the same tol. The eigenvalue
+error is second order in the residual (accuracy against dense eigvalsh: docs/benchmarks.md). Where the
+residual floor, about 1e-11 lambda_max, reaches lambda_min itself (condition numbers near 1e11), no float64
+method converges, and EigenvalueConvergenceError is raised when maxiter runs out. Starting vectors and the
+sketch come from an explicit key, so results are deterministic.
 """
 
 from __future__ import annotations
@@ -45,9 +40,10 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg
 
+from ntk_rnn.checks import Params, check_inputs, check_key, check_params, loss_positions
 from ntk_rnn.config import RNNConfig
-from ntk_rnn.kernel import DEFAULT_MAX_BYTES, _output_fn, _trainable, empirical_ntk
-from ntk_rnn.model import Params, check_inputs, check_params, loss_positions
+from ntk_rnn.kernel import DEFAULT_MAX_BYTES, empirical_ntk
+from ntk_rnn.model import output_fn, trainable
 
 SKETCH_RANK = 512  # columns of the Nystrom sketch (at most N / 4, and a quarter of max_bytes for its 4 copies)
 BLOCK_SIZE = 2  # LOBPCG block: the smallest eigenvalue is the least of 2 (a guard against a near-miss)
@@ -81,8 +77,8 @@ def dense_eigh_bytes(size: int) -> int:
 @partial(jax.jit, static_argnums=(0, 3))
 def _ntk_matmat(cfg: RNNConfig, params: Params, x: jax.Array, positions, V: jax.Array) -> jax.Array:
     """K V = J (J^T V) for V (N, b), column by column with one vjp then one jvp (vmapped)."""
-    theta = _trainable(cfg, params)
-    f = _output_fn(cfg, params, x, positions)
+    theta = trainable(cfg, params)
+    f = output_fn(cfg, params, x, positions)
     _, vjp = jax.vjp(f, theta)
 
     def column(v):
@@ -97,7 +93,7 @@ class _Operator(scipy.sparse.linalg.LinearOperator):
     zero-padded groups of BLOCK_SIZE columns (1 if memory is short), so only two widths are ever compiled."""
 
     def __init__(self, cfg: RNNConfig, params: Params, x: jax.Array, positions, max_bytes: int):
-        size = math.prod(jax.eval_shape(_output_fn(cfg, params, x, positions), _trainable(cfg, params)).shape)
+        size = math.prod(jax.eval_shape(output_fn(cfg, params, x, positions), trainable(cfg, params)).shape)
         super().__init__(dtype=np.float64, shape=(size, size))
         n, length = x.shape[:2]
         n_params = sum(int(np.prod(params[k].shape)) for k in cfg.trainable)
@@ -174,9 +170,7 @@ def ntk_extreme_eigenvalues(
         raise ValueError(f"tol must be a float in (0, 1), got {tol!r}")
     if not isinstance(maxiter, int) or isinstance(maxiter, bool) or maxiter < 1:
         raise ValueError(f"maxiter must be a positive int, got {maxiter!r}")
-    key = jax.random.key(0) if key is None else key
-    if not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ()):
-        raise ValueError(f"key must be a single jax.random.key, got {key!r}")
+    key = jax.random.key(0) if key is None else check_key(key)
     op = ntk_operator(cfg, params, x, positions, max_bytes)
     size = op.shape[0]
     k_start, k_sketch, k_block = jax.random.split(key, 3)

@@ -1,4 +1,4 @@
-"""Perturbation probes: the lemmas of the paper's proof (theory.md §1), measured on one network.
+"""Perturbation probes: the lemmas of the paper's proof (docs/theory.md §6), measured on one network.
 
 - forward stability: ||h_l|| against l (forward_norms, and the infinite-width limit_forward_norms);
 - backward stability: ||B D_l W ... D_a W||_2 against l - a (backward_norms, limit_backward_norms),
@@ -25,19 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse.linalg
 
+from ntk_rnn.checks import Params, check_inputs, check_params, check_targets, loss_positions
 from ntk_rnn.config import RNNConfig
-from ntk_rnn.kernel import _activation_derivative
 from ntk_rnn.limit import forward_kernels
-from ntk_rnn.model import (
-    Params,
-    _apply,
-    check_inputs,
-    check_params,
-    hidden_states,
-    loss_positions,
-    select_outputs,
-    select_targets,
-)
+from ntk_rnn.model import activation_derivative, flat_outputs, hidden_states, select_targets
 
 KINDS = ("random", "gradient", "adversarial")
 
@@ -66,7 +57,7 @@ def limit_forward_norms(cfg: RNNConfig, x) -> np.ndarray:
 def _backward_rows(cfg: RNNConfig, params: Params, x: jax.Array) -> jax.Array:
     """R[s, i, l] = B D_l W D_{l-1} W ... D_{l-s} W, (L, n, L, d, m); zero where s > l."""
     g, _ = hidden_states(cfg, params, x)
-    dphi = _activation_derivative(cfg, g)  # (n, L, m)
+    dphi = activation_derivative(cfg, g)  # (n, L, m)
     c = cfg.multipliers
     W, B = c["W"] * params["W"], c["B"] * params["B"]
     length = x.shape[1]
@@ -128,7 +119,7 @@ def product_norms(
     if not 1 <= start < length:
         raise ValueError(f"start must be in 1..{length - 1} (step 0 has no W factor: h_0 = 0), got {start}")
     g, _ = hidden_states(cfg, params, x[sample : sample + 1])
-    dphi = _activation_derivative(cfg, g[0])  # (L, m)
+    dphi = activation_derivative(cfg, g[0])  # (L, m)
     W = cfg.multipliers["W"] * params["W"]
 
     @jax.jit
@@ -158,10 +149,6 @@ def _with_w(cfg: RNNConfig, params: Params, delta: jax.Array) -> Params:
     return {**params, "W": params["W"] + delta / cfg.multipliers["W"]}
 
 
-def _outputs(cfg: RNNConfig, params: Params, x: jax.Array, positions: tuple[int, ...] | None) -> jax.Array:
-    return select_outputs(_apply(cfg, params, x), positions).reshape(-1)
-
-
 @jax.jit
 def _onto_sphere(delta: jax.Array, radius: float) -> jax.Array:
     """Projection onto the spectral ball {||Delta||_2 <= radius} (singular values clipped at radius),
@@ -185,6 +172,7 @@ def perturbation_direction(
     x,
     kind: str,
     omega: float,
+    *,
     key: jax.Array,
     y=None,
     positions: Sequence[int] | None = None,
@@ -216,21 +204,18 @@ def perturbation_direction(
     if kind == "gradient":
         if y is None:
             raise ValueError("kind='gradient' needs the targets y (n, L, d) of the loss f")
-        y = jnp.asarray(y, dtype=jnp.float64)
-        if y.shape != (*x.shape[:2], cfg.output_dim):
-            raise ValueError(f"y must have shape (n, L, d) = {(*x.shape[:2], cfg.output_dim)}, got {y.shape}")
-        target = select_targets(y, pos).reshape(-1)
+        target = select_targets(check_targets(cfg, x, y, "y"), pos).reshape(-1)
 
         def loss(delta):
-            return 0.5 * jnp.sum((_outputs(cfg, _with_w(cfg, params, delta), x, pos) - target) ** 2)
+            return 0.5 * jnp.sum((flat_outputs(cfg, _with_w(cfg, params, delta), x, pos) - target) ** 2)
 
         return rescale(-jax.grad(loss)(jnp.zeros((m, m))))
     if ascent_steps < 1:
         raise ValueError(f"ascent_steps must be >= 1, got {ascent_steps}")
-    f0 = _outputs(cfg, params, x, pos)
+    f0 = flat_outputs(cfg, params, x, pos)
 
     def change(d: jax.Array) -> jax.Array:
-        return jnp.sum((_outputs(cfg, _with_w(cfg, params, d), x, pos) - f0) ** 2)
+        return jnp.sum((flat_outputs(cfg, _with_w(cfg, params, d), x, pos) - f0) ** 2)
 
     objective, grad = jax.jit(change), jax.jit(jax.grad(change))
     delta = rescale(jax.random.normal(key, (m, m), dtype=jnp.float64))
@@ -273,9 +258,12 @@ def perturbation_response(
     g0, h0 = hidden_states(cfg, params, x)
     g1, h1 = hidden_states(cfg, moved, x)
     flips = np.asarray(jnp.mean((g0 > 0) != (g1 > 0), axis=(0, 2), dtype=jnp.float64))
-    f0, linear = jax.jvp(lambda d: _outputs(cfg, _with_w(cfg, params, d), x, pos), (jnp.zeros_like(delta),), (delta,))
+    def outputs(d: jax.Array) -> jax.Array:
+        return flat_outputs(cfg, _with_w(cfg, params, d), x, pos)
+
+    f0, linear = jax.jvp(outputs, (jnp.zeros_like(delta),), (delta,))
     first_order = float(jnp.linalg.norm(linear))
-    error = float(jnp.linalg.norm(_outputs(cfg, moved, x, pos) - f0 - linear))
+    error = float(jnp.linalg.norm(outputs(delta) - f0 - linear))
     return PerturbationResponse(
         hidden_change=np.asarray(jnp.linalg.norm(h1 - h0, axis=-1)),
         flip_fraction=flips,

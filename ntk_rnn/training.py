@@ -1,15 +1,15 @@
-"""GD and SGD on the paper's loss, with the kernel, weight movement and ReLU patterns tracked.
+"""GD and SGD on the paper's loss (ntk_rnn.loss), with the kernel, weight movement and ReLU patterns tracked
+(docs/theory.md §4).
 
-The loss is f(theta) = 1/2 sum_i sum_{l in positions} ||y_{i,l} - y*_{i,l}||^2 (theory.md §1), a sum
-and not a mean, so that full-batch GD on the linearized model reads f_{t+1} - y = (I - eta K)(f_t - y).
-With readout "last" or "mean" it is 1/2 sum_i ||y_i - y*_{i,L}||^2, against the last step's targets.
+`train_step` and `run_steps` are the pure core (jax.jit, jax.vmap and jax.grad compose with them);
+`train` validates its inputs once, runs them and records a tidy history.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping
 from functools import partial
 
 import jax
@@ -21,21 +21,15 @@ import scipy.linalg
 import scipy.sparse.linalg
 from tqdm.auto import tqdm
 
+from ntk_rnn.checks import Params, check_inputs, check_params, check_targets, loss_positions
 from ntk_rnn.config import RNNConfig
 from ntk_rnn.data import SequenceData
-from ntk_rnn.fitting import linear_fit
+from ntk_rnn.fitting import fit_log_rate, predicted_log_rate
 from ntk_rnn.kernel import DEFAULT_MAX_BYTES, empirical_ntk
+from ntk_rnn.linearized import model_outputs
+from ntk_rnn.loss import gradient_sq_norm, loss
 from ntk_rnn.matfree import dense_eigh_bytes, ntk_extreme_eigenvalues
-from ntk_rnn.model import (
-    Params,
-    _apply,
-    check_inputs,
-    check_params,
-    hidden_states,
-    loss_positions,
-    select_outputs,
-    select_targets,
-)
+from ntk_rnn.model import Positions, hidden_states, merge, select_outputs, select_targets, trainable
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 
@@ -135,47 +129,55 @@ class TrainResult:
     summary: dict
 
 
-def residuals(cfg: RNNConfig, params: Params, x: jax.Array, y: jax.Array, positions: Sequence[int] | None) -> jax.Array:
-    """y_pred - y* at the loss positions, (n, P, d); for readout "last"/"mean" (positions None) the
-    per-sequence outputs against the last step's targets, (n, d)."""
-    return select_outputs(_apply(cfg, params, x), positions) - select_targets(y, positions)
+def train_step(
+    cfg: RNNConfig,
+    optimizer: optax.GradientTransformation,
+    params0: Mapping[str, jax.Array],
+    theta: Params,
+    opt_state: optax.OptState,
+    x: jax.Array,
+    y: jax.Array,
+    positions: Positions,
+    linear: bool = False,
+    scale: float = 1.0,
+) -> tuple[Params, optax.OptState, jax.Array]:
+    """One optimizer update of the trainable parameters theta on scale * f over the batch (x (b, L, d_x),
+    y (b, L, d)), the frozen ones taken from params0; with linear, of the first-order Taylor model around
+    params0 instead. Returns (theta, opt_state, the batch loss before the update). Pure: jit it with cfg,
+    optimizer, positions and linear static."""
+
+    def batch_loss(th):
+        out = select_outputs(model_outputs(cfg, params0, th, x, linear), positions)
+        return scale * 0.5 * jnp.sum((out - select_targets(y, positions)) ** 2)
+
+    value, grads = jax.value_and_grad(batch_loss)(theta)
+    updates, opt_state = optimizer.update(grads, opt_state, theta)
+    return optax.apply_updates(theta, updates), opt_state, value
 
 
-def loss(cfg: RNNConfig, params: Params, x: jax.Array, y: jax.Array, positions: Sequence[int]) -> jax.Array:
-    """The paper's loss 1/2 sum_{i, l in positions} ||B h_{i,l} - y*_{i,l}||^2 (a scalar)."""
-    return 0.5 * jnp.sum(residuals(cfg, params, x, y, positions) ** 2)
-
-
-def _merge(params: Params, theta: Params) -> Params:
-    return {**params, **theta}
-
-
-def model_outputs(cfg: RNNConfig, params0: Params, theta: Params, x: jax.Array, linear: bool) -> jax.Array:
-    """Outputs (n, L, d) of the network with trainable parameters theta, or, with linear, of its
-    first-order Taylor model around params0: f(params0, x) + J(params0, x) (theta - theta0), by a jvp."""
-
-    def f(th):
-        return _apply(cfg, _merge(params0, th), x)
-
-    if not linear:
-        return f(theta)
-    theta0 = {k: params0[k] for k in theta}
-    f0, df = jax.jvp(f, (theta0,), (jax.tree.map(jnp.subtract, theta, theta0),))
-    return f0 + df
-
-
-@partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
-def _run_steps(cfg, tcfg, linear, positions, num_steps, params0, theta, opt_state, key, step0, x, y, lr):
-    """num_steps optimizer updates of the true (or linearized) model; returns the new (theta,
-    opt_state) and the per-step losses. The minibatch of step t depends only on (key, t), so a true
-    and a linearized run with the same key see the same batches. For SGD the per-step loss is the
-    minibatch estimate (n/b) * 1/2 sum over the batch."""
+@partial(jax.jit, static_argnames=("cfg", "tcfg", "num_steps", "positions", "linear"))
+def run_steps(
+    cfg: RNNConfig,
+    tcfg: TrainConfig,
+    params0: Params,
+    theta: Params,
+    opt_state: optax.OptState,
+    x: jax.Array,
+    y: jax.Array,
+    lr: float,
+    *,
+    key: jax.Array,
+    step0: int,
+    num_steps: int,
+    positions: Positions,
+    linear: bool = False,
+) -> tuple[Params, optax.OptState, jax.Array]:
+    """num_steps train_steps of tcfg's optimizer at step size lr, from step step0, in one lax.scan; returns
+    (theta, opt_state, the per-step losses (num_steps,)). The minibatch of step t depends only on (key, t),
+    so a true and a linearized run with the same key see the same batches; for SGD the per-step loss is
+    the minibatch estimate (n/b) * 1/2 sum over the batch."""
     n, batch_size = x.shape[0], tcfg.batch_size
     optimizer = tcfg.make_optimizer(lr)
-
-    def batch_loss(theta, xb, yb, scale):
-        out = select_outputs(model_outputs(cfg, params0, theta, xb, linear), positions)
-        return scale * 0.5 * jnp.sum((out - select_targets(yb, positions)) ** 2)
 
     def step(carry, t):
         theta, opt_state = carry
@@ -184,20 +186,12 @@ def _run_steps(cfg, tcfg, linear, positions, num_steps, params0, theta, opt_stat
         else:
             idx = jax.random.choice(jax.random.fold_in(key, step0 + t), n, (batch_size,), replace=False)
             xb, yb, scale = x[idx], y[idx], n / batch_size
-        value, grads = jax.value_and_grad(batch_loss)(theta, xb, yb, scale)
-        updates, opt_state = optimizer.update(grads, opt_state, theta)
-        return (optax.apply_updates(theta, updates), opt_state), value
+        theta, opt_state, value = train_step(cfg, optimizer, params0, theta, opt_state, xb, yb, positions, linear,
+                                             scale)  # fmt: skip
+        return (theta, opt_state), value
 
     (theta, opt_state), losses = jax.lax.scan(step, (theta, opt_state), jnp.arange(num_steps))
     return theta, opt_state, losses
-
-
-@partial(jax.jit, static_argnums=(0, 4))
-def _gradient_sq_norm(cfg, params, x, y, positions):
-    """||grad f||^2 over the trainable parameters, by autodiff (independent of the kernel)."""
-    theta = {k: params[k] for k in cfg.trainable}
-    grads = jax.grad(lambda th: loss(cfg, _merge(params, th), x, y, positions))(theta)
-    return sum(jnp.sum(g**2) for g in jax.tree.leaves(grads))
 
 
 def spectral_norm(matrix: np.ndarray) -> float:
@@ -211,8 +205,9 @@ def spectral_norm(matrix: np.ndarray) -> float:
     return float(scipy.sparse.linalg.svds(matrix, k=1, v0=v0, return_singular_vectors=False, tol=1e-10)[0])
 
 
-def _pattern_flip_fraction(g0: jax.Array, g: jax.Array) -> float:
-    """Fraction of units at steps 2..L whose sign of the pre-activation differs (relu: D_l changed)."""
+def pattern_flip_fraction(g0: jax.Array, g: jax.Array) -> float:
+    """Fraction of units at steps 2..L whose sign of the pre-activation differs (relu: D_l changed);
+    g0, g: pre-activations (n, L, m)."""
     return float(jnp.mean((g0[:, 1:] > 0) != (g[:, 1:] > 0))) if g0.shape[1] > 1 else 0.0
 
 
@@ -226,7 +221,7 @@ class Setup:
     params: Params
     x: jax.Array
     y: jax.Array
-    positions: tuple[int, ...] | None
+    positions: Positions
     K0: np.ndarray | None
     eig0: np.ndarray | None
     lambda_min0: float
@@ -252,13 +247,19 @@ class Setup:
         result = ntk_extreme_eigenvalues(self.cfg, params, self.x, self.positions, max_bytes=self.max_bytes)
         return result.lambda_min, result.lambda_max, None
 
+    def kernel_drift(self, K: np.ndarray | None) -> float:
+        """||K - K_0||_F / ||K_0||_F, NaN when either kernel is not held."""
+        if K is None or self.K0 is None:
+            return math.nan
+        return float(np.linalg.norm(K - self.K0) / np.linalg.norm(self.K0))
 
-def kernel_size(cfg: RNNConfig, x: jax.Array, positions: tuple[int, ...] | None) -> int:
+
+def kernel_size(cfg: RNNConfig, x: jax.Array, positions: Positions) -> int:
     """N, the side of the training kernel: n * P * d, or n * d for readout "last"/"mean"."""
     return x.shape[0] * (1 if positions is None else len(positions)) * cfg.output_dim
 
 
-def prepare(cfg: RNNConfig, params: Params, data: SequenceData, tcfg: TrainConfig) -> Setup:
+def prepare(cfg: RNNConfig, params: Mapping[str, jax.Array], data: SequenceData, tcfg: TrainConfig) -> Setup:
     """Validate the problem, compute K_0's spectrum (dense, or matrix-free past tcfg.max_bytes), and fix
     the step size.
 
@@ -267,12 +268,7 @@ def prepare(cfg: RNNConfig, params: Params, data: SequenceData, tcfg: TrainConfi
     """
     params = check_params(cfg, params)
     x = check_inputs(cfg, data.x, "data.x")
-    y = jnp.asarray(data.y, dtype=jnp.float64)
-    if y.shape[:2] != x.shape[:2] or y.shape[2] != cfg.output_dim:
-        raise ValueError(
-            f"data.y must have shape (n, L, d) = {(*x.shape[:2], cfg.output_dim)} to match data.x and the config, "
-            f"got {y.shape}"
-        )
+    y = check_targets(cfg, x, data.y, "data.y")
     if tcfg.batch_size is not None and tcfg.batch_size > x.shape[0]:
         raise ValueError(f"TrainConfig.batch_size={tcfg.batch_size} exceeds the number of samples n={x.shape[0]}")
     positions = loss_positions(cfg, tcfg.positions, x.shape[1], "TrainConfig.positions")
@@ -297,6 +293,17 @@ def prepare(cfg: RNNConfig, params: Params, data: SequenceData, tcfg: TrainConfi
     return Setup(cfg, params, x, y, positions, K0, eig0, lam_min0, lam_max0, lr, tcfg.max_bytes)
 
 
+def record_intervals(tcfg: TrainConfig) -> Iterator[tuple[int, int]]:
+    """(first step, number of steps) of each stretch between two records: record_every steps, the last shorter."""
+    for start in range(0, tcfg.steps, tcfg.record_every):
+        yield start, min(tcfg.record_every, tcfg.steps - start)
+
+
+def is_kernel_step(tcfg: TrainConfig, step: int) -> bool:
+    """Whether the record at this step is a kernel checkpoint: the last step and every kernel_every steps."""
+    return step == tcfg.steps or (tcfg.kernel_every > 0 and step % tcfg.kernel_every == 0)
+
+
 def check_divergence(losses, step0: int, lr: float, loss0: float, tcfg: TrainConfig, rows: list[dict]) -> None:
     """Raise TrainingDivergedError at the first non-finite loss or one above divergence_factor * loss0."""
     losses = np.asarray(losses, dtype=float)
@@ -308,18 +315,19 @@ def check_divergence(losses, step0: int, lr: float, loss0: float, tcfg: TrainCon
 
 def train(
     cfg: RNNConfig,
-    params: Params,
+    params: Mapping[str, jax.Array],
     data: SequenceData,
     tcfg: TrainConfig,
+    *,
     key: jax.Array,
     progress: bool = True,
 ) -> TrainResult:
-    """Train the trainable parameters of cfg on data with GD or SGD, tracking the NTK.
+    """Train the trainable parameters of cfg on data with GD or SGD (batches drawn from key), tracking the NTK.
 
     Every record_every steps a row holds: step, loss, w_distance_fro = ||W_t - W_0||_F,
     omega = sqrt(m) ||W_t - W_0||_2 and pattern_flip_fraction. Kernel checkpoints add lambda_min,
     lambda_max, condition, kernel_drift = ||K_t - K_0||_F / ||K_0||_F, grad_sq_norm = ||grad f||^2
-    and gradient_ratio = ||grad f||^2 / (2 lambda_min(K_t) f), which theory.md §4 says is >= 1.
+    and gradient_ratio = ||grad f||^2 / (2 lambda_min(K_t) f), which docs/theory.md §4 shows is >= 1.
     Past tcfg.max_bytes the eigenvalues are matrix-free and kernel_drift is NaN (summary
     "kernel_tracking": "dense" or "matrix-free").
     Raises TrainingDivergedError (with the rows recorded so far) on NaN/inf or an exploding loss.
@@ -329,7 +337,7 @@ def train(
     lam_min0, lam_max0 = setup.lambda_min0, setup.lambda_max0
     m = cfg.width
 
-    theta = {k: params[k] for k in cfg.trainable}
+    theta = trainable(cfg, params)
     opt_state = tcfg.make_optimizer(lr).init(theta)
     g0, _ = hidden_states(cfg, params, x)
     W0 = np.asarray(params["W"])
@@ -345,35 +353,32 @@ def train(
             "loss": current,
             "w_distance_fro": float(np.linalg.norm(dW)),
             "omega": math.sqrt(m) * spectral_norm(dW),
-            "pattern_flip_fraction": _pattern_flip_fraction(g0, g),
+            "pattern_flip_fraction": pattern_flip_fraction(g0, g),
         }
         if with_kernel:
             lam_min, lam_max, K = (lam_min0, lam_max0, K0) if step == 0 else setup.spectrum(p)
-            grad_sq = float(_gradient_sq_norm(cfg, p, x, y, positions))
+            grad_sq = float(gradient_sq_norm(cfg, p, x, y, positions))
             row |= {
                 "lambda_min": lam_min,
                 "lambda_max": lam_max,
                 "condition": lam_max / lam_min if lam_min > 0 else math.inf,
-                "kernel_drift": float(np.linalg.norm(K - K0) / np.linalg.norm(K0)) if K is not None else math.nan,
+                "kernel_drift": setup.kernel_drift(K),
                 "grad_sq_norm": grad_sq,
                 "gradient_ratio": grad_sq / (2 * lam_min * current) if lam_min > 0 and current > 0 else math.nan,
             }
         return row
 
     rows.append(record(0, params, True))
-    done, p = 0, params
+    p = params
     with tqdm(total=tcfg.steps, desc=f"train m={m}", disable=not progress, leave=False) as bar:
-        while done < tcfg.steps:
-            k = min(tcfg.record_every, tcfg.steps - done)
-            theta, opt_state, step_losses = _run_steps(
-                cfg, tcfg, False, positions, k, params, theta, opt_state, key, done, x, y, lr
+        for start, k in record_intervals(tcfg):
+            theta, opt_state, step_losses = run_steps(
+                cfg, tcfg, params, theta, opt_state, x, y, lr, key=key, step0=start, num_steps=k, positions=positions
             )
-            check_divergence(step_losses, done, lr, loss0, tcfg, rows)
-            done += k
-            p = _merge(params, theta)
-            with_kernel = done == tcfg.steps or (tcfg.kernel_every > 0 and done % tcfg.kernel_every == 0)
-            row = record(done, p, with_kernel)
-            check_divergence([row["loss"]], done, lr, loss0, tcfg, rows)
+            check_divergence(step_losses, start, lr, loss0, tcfg, rows)
+            p = merge(params, theta)
+            row = record(start + k, p, is_kernel_step(tcfg, start + k))
+            check_divergence([row["loss"]], start + k, lr, loss0, tcfg, rows)
             rows.append(row)
             bar.update(k)
             bar.set_postfix(loss=f"{row['loss']:.3g}")
@@ -393,19 +398,3 @@ def train(
     return TrainResult(history=history, params=p, summary=summary)
 
 
-def predicted_log_rate(lr: float, lambda_min: float) -> float:
-    """Per-step slope of log-loss for GD on the linearized model, slowest mode: 2 log|1 - eta lambda_min|."""
-    factor = abs(1.0 - lr * lambda_min)
-    return 2.0 * math.log(factor) if factor > 0 else -math.inf
-
-
-def fit_log_rate(steps: np.ndarray, losses: np.ndarray, floor: float = 1e-24) -> dict:
-    """Least-squares slope of log(loss) against step over the second half of the run.
-
-    Points whose loss fell below floor * initial loss (rounding noise) are dropped. Returns the
-    slope per step and its 95% confidence interval; NaN when fewer than 3 points remain.
-    """
-    steps, losses = np.asarray(steps, float), np.asarray(losses, float)
-    keep = (steps >= steps[-1] / 2) & (losses > floor * losses[0])
-    fit = linear_fit(steps[keep], np.log(losses[keep]))
-    return {"fitted_log_rate": fit["slope"], "fitted_log_rate_ci95": fit["ci95"]}

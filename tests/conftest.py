@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+import ntk_rnn  # noqa: F401  (every test runs in float64, as the library does)
+
 
 class _SignalsInFinalizer:
     """Sends SIGINT to its own process when collected: the handler's KeyboardInterrupt is raised inside

@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 
 import ntk_rnn
+from ntk_rnn.checks import loss_positions
 from ntk_rnn.linearized import KernelGD, linearize
-from ntk_rnn.model import loss_positions, select_outputs
+from ntk_rnn.model import select_outputs
 
 ORACLE_DIR = Path(os.environ.get("NTK_RNN_ORACLE_DIR", Path(__file__).resolve().parents[1] / "reference" / "oracle"))
 MANIFEST = ORACLE_DIR / "manifest.json"

@@ -9,15 +9,15 @@ import pytest
 import scipy.linalg
 
 import ntk_rnn
-from ntk_rnn.linearized import train_paired
 from ntk_rnn.matfree import EigenvalueConvergenceError, ntk_extreme_eigenvalues, ntk_operator
+from ntk_rnn.paired import train_paired
 from ntk_rnn.training import TrainConfig, train
 
 
 def _setup(n, length, m, dx=4, d=1, seed=0, **options):
     cfg = ntk_rnn.RNNConfig(width=m, input_dim=dx, output_dim=d, **options)
-    params = ntk_rnn.init_params(cfg, jax.random.key(seed))
-    x = ntk_rnn.synthetic_sequences(jax.random.key(seed + 1), n=n, length=length, input_dim=dx, delta=0.5).x
+    params = ntk_rnn.init_params(cfg, key=jax.random.key(seed))
+    x = ntk_rnn.synthetic_sequences(key=jax.random.key(seed + 1), n=n, length=length, input_dim=dx, delta=0.5).x
     return cfg, params, x
 
 
@@ -121,9 +121,9 @@ TRACK_BUDGET = 50_000  # bytes: the N = 60 kernel needs 3 * 8 * 60^2 = 86400 den
 
 @pytest.fixture(scope="module")
 def tracking_problem():
-    data = ntk_rnn.synthetic_sequences(jax.random.key(0), n=12, length=6, input_dim=4, delta=0.5)
+    data = ntk_rnn.synthetic_sequences(key=jax.random.key(0), n=12, length=6, input_dim=4, delta=0.5)
     cfg = ntk_rnn.RNNConfig(width=16, input_dim=4)
-    return cfg, ntk_rnn.init_params(cfg, jax.random.key(1)), data
+    return cfg, ntk_rnn.init_params(cfg, key=jax.random.key(1)), data
 
 
 def test_training_tracks_the_kernel_matrix_free_past_the_memory_budget(tracking_problem):
@@ -131,8 +131,8 @@ def test_training_tracks_the_kernel_matrix_free_past_the_memory_budget(tracking_
     kernel checkpoint as the dense run, and NaN kernel drift."""
     cfg, params, data = tracking_problem
     tcfg = TrainConfig(steps=20, lr_scale=1.0, record_every=10, kernel_every=10)
-    dense = train(cfg, params, data, tcfg, jax.random.key(2), progress=False)
-    free = train(cfg, params, data, dataclasses.replace(tcfg, max_bytes=TRACK_BUDGET), jax.random.key(2),
+    dense = train(cfg, params, data, tcfg, key=jax.random.key(2), progress=False)
+    free = train(cfg, params, data, dataclasses.replace(tcfg, max_bytes=TRACK_BUDGET), key=jax.random.key(2),
                  progress=False)  # fmt: skip
     assert dense.summary["kernel_tracking"] == "dense" and free.summary["kernel_tracking"] == "matrix-free"
     for column in ("lambda_min", "lambda_max", "condition"):
@@ -145,9 +145,9 @@ def test_training_tracks_the_kernel_matrix_free_past_the_memory_budget(tracking_
 
 def test_paired_training_past_the_memory_budget_skips_drift_and_closed_form(tracking_problem):
     cfg, params, data = tracking_problem
-    test = ntk_rnn.synthetic_sequences(jax.random.key(9), n=3, length=6, input_dim=4, delta=0.5)
+    test = ntk_rnn.synthetic_sequences(key=jax.random.key(9), n=3, length=6, input_dim=4, delta=0.5)
     tcfg = TrainConfig(steps=10, lr_scale=1.0, record_every=10, kernel_every=10, max_bytes=TRACK_BUDGET)
-    result = train_paired(cfg, params, data, test, tcfg, jax.random.key(2), progress=False)
+    result = train_paired(cfg, params, data, test, tcfg, key=jax.random.key(2), progress=False)
     assert result.summary["kernel_tracking"] == "matrix-free" and result.summary["null_space_dim"] is None
     assert result.history["kernel_drift"].isna().all() and "closed_form_gap_train" not in result.history
     K0 = ntk_rnn.empirical_ntk(cfg, params, data.x)

@@ -5,23 +5,16 @@ import numpy as np
 import pytest
 
 import ntk_rnn
-from ntk_rnn.data import synthetic_sequences
-from ntk_rnn.training import (
-    TrainConfig,
-    TrainingDivergedError,
-    fit_log_rate,
-    predicted_log_rate,
-    residuals,
-    spectral_norm,
-    train,
-)
+from ntk_rnn.datasets import synthetic_sequences
+from ntk_rnn.loss import loss, residuals
+from ntk_rnn.training import TrainConfig, TrainingDivergedError, run_steps, spectral_norm, train, train_step
 
 
 @pytest.fixture(scope="module")
 def problem():
-    data = synthetic_sequences(jax.random.key(0), n=6, length=5, input_dim=4, delta=0.5)
+    data = synthetic_sequences(key=jax.random.key(0), n=6, length=5, input_dim=4, delta=0.5)
     cfg = ntk_rnn.RNNConfig(width=64, input_dim=4)
-    params = ntk_rnn.init_params(cfg, jax.random.key(1))
+    params = ntk_rnn.init_params(cfg, key=jax.random.key(1))
     return cfg, params, data
 
 
@@ -29,7 +22,7 @@ def problem():
 def gd_run(problem):
     cfg, params, data = problem
     tcfg = TrainConfig(steps=60, lr_scale=1.0, record_every=10, kernel_every=20)
-    return train(cfg, params, data, tcfg, jax.random.key(2), progress=False)
+    return train(cfg, params, data, tcfg, key=jax.random.key(2), progress=False)
 
 
 def test_gd_records_and_decreases_the_loss(gd_run):
@@ -44,7 +37,7 @@ def test_gd_records_and_decreases_the_loss(gd_run):
 
 
 def test_gradient_ratio_is_at_least_one(gd_run):
-    """||grad f||^2 = r^T K r >= 2 lambda_min(K) f at every kernel checkpoint (theory.md §4)."""
+    """||grad f||^2 = r^T K r >= 2 lambda_min(K) f at every kernel checkpoint (docs/theory.md §4)."""
     ratios = gd_run.history["gradient_ratio"].dropna()
     assert len(ratios) == 4 and np.all(ratios >= 1 - 1e-9)
 
@@ -81,16 +74,16 @@ def test_only_trainable_parameters_move(problem, gd_run):
 def test_sgd_with_the_full_batch_is_gd(problem, gd_run):
     cfg, params, data = problem
     tcfg = TrainConfig(steps=60, lr_scale=1.0, record_every=10, kernel_every=20, batch_size=data.n)
-    sgd = train(cfg, params, data, tcfg, jax.random.key(5), progress=False)
+    sgd = train(cfg, params, data, tcfg, key=jax.random.key(5), progress=False)
     np.testing.assert_allclose(sgd.history["loss"], gd_run.history["loss"], rtol=1e-9)
 
 
 def test_sgd_is_seeded(problem):
     cfg, params, data = problem
     tcfg = TrainConfig(steps=30, lr_scale=0.2, record_every=10, kernel_every=0, batch_size=1)
-    a = train(cfg, params, data, tcfg, jax.random.key(3), progress=False).history
-    b = train(cfg, params, data, tcfg, jax.random.key(3), progress=False).history
-    c = train(cfg, params, data, tcfg, jax.random.key(4), progress=False).history
+    a = train(cfg, params, data, tcfg, key=jax.random.key(3), progress=False).history
+    b = train(cfg, params, data, tcfg, key=jax.random.key(3), progress=False).history
+    c = train(cfg, params, data, tcfg, key=jax.random.key(4), progress=False).history
     assert a.equals(b)
     assert not np.allclose(a["loss"], c["loss"])
     assert list(a.dropna(subset=["lambda_min"])["step"]) == [0, 30]
@@ -100,14 +93,14 @@ def test_divergence_names_step_and_step_size_and_keeps_rows(problem):
     cfg, params, data = problem
     tcfg = TrainConfig(steps=200, lr=1.0, record_every=5, kernel_every=0, batch_size=1)
     with pytest.raises(TrainingDivergedError, match=r"diverged at step \d+ with step size eta=1") as err:
-        train(cfg, params, data, tcfg, jax.random.key(0), progress=False)
+        train(cfg, params, data, tcfg, key=jax.random.key(0), progress=False)
     assert len(err.value.history) >= 1 and err.value.history.loc[0, "step"] == 0
 
 
 def test_full_batch_step_above_the_stability_bound_is_refused(problem):
     cfg, params, data = problem
     with pytest.raises(ValueError, match=r"at or above 2 / lambda_max\(K_0\) = [\d.]+ \(lambda_max\(K_0\) = [\d.]+\)"):
-        train(cfg, params, data, TrainConfig(steps=5, lr_scale=2.5), jax.random.key(0), progress=False)
+        train(cfg, params, data, TrainConfig(steps=5, lr_scale=2.5), key=jax.random.key(0), progress=False)
 
 
 @pytest.mark.parametrize(
@@ -127,16 +120,9 @@ def test_train_config_validation(kwargs, match):
 def test_train_input_validation(problem):
     cfg, params, data = problem
     with pytest.raises(ValueError, match="batch_size=7 exceeds the number of samples n=6"):
-        train(cfg, params, data, TrainConfig(batch_size=7), jax.random.key(0), progress=False)
+        train(cfg, params, data, TrainConfig(batch_size=7), key=jax.random.key(0), progress=False)
     with pytest.raises(ValueError, match="positions must lie in"):
-        train(cfg, params, data, TrainConfig(positions=(9,)), jax.random.key(0), progress=False)
-
-
-def test_rate_fit_recovers_an_exact_exponential():
-    steps = np.arange(0, 201, 10)
-    fit = fit_log_rate(steps, 3.0 * np.exp(-0.02 * steps))
-    assert fit["fitted_log_rate"] == pytest.approx(-0.02, rel=1e-10)
-    assert predicted_log_rate(0.1, 2.0) == pytest.approx(2 * np.log(0.8))
+        train(cfg, params, data, TrainConfig(positions=(9,)), key=jax.random.key(0), progress=False)
 
 
 def test_observed_rate_is_at_least_the_slowest_mode_rate(gd_run):
@@ -156,10 +142,10 @@ def test_observed_rate_is_at_least_the_slowest_mode_rate(gd_run):
 )
 def test_gradient_identity_for_other_architectures(options):
     """||grad f||^2 = r^T K_0 r over every trainable parameter, for other options too."""
-    data = synthetic_sequences(jax.random.key(0), n=4, length=4, input_dim=3, delta=0.5)
+    data = synthetic_sequences(key=jax.random.key(0), n=4, length=4, input_dim=3, delta=0.5)
     cfg = ntk_rnn.RNNConfig(width=32, input_dim=3, **options)
-    params = ntk_rnn.init_params(cfg, jax.random.key(1))
-    result = train(cfg, params, data, TrainConfig(steps=20, lr_scale=0.5, kernel_every=10), jax.random.key(2),
+    params = ntk_rnn.init_params(cfg, key=jax.random.key(1))
+    result = train(cfg, params, data, TrainConfig(steps=20, lr_scale=0.5, kernel_every=10), key=jax.random.key(2),
                    progress=False)  # fmt: skip
     positions = None if cfg.readout != "all" else tuple(range(1, 4))
     r = np.asarray(residuals(cfg, params, data.x, data.y, positions)).reshape(-1)
@@ -167,3 +153,26 @@ def test_gradient_identity_for_other_architectures(options):
     assert result.history.loc[0, "grad_sq_norm"] == pytest.approx(r @ K0 @ r, rel=1e-10)
     assert np.all(result.history["gradient_ratio"].dropna() >= 1 - 1e-9)
     assert result.history["loss"].iloc[-1] < result.history["loss"].iloc[0]
+
+
+def test_run_steps_is_a_scan_of_train_step(problem):
+    """run_steps (jitted, one lax.scan) equals a Python loop of jitted train_step calls, and a train_step
+    by hand: theta - eta grad f for plain GD."""
+    cfg, params, data = problem
+    tcfg = TrainConfig(steps=5)
+    lr, positions = 0.01, (1, 2, 3, 4)
+    theta = {"W": params["W"]}
+    optimizer = tcfg.make_optimizer(lr)
+    state = optimizer.init(theta)
+    step = jax.jit(train_step, static_argnums=(0, 1, 7))
+    looped, s = theta, state
+    for _ in range(5):
+        looped, s, _ = step(cfg, optimizer, params, looped, s, data.x, data.y, positions)
+    scanned, _, losses = run_steps(cfg, tcfg, params, theta, state, data.x, data.y, lr, key=jax.random.key(0),
+                                   step0=0, num_steps=5, positions=positions)  # fmt: skip
+    np.testing.assert_allclose(scanned["W"], looped["W"], rtol=1e-12, atol=1e-15)
+    grad = jax.grad(lambda W: loss(cfg, {**params, "W": W}, data.x, data.y, positions))(params["W"])
+    first, _, value = train_step(cfg, optimizer, params, theta, state, data.x, data.y, positions)
+    np.testing.assert_allclose(first["W"], params["W"] - lr * grad, rtol=1e-12, atol=1e-15)
+    assert float(value) == pytest.approx(float(losses[0]), rel=1e-12)
+    assert float(value) == pytest.approx(float(loss(cfg, params, data.x, data.y, positions)), rel=1e-12)

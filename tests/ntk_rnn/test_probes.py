@@ -26,8 +26,8 @@ def _numpy_states(cfg, params, x):
 
 def _setup(width=16, activation="relu", n=3, length=5, output_dim=1, seed=0):
     cfg = ntk_rnn.RNNConfig(width=width, input_dim=4, output_dim=output_dim, activation=activation)
-    data = ntk_rnn.synthetic_sequences(jax.random.key(seed + 100), n, length, 4, output_dim=output_dim)
-    return cfg, ntk_rnn.init_params(cfg, jax.random.key(seed)), data
+    data = ntk_rnn.synthetic_sequences(n, length, 4, output_dim=output_dim, key=jax.random.key(seed + 100))
+    return cfg, ntk_rnn.init_params(cfg, key=jax.random.key(seed)), data
 
 
 def test_forward_norms_match_a_numpy_loop_and_the_relu_limit_is_sqrt_l():
@@ -43,15 +43,17 @@ def test_forward_norms_match_a_numpy_loop_and_the_relu_limit_is_sqrt_l():
 def test_forward_stability_trends():
     """relu: polynomial growth, at the limit's level once m is large; linear: x sqrt(2) per step; tanh saturates."""
     cfg, _, data = _setup(width=2048, n=4, length=8)
-    runs = np.array([probes.forward_norms(cfg, ntk_rnn.init_params(cfg, jax.random.key(s)), data.x) for s in range(4)])
+    runs = np.array(
+        [probes.forward_norms(cfg, ntk_rnn.init_params(cfg, key=jax.random.key(s)), data.x) for s in range(4)]
+    )
     limit = probes.limit_forward_norms(cfg, data.x)
     np.testing.assert_allclose(runs.mean(axis=(0, 1)), limit.mean(axis=0), rtol=0.1)
     linear = cfg.replace(activation="linear")
-    norms = probes.forward_norms(linear, ntk_rnn.init_params(linear, jax.random.key(0)), data.x).mean(axis=0)
+    norms = probes.forward_norms(linear, ntk_rnn.init_params(linear, key=jax.random.key(0)), data.x).mean(axis=0)
     assert norms[-1] / norms[-2] == pytest.approx(np.sqrt(2), rel=0.1)
     tanh = ntk_rnn.RNNConfig(width=64, input_dim=4, activation="tanh")
-    long = ntk_rnn.synthetic_sequences(jax.random.key(5), 2, 40, 4).x
-    norms = probes.forward_norms(tanh, ntk_rnn.init_params(tanh, jax.random.key(0)), long)
+    long = ntk_rnn.synthetic_sequences(2, 40, 4, key=jax.random.key(5)).x
+    norms = probes.forward_norms(tanh, ntk_rnn.init_params(tanh, key=jax.random.key(0)), long)
     assert np.all(norms[:, -1] < np.sqrt(64)) and np.all(norms[:, -1] > 0.3 * np.sqrt(64))  # saturated, not 2^20
 
 
@@ -87,7 +89,7 @@ def test_limit_backward_norms_closed_forms():
 @pytest.mark.slow
 def test_relu_backward_norms_approach_the_flat_limit():
     cfg, _, data = _setup(width=2048, n=2, length=6)
-    runs = [probes.backward_norms(cfg, ntk_rnn.init_params(cfg, jax.random.key(s)), data.x) for s in range(3)]
+    runs = [probes.backward_norms(cfg, ntk_rnn.init_params(cfg, key=jax.random.key(s)), data.x) for s in range(3)]
     lower = np.tril(np.ones((6, 6), bool))
     normalized = np.array(runs)[:, :, lower].mean(axis=(0, 1)) / np.sqrt(2048)
     np.testing.assert_allclose(normalized, 1.0, rtol=0.15)
@@ -113,15 +115,15 @@ def test_product_norms_match_dense_products():
 @pytest.mark.parametrize("kind", probes.KINDS)
 def test_directions_have_the_requested_spectral_norm(kind):
     cfg, params, data = _setup(width=20)
-    delta = probes.perturbation_direction(cfg, params, data.x, kind, 0.3, jax.random.key(1), y=data.y)
+    delta = probes.perturbation_direction(cfg, params, data.x, kind, 0.3, key=jax.random.key(1), y=data.y)
     assert np.linalg.norm(np.asarray(delta), 2) == pytest.approx(0.3 / np.sqrt(20), rel=1e-10)
 
 
 def test_ntk_parameterization_perturbs_the_effective_matrix():
     cfg = ntk_rnn.RNNConfig(width=16, input_dim=4, parameterization="ntk")
-    params = ntk_rnn.init_params(cfg, jax.random.key(0))
-    x = ntk_rnn.synthetic_sequences(jax.random.key(1), 2, 4, 4).x
-    delta = probes.perturbation_direction(cfg, params, x, "random", 0.5, jax.random.key(2))
+    params = ntk_rnn.init_params(cfg, key=jax.random.key(0))
+    x = ntk_rnn.synthetic_sequences(2, 4, 4, key=jax.random.key(1)).x
+    delta = probes.perturbation_direction(cfg, params, x, "random", 0.5, key=jax.random.key(2))
     moved = {**params, "W": params["W"] + delta / cfg.multipliers["W"]}
     change = cfg.multipliers["W"] * (moved["W"] - params["W"])
     assert np.linalg.norm(np.asarray(change), 2) == pytest.approx(0.5 / 4, rel=1e-10)
@@ -132,7 +134,10 @@ def test_relu_signs_do_not_flip_as_omega_goes_to_zero():
     cfg, params, data = _setup(width=64)
     small = [
         probes.perturbation_response(
-            cfg, params, data.x, probes.perturbation_direction(cfg, params, data.x, "random", omega, jax.random.key(3))
+            cfg,
+            params,
+            data.x,
+            probes.perturbation_direction(cfg, params, data.x, "random", omega, key=jax.random.key(3)),
         )
         for omega in (1e-7, 1e-6)
     ]
@@ -145,7 +150,7 @@ def test_linear_first_order_error_is_the_exact_second_order_term():
     """Linear RNN, L = 3: y_2 = B (W^2 A x_0 + W A x_1 + A x_2), so the Taylor error of y_2 is exactly
     B Delta^2 A x_0, and y_1 is linear in W (no error)."""
     cfg, params, data = _setup(width=10, activation="linear", length=3)
-    delta = probes.perturbation_direction(cfg, params, data.x, "random", 0.7, jax.random.key(4))
+    delta = probes.perturbation_direction(cfg, params, data.x, "random", 0.7, key=jax.random.key(4))
     response = probes.perturbation_response(cfg, params, data.x, delta)
     B, A, D = (np.asarray(a) for a in (params["B"], params["A"], delta))
     x = np.asarray(data.x)
@@ -158,7 +163,7 @@ def test_adversarial_moves_the_outputs_at_least_as_much_as_its_random_start():
     key = jax.random.key(6)
     change = {}
     for kind in ("random", "adversarial"):
-        delta = probes.perturbation_direction(cfg, params, data.x, kind, 0.5, key, ascent_steps=4)
+        delta = probes.perturbation_direction(cfg, params, data.x, kind, 0.5, key=key, ascent_steps=4)
         moved = {**params, "W": params["W"] + delta}
         change[kind] = float(jnp.linalg.norm(ntk_rnn.apply(cfg, moved, data.x) - ntk_rnn.apply(cfg, params, data.x)))
     assert change["adversarial"] > change["random"]
@@ -171,7 +176,7 @@ def test_perturbation_trends_at_small_size():
     omegas = np.logspace(-1.5, 0.5, 5)
     responses = [
         probes.perturbation_response(
-            cfg, params, data.x, probes.perturbation_direction(cfg, params, data.x, "random", w, jax.random.key(7))
+            cfg, params, data.x, probes.perturbation_direction(cfg, params, data.x, "random", w, key=jax.random.key(7))
         )
         for w in omegas
     ]
@@ -188,13 +193,13 @@ def test_bad_arguments_raise_clear_errors():
     key = jax.random.key(0)
     for omega in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="omega must be a finite number > 0"):
-            probes.perturbation_direction(cfg, params, data.x, "random", omega, key)
+            probes.perturbation_direction(cfg, params, data.x, "random", omega, key=key)
     with pytest.raises(ValueError, match="kind must be one of"):
-        probes.perturbation_direction(cfg, params, data.x, "sideways", 0.1, key)
+        probes.perturbation_direction(cfg, params, data.x, "sideways", 0.1, key=key)
     with pytest.raises(ValueError, match="needs the targets y"):
-        probes.perturbation_direction(cfg, params, data.x, "gradient", 0.1, key)
+        probes.perturbation_direction(cfg, params, data.x, "gradient", 0.1, key=key)
     with pytest.raises(ValueError, match="positions"):
-        probes.perturbation_direction(cfg, params, data.x, "adversarial", 0.1, key, positions=(7,))
+        probes.perturbation_direction(cfg, params, data.x, "adversarial", 0.1, key=key, positions=(7,))
     with pytest.raises(ValueError, match="delta must be a finite"):
         probes.perturbation_response(cfg, params, data.x, np.zeros((3, 3)))
     with pytest.raises(ValueError, match="positions"):

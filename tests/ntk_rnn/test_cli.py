@@ -1,0 +1,48 @@
+"""The library's command line: kernel, train and linearized, their files and their errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ntk_rnn import cli
+from ntk_rnn.storage import read_table
+
+
+def test_cli_kernel_and_train(tmp_path, capsys):
+    out = tmp_path / "k.npz"
+    args = ["--width", "16", "--n", "4", "--length", "4", "--input-dim", "4"]
+    assert cli.main(["kernel", *args, "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out.split("\nwrote")[0])
+    saved = np.load(out)
+    assert saved["kernel"].shape == (12, 12) and summary["lambda_min"] == pytest.approx(saved["eigenvalues"][0])
+    assert cli.main(["train", *args, "--steps", "20", "--kernel-every", "10", "--out", str(tmp_path / "run")]) == 0
+    history = read_table(tmp_path / "run" / "history.csv")
+    record = json.loads((tmp_path / "run" / "record.json").read_text())
+    assert list(history["step"]) == [0, 10, 20] and record["model"]["width"] == 16
+    assert "jax" in record["environment"]["packages"]
+
+
+def test_cli_reports_divergence_and_bad_input(tmp_path, capsys):
+    args = ["--width", "16", "--n", "4", "--length", "4", "--input-dim", "4"]
+    run = tmp_path / "bad"
+    code = cli.main(["train", *args, "--lr", "5", "--batch-size", "1", "--steps", "200", "--record-every", "5",
+                     "--kernel-every", "0", "--out", str(run)])  # fmt: skip
+    assert code == 1
+    assert "diverged at step" in capsys.readouterr().err
+    assert read_table(run / "history.csv")["step"].iloc[0] == 0
+    assert "error" in json.loads((run / "record.json").read_text())
+    assert cli.main(["kernel", "--data", str(tmp_path / "missing.npz")]) == 2
+    assert "missing.npz" in capsys.readouterr().err
+    assert cli.main(["kernel", *args, "--delta", "5"]) == 2
+    assert "delta" in capsys.readouterr().err
+
+
+def test_cli_linearized(tmp_path):
+    out = tmp_path / "lin"
+    args = ["--width", "16", "--n", "6", "--n-test", "2", "--length", "4", "--input-dim", "4", "--steps", "20"]
+    assert cli.main(["linearized", *args, "--trace-points", "1", "--out", str(out)]) == 0
+    history = read_table(out / "history.csv")
+    assert list(history["step"]) == [0, 10, 20] and history["closed_form_gap_train"].max() < 1e-8
+    assert set(read_table(out / "outputs.csv")["model"]) == {"true", "lin", "closed_form"}
+    assert cli.main(["linearized", *args, "--lr-scale", "3", "--out", str(out)]) == 2

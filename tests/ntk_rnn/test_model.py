@@ -1,0 +1,142 @@
+"""The model as pure functions: the forward pass against a plain loop, the initialization, and jit, vmap
+and grad composing with apply."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ntk_rnn
+
+
+def test_apply_matches_a_plain_numpy_loop():
+    cfg = ntk_rnn.RNNConfig(width=16, input_dim=3, output_dim=2)
+    params = ntk_rnn.init_params(cfg, key=jax.random.key(0))
+    x = np.asarray(jax.random.normal(jax.random.key(1), (4, 5, 3)))
+    W, A, B = (np.asarray(params[k]) for k in "WAB")
+    y = np.zeros((4, 5, 2))
+    for i in range(4):
+        h = np.zeros(16)
+        for t in range(5):
+            h = np.maximum(W @ h + A @ x[i, t], 0.0)
+            y[i, t] = B @ h
+    out = ntk_rnn.apply(cfg, params, x)
+    assert out.shape == (4, 5, 2) and out.dtype == np.float64
+    np.testing.assert_allclose(out, y, rtol=1e-12, atol=1e-14)
+
+
+def test_init_variances_are_the_papers():
+    cfg = ntk_rnn.RNNConfig(width=512, input_dim=64, output_dim=4)
+    params = ntk_rnn.init_params(cfg, key=jax.random.key(0))
+    # sample variance of N(0, s2) over k entries has relative standard error sqrt(2/k)
+    for name, s2 in (("W", 2 / 512), ("A", 2 / 512), ("B", 1 / 4)):
+        k = params[name].size
+        assert abs(float(params[name].var()) / s2 - 1) < 5 * np.sqrt(2 / k), name
+    assert set(params) == {"W", "A", "B"}
+    assert params["W"].shape == (512, 512) and params["A"].shape == (512, 64) and params["B"].shape == (4, 512)
+
+
+def test_same_key_same_params_and_different_key_different():
+    cfg = ntk_rnn.RNNConfig(width=8, input_dim=2)
+    a, b = ntk_rnn.init_params(cfg, key=jax.random.key(3)), ntk_rnn.init_params(cfg, key=jax.random.key(3))
+    c = ntk_rnn.init_params(cfg, key=jax.random.key(4))
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert not np.array_equal(a["W"], c["W"])
+
+
+def test_forward_stability_with_unit_tokens():
+    """relu with W ~ N(0, 2/m) and unit tokens: ||h_l||^2 grows like l (docs/theory.md §3), not exponentially."""
+    cfg = ntk_rnn.RNNConfig(width=2048, input_dim=4)
+    params = ntk_rnn.init_params(cfg, key=jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (2, 12, 4))
+    x = x / np.linalg.norm(x, axis=-1, keepdims=True)
+    _, h = ntk_rnn.hidden_states(cfg, params, x)
+    sq = np.asarray((h**2).sum(-1))
+    np.testing.assert_allclose(sq / np.arange(1, 13), 1.0, rtol=0.25)
+
+
+# --------------------------------------------------------------------------- composing with JAX
+
+
+@pytest.fixture(scope="module")
+def model():
+    cfg = ntk_rnn.RNNConfig(width=24, input_dim=3, output_dim=2, sigma_b2=0.2, trainable=("W", "A", "b", "B"))
+    params = ntk_rnn.init_params(cfg, key=jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (5, 4, 3))
+    return cfg, params, x
+
+
+def test_apply_under_jit_equals_the_plain_call(model):
+    cfg, params, x = model
+    plain = ntk_rnn.apply(cfg, params, x)
+    jitted = jax.jit(lambda p, x: ntk_rnn.apply(cfg, p, x))(params, x)
+    static = jax.jit(ntk_rnn.apply, static_argnums=0)(cfg, params, x)
+    np.testing.assert_allclose(jitted, plain, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(static, plain, rtol=1e-13, atol=1e-15)
+
+
+def test_apply_under_vmap_over_initializations_and_over_batches(model):
+    cfg, params, x = model
+    keys = jax.random.split(jax.random.key(7), 3)
+    ensemble = jax.vmap(lambda k: ntk_rnn.init_params(cfg, key=k))(keys)
+    out = jax.vmap(lambda p: ntk_rnn.apply(cfg, p, x))(ensemble)
+    assert out.shape == (3, 5, 4, 2)
+    for i, k in enumerate(keys):
+        np.testing.assert_allclose(out[i], ntk_rnn.apply(cfg, ntk_rnn.init_params(cfg, key=k), x), rtol=1e-13)
+    batches = jnp.stack([x, 2.0 * x])
+    out = jax.vmap(lambda xb: ntk_rnn.apply(cfg, params, xb))(batches)
+    np.testing.assert_allclose(out[1], ntk_rnn.apply(cfg, params, 2.0 * x), rtol=1e-13)
+    # one sequence at a time, as a (1, L, d_x) batch, gives the batch's rows
+    rows = jax.vmap(lambda s: ntk_rnn.apply(cfg, params, s[None])[0])(x)
+    np.testing.assert_allclose(rows, ntk_rnn.apply(cfg, params, x), rtol=1e-13)
+
+
+def test_grad_of_a_loss_built_from_apply_matches_central_differences(model):
+    cfg, params, x = model
+    y = jax.random.normal(jax.random.key(2), (5, 4, 2))
+
+    def loss(p):
+        return 0.5 * jnp.sum((ntk_rnn.apply(cfg, p, x) - y) ** 2)
+
+    grads = jax.grad(loss)(params)
+    jitted = jax.jit(jax.grad(loss))(params)
+    direction = {k: jax.random.normal(jax.random.fold_in(jax.random.key(3), i), v.shape)
+                 for i, (k, v) in enumerate(params.items())}  # fmt: skip
+    eps = 1e-5
+    shifted = lambda s: {k: params[k] + s * eps * direction[k] for k in params}  # noqa: E731
+    numeric = (loss(shifted(1)) - loss(shifted(-1))) / (2 * eps)
+    analytic = sum(jnp.vdot(grads[k], direction[k]) for k in params)
+    assert float(analytic) == pytest.approx(float(numeric), rel=1e-7)
+    for k in params:
+        np.testing.assert_allclose(jitted[k], grads[k], rtol=1e-12, atol=1e-15)
+
+
+def test_structure_errors_are_clear_under_jit(model):
+    cfg, params, x = model
+    f = jax.jit(lambda p, x: ntk_rnn.apply(cfg, p, x))
+    with pytest.raises(ValueError, match=r"x has token dimension 4 but the config's input_dim is 3"):
+        f(params, jnp.zeros((2, 3, 4)))
+    with pytest.raises(ValueError, match=r"params\['W'\] must have shape \(24, 24\)"):
+        f({**params, "W": jnp.zeros((3, 3))}, x)
+    with pytest.raises(ValueError, match="missing \\['b'\\]"):
+        f({k: v for k, v in params.items() if k != "b"}, x)
+
+
+def test_flat_outputs_are_in_the_kernels_row_order(model):
+    cfg, params, x = model
+    y = np.asarray(ntk_rnn.apply(cfg, params, x))
+    flat = np.asarray(ntk_rnn.flat_outputs(cfg, params, x, (3, 1)))
+    assert flat.shape == (5 * 2 * 2,)
+    np.testing.assert_array_equal(flat.reshape(5, 2, 2), y[:, [3, 1]])
+    last = cfg.replace(readout="last")
+    np.testing.assert_array_equal(ntk_rnn.flat_outputs(last, params, x, None), y[:, -1].reshape(-1))
+
+
+def test_importing_the_package_enables_float64():
+    assert jax.config.jax_enable_x64
+    assert ntk_rnn.apply(*_tiny()).dtype == jnp.float64
+
+
+def _tiny():
+    cfg = ntk_rnn.RNNConfig(width=4, input_dim=2)
+    return cfg, ntk_rnn.init_params(cfg, key=jax.random.key(0)), np.ones((1, 2, 2), np.float32)
