@@ -246,15 +246,8 @@ def _output_kernel(rec: _Recursion, cfg: RNNConfig, x1, x2, pos1, pos2) -> np.nd
     return theta.reshape(theta.shape[0] * theta.shape[1] * d, -1)
 
 
-def limit_ntk(
-    cfg: RNNConfig,
-    x1,
-    x2=None,
-    positions: Sequence[int] | None = None,
-    *,
-    nodes: int = DEFAULT_NODES,
-    rule: str = DEFAULT_RULE,
-) -> np.ndarray:
+def limit_ntk(cfg: RNNConfig, x1, x2=None, positions: Sequence[int] | None = None, *, nodes: int = DEFAULT_NODES,
+              rule: str = DEFAULT_RULE) -> np.ndarray:  # fmt: skip
     """Infinite-width NTK, shaped and ordered exactly like empirical_ntk(cfg, params, x1, x2, positions).
 
     Returns lim K/m for the "paper" and "standard" parameterizations (their kernels grow like m) and
@@ -268,15 +261,8 @@ def limit_ntk(
     return _output_kernel(_recursion(cfg, nodes, rule, "ntk"), cfg, x1, x2, pos1, pos2)
 
 
-def nngp_kernel(
-    cfg: RNNConfig,
-    x1,
-    x2=None,
-    positions: Sequence[int] | None = None,
-    *,
-    nodes: int = DEFAULT_NODES,
-    rule: str = DEFAULT_RULE,
-) -> np.ndarray:
+def nngp_kernel(cfg: RNNConfig, x1, x2=None, positions: Sequence[int] | None = None, *, nodes: int = DEFAULT_NODES,
+                rule: str = DEFAULT_RULE) -> np.ndarray:  # fmt: skip
     """Infinite-width output covariance at initialization, lim E[y(x1) y(x2)^T], shaped like limit_ntk.
 
     It is finite in every parameterization and is NOT divided by m: "paper" gives sigma_v2/d S

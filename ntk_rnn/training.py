@@ -324,9 +324,10 @@ def train(
 ) -> TrainResult:
     """Train the trainable parameters of cfg on data with GD or SGD (batches drawn from key), tracking the NTK.
 
-    Every record_every steps a row holds: step, loss, w_distance_fro = ||W_t - W_0||_F,
-    omega = sqrt(m) ||W_t - W_0||_2 and pattern_flip_fraction. Kernel checkpoints add lambda_min,
-    lambda_max, condition, kernel_drift = ||K_t - K_0||_F / ||K_0||_F, grad_sq_norm = ||grad f||^2
+    Every record_every steps a row holds: step, loss, w_distance_fro = ||W_t - W_0||_F, omega =
+    sqrt(m) ||c_W (W_t - W_0)||_2 (the paper's radius, of the effective matrix c_W W, as in ntk_rnn.probes)
+    and pattern_flip_fraction. Kernel checkpoints add lambda_min, lambda_max, condition,
+    kernel_drift = ||K_t - K_0||_F / ||K_0||_F, grad_sq_norm = ||grad f||^2
     and gradient_ratio = ||grad f||^2 / (2 lambda_min(K_t) f), which docs/theory.md §4 shows is >= 1.
     Past tcfg.max_bytes the eigenvalues are matrix-free and kernel_drift is NaN (summary
     "kernel_tracking": "dense" or "matrix-free").
@@ -352,7 +353,7 @@ def train(
             "step": step,
             "loss": current,
             "w_distance_fro": float(np.linalg.norm(dW)),
-            "omega": math.sqrt(m) * spectral_norm(dW),
+            "omega": math.sqrt(m) * cfg.multipliers["W"] * spectral_norm(dW),
             "pattern_flip_fraction": pattern_flip_fraction(g0, g),
         }
         if with_kernel:

@@ -24,7 +24,7 @@ from ntk_rnn.checks import loss_positions
 from ntk_rnn.linearized import KernelGD, linearize
 from ntk_rnn.model import select_outputs
 
-ORACLE_DIR = Path(os.environ.get("NTK_RNN_ORACLE_DIR", Path(__file__).resolve().parents[1] / "reference" / "oracle"))
+ORACLE_DIR = Path(os.environ.get("NTK_RNN_ORACLE_DIR", Path(__file__).resolve().parents[2] / "reference" / "oracle"))
 MANIFEST = ORACLE_DIR / "manifest.json"
 IMPLEMENTATIONS = ("JACOBIAN_CONTRACTION", "NTK_VECTOR_PRODUCTS", "STRUCTURED_DERIVATIVES", "AUTO")
 CASE_NAMES = sorted(p.stem for p in ORACLE_DIR.glob("*.npz")) if MANIFEST.exists() else []

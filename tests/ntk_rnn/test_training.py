@@ -57,6 +57,14 @@ def test_omega_is_sqrt_m_times_spectral_norm_of_the_weight_change(problem, gd_ru
     dW = np.asarray(gd_run.params["W"] - params["W"])
     assert gd_run.history["omega"].iloc[-1] == pytest.approx(np.sqrt(cfg.width) * np.linalg.norm(dW, 2), rel=1e-8)
     assert gd_run.history["w_distance_fro"].iloc[-1] == pytest.approx(np.linalg.norm(dW), rel=1e-12)
+    # in the "ntk" parameterization omega measures the effective matrix c_W W, as the probes' omega does
+    ntk = cfg.replace(parameterization="ntk")
+    ntk_params = ntk_rnn.init_params(ntk, key=jax.random.key(1))
+    run = train(ntk, ntk_params, problem[2], TrainConfig(steps=10, kernel_every=0), key=jax.random.key(2),
+                progress=False)  # fmt: skip
+    dW = np.asarray(run.params["W"] - ntk_params["W"])
+    c_W = np.sqrt(2.0 / cfg.width)
+    assert run.history["omega"].iloc[-1] == pytest.approx(np.sqrt(cfg.width) * c_W * np.linalg.norm(dW, 2), rel=1e-8)
 
 
 def test_spectral_norm_matches_dense_svd():
