@@ -299,5 +299,3 @@ def digits_sequences(
         y = (t[:, None] == np.asarray(cls)[None, :]).astype(np.float64) - 1.0 / len(cls)
     y = np.broadcast_to(y[:, None, :], (idx.size, x.shape[1], y.shape[1]))
     return SequenceData(x, y, "digits")
-
-

@@ -258,6 +258,7 @@ def perturbation_response(
     g0, h0 = hidden_states(cfg, params, x)
     g1, h1 = hidden_states(cfg, moved, x)
     flips = np.asarray(jnp.mean((g0 > 0) != (g1 > 0), axis=(0, 2), dtype=jnp.float64))
+
     def outputs(d: jax.Array) -> jax.Array:
         return flat_outputs(cfg, _with_w(cfg, params, d), x, pos)
 

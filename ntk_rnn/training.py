@@ -397,5 +397,3 @@ def train(
         "kernel_tracking": "dense" if setup.dense else "matrix-free",
     }
     return TrainResult(history=history, params=p, summary=summary)
-
-
