@@ -38,6 +38,18 @@ def separation_figure(table: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def separation_numbers(table: pd.DataFrame) -> pd.DataFrame:
+    """table: separation rows. One row per kernel and L of the L-delta grid: the log-log slope of
+    lambda_min/m against delta with its 95% interval."""
+    rows = []
+    grid = table[table["grid"] == "L-delta"]
+    for (kernel, length), runs in grid.groupby(["kernel", "length"]):
+        fit = power_law_fit(runs["delta"], runs["lambda_min"])
+        rows.append({"kernel": kernel, "L": int(length), "slope vs delta": fit["slope"], "ci_low": fit["ci95"][0],
+                     "ci_high": fit["ci95"][1]})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def convergence_fits(table: pd.DataFrame) -> pd.DataFrame:
     """Log-log slope of the relative error against width per activation, with its 95% interval."""
     rows = []
@@ -62,6 +74,16 @@ def convergence_figure(table: pd.DataFrame) -> plt.Figure:
     ax.legend(fontsize=8, title=r"theory: slope $-1/2$", title_fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def conditioning_numbers(table: pd.DataFrame) -> pd.DataFrame:
+    """table: conditioning rows. The median condition number of the limit kernel, one row per
+    parameterization and activation, one column L=LENGTH per sequence length."""
+    limit = table[table["kernel"] == "limit"]
+    wide = limit.pivot_table(index=["parameterization", "activation"], columns="length", values="condition",
+                             aggfunc="median")  # fmt: skip
+    wide.columns = [f"L={c}" for c in wide.columns]
+    return wide.reset_index()
 
 
 def conditioning_figure(table: pd.DataFrame) -> plt.Figure:

@@ -80,6 +80,15 @@ def gap_figure(table: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def trajectory_numbers(outputs: pd.DataFrame) -> pd.DataFrame:
+    """outputs: trajectories rows (width, seed, split, point, step, model, value). One row per width and
+    split: the largest |linearized - closed form| and |true - linearized| over seeds, points and steps."""
+    wide = outputs.pivot_table(index=["width", "seed", "split", "point", "step"], columns="model", values="value")
+    wide["|lin - closed form|"] = (wide["lin"] - wide["closed_form"]).abs()
+    wide["|true - lin|"] = (wide["true"] - wide["lin"]).abs()
+    return wide.groupby(["width", "split"])[["|lin - closed form|", "|true - lin|"]].max().reset_index()
+
+
 def trajectory_figure(outputs: pd.DataFrame) -> plt.Figure:
     """Outputs f_t(x) against the step for a train and a test output, at each traced width: the true
     network, the trained linearized model and the closed form (which lies on the linearized curve)."""

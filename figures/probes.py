@@ -1,4 +1,4 @@
-"""Figures for the perturbation probes (issue 5): forward and backward stability, perturbations of
+"""Figures for the perturbation probes: forward and backward stability, perturbations of
 size omega, the gradient lower bound and sign flips along training."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from figures.style import MARKERS, apply_style, slope_label, width_palette
 from ntk_rnn.fitting import power_law_fit
 
 LIMIT_STYLE = {"color": "black", "ls": "--", "lw": 1.4}
-# the paper's exponents in omega (theory.md §1): hidden states move O(omega), O(omega^(2/3)) of the signs
+# the paper's exponents in omega (docs/theory.md §1): hidden states move O(omega), O(omega^(2/3)) of the signs
 # flip, and the first-order error is a factor omega^(1/3) below the first-order term (semi-smoothness)
 PAPER_EXPONENTS = {"hidden_change": 1.0, "flip_fraction": 2 / 3, "first_order_error": 1 / 3}
 MEASURES = {

@@ -9,6 +9,7 @@ import pandas as pd
 import seaborn as sns
 
 from figures.style import MARKERS, apply_style, width_palette
+from ntk_rnn.fitting import power_law_fit
 
 LIMIT_STYLE = {"color": "black", "ls": "--", "lw": 1.5}
 
@@ -64,3 +65,21 @@ def spectrum_figure(table: pd.DataFrame, dataset: str = "synthetic") -> plt.Figu
     right.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def lambda_min_numbers(table: pd.DataFrame) -> pd.DataFrame:
+    """table: kernel_spectrum rows. One row per dataset: the median over seeds of lambda_min(K_0)/m at each
+    width (columns m=WIDTH), of the limit kernel's when the table has it (column limit), and the log-log
+    slope of lambda_min/m against width with its 95% interval (near 0 once K_0/m has levelled off)."""
+    kernels = table["kernel"] if "kernel" in table else pd.Series("empirical", index=table.index)
+    lam = table[table["rank"] == 0].assign(kernel=kernels)
+    rows = []
+    for dataset, runs in lam.groupby("dataset", sort=False):
+        empirical = runs[runs["kernel"] == "empirical"]
+        fit = power_law_fit(empirical["width"], empirical["eigenvalue_over_m"])
+        row = {"dataset": dataset}
+        row |= {f"m={int(w)}": v for w, v in empirical.groupby("width")["eigenvalue_over_m"].median().items()}
+        if (runs["kernel"] == "limit").any():
+            row["limit"] = runs.loc[runs["kernel"] == "limit", "eigenvalue_over_m"].median()
+        rows.append(row | {"slope vs width": fit["slope"], "ci_low": fit["ci95"][0], "ci_high": fit["ci95"][1]})
+    return pd.DataFrame(rows)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+from functools import partial
 from pathlib import Path
 
 import matplotlib
@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 from ntk_rnn.fitting import power_law_fit
+from ntk_rnn.storage import atomic_write
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
@@ -29,21 +30,12 @@ def width_palette(widths) -> dict:
 
 
 def save_figure(fig: plt.Figure, out_dir: str | os.PathLike, name: str) -> list[Path]:
-    """Write name.png and name.pdf into out_dir, each atomically; close the figure."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write name.png and name.pdf into out_dir (created if missing), each atomically; close the figure.
+    Returns the two paths."""
     paths = []
     for ext in ("png", "pdf"):
-        path = out_dir / f"{name}.{ext}"
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=f".{ext}")
-        os.close(fd)
-        try:
-            fig.savefig(tmp, format=ext, bbox_inches="tight")
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        paths.append(path)
+        write = partial(fig.savefig, format=ext, bbox_inches="tight")
+        paths.append(atomic_write(Path(out_dir) / f"{name}.{ext}", write, binary=True))
     plt.close(fig)
     return paths
 

@@ -55,6 +55,16 @@ def loss_curves_figure(table: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def loss_rate_numbers(table: pd.DataFrame) -> pd.DataFrame:
+    """table: width_training rows. One row per width, medians over seeds: the fitted slope of log loss per
+    step (second half), the slowest-mode rate 2 log(1 - eta lambda_min(K_0)), their ratio, the final loss."""
+    final = table[table["step"] == table["step"].max()]
+    rates = table.groupby("width")[["fitted_log_rate", "predicted_log_rate"]].median()
+    rates["fitted / predicted"] = rates["fitted_log_rate"] / rates["predicted_log_rate"]
+    rates["final loss"] = final.groupby("width")["loss"].median()
+    return rates.reset_index()
+
+
 MOVEMENT = (
     ("kernel_drift", r"kernel drift $\|K_T - K_0\|_F / \|K_0\|_F$"),
     ("w_distance_fro", r"weight movement $\|W_T - W_0\|_F$"),

@@ -1,5 +1,5 @@
-"""figures/report.html: one self-contained page per run of the suite (figures embedded as base64 PNG,
-captions, fitted numbers, the effective configs, seeds, run times, packages and machine)."""
+"""report.html: one self-contained page per run of the main job (figures embedded as base64 PNG, captions,
+fitted numbers, the effective configs, seeds, run times, packages and machine)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,14 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from figures.suite.outcomes import SuiteResult, format_seconds, summary_table
+from figures.suite.overrides import config_seeds, configs_toml
 from ntk_rnn.storage import write_text
-
-if TYPE_CHECKING:
-    from figures.suite import SuiteResult
 
 PAPER = (
     "Z. Allen-Zhu, Y. Li, Z. Song, <i>On the Convergence Rate of Training Recurrent Neural Networks</i>, "
@@ -93,14 +92,10 @@ def _status_class(status: str) -> str:
 
 def render_report(result: SuiteResult) -> str:
     """The report as one HTML string."""
-    from figures.suite import STUDIES, config_seeds, configs_toml, format_seconds, summary_table
-
-    failed = [s.name for s in result.studies if s.status == "failed"]
-    failed += [f.spec.name for f in result.figures if f.status == "failed"]
     status = (
         '<span class="ok">all studies and figures succeeded</span>'
-        if not failed
-        else (f'<span class="failed">failed: {_e(", ".join(failed))}</span>')
+        if result.ok
+        else (f'<span class="failed">failed: {_e(", ".join(result.failed))}</span>')
     )
     out = [
         "<!DOCTYPE html>",
@@ -150,13 +145,10 @@ def render_report(result: SuiteResult) -> str:
 
     out.append("<h2>Studies</h2>")
     for outcome in result.studies:
-        study = STUDIES.get(outcome.name)
-        title = study.title if study is not None else ""
-        heading = _e(outcome.name) + (f": {_e(title)}" if title else "")
+        heading = _e(outcome.name) + (f": {_e(outcome.title)}" if outcome.title else "")
         out.append(f'<h3 id="study-{_e(outcome.name)}">{heading}</h3>')
-        doc = getattr(getattr(study, "run", None), "__doc__", None)
-        if doc:
-            out.append(f'<p class="meta">{_e(" ".join(doc.split()))}</p>')
+        if outcome.description:
+            out.append(f'<p class="meta">{_e(" ".join(outcome.description.split()))}</p>')
         seeds = config_seeds(outcome.config)
         out.append(
             f'<p>Status <span class="{_status_class(outcome.status)}">{_e(outcome.status)}</span>; '

@@ -1,0 +1,223 @@
+"""The catalogue of the main job: every study with its quick and full configs, and every figure with its
+caption, in the order the report shows them. Adding a study or figure is one call here:
+
+    add_study("my_study", my_table, quick=MyConfig(widths=(64, 256)), full=MyConfig(widths=(64, ..., 4096)),
+              title="...")
+    add_figure("fig15_my_figure", "my_study", my_figure, caption="... Tested: ...", title="...", fits=my_fits)
+
+where my_table(config, cache_dir=..., progress=...) returns a pandas table (analysis/ has the studies),
+my_figure(table) a matplotlib Figure and my_fits(table) its fitted numbers (figures/ has both)."""
+
+from __future__ import annotations
+
+from analysis.eigenvalues import (
+    ConditioningConfig,
+    ConvergenceConfig,
+    SeparationConfig,
+    conditioning_table,
+    convergence_table,
+    separation_table,
+)
+from analysis.kernel_spectrum import SpectrumConfig, spectrum_table
+from analysis.linearization import LinearizationConfig, linearization_table, trajectory_table
+from analysis.probes import (
+    BackwardConfig,
+    ForwardConfig,
+    PerturbationConfig,
+    TrainingProbeConfig,
+    backward_table,
+    forward_table,
+    perturbation_table,
+    training_probe_table,
+)
+from analysis.width_training import WidthTrainingConfig, training_table
+from figures.eigenvalues import (
+    conditioning_figure,
+    conditioning_numbers,
+    convergence_figure,
+    convergence_fits,
+    separation_figure,
+    separation_numbers,
+)
+from figures.linearization import gap_figure, gap_fits, loss_comparison_figure, trajectory_figure, trajectory_numbers
+from figures.probes import (
+    backward_figure,
+    backward_numbers,
+    forward_figure,
+    forward_numbers,
+    gradient_bound_figure,
+    gradient_bound_numbers,
+    perturbation_figure,
+    perturbation_fits,
+    sign_flip_figure,
+    sign_flip_numbers,
+)
+from figures.spectrum import lambda_min_numbers, spectrum_figure
+from figures.suite.registry import add_figure, add_study
+from figures.training import loss_curves_figure, loss_rate_numbers, movement_figure, movement_fits
+
+WIDTHS_QUICK, SEEDS_QUICK = (64, 128, 256, 512, 1024), (0, 1, 2)
+WIDTHS_FULL, SEEDS_FULL = (64, 128, 256, 512, 1024, 2048, 4096), (0, 1, 2, 3, 4)
+
+add_study("kernel_spectrum", spectrum_table, title="The spectrum of K_0 against width (synthetic and digits data)",
+          quick=SpectrumConfig(widths=(*WIDTHS_QUICK, 2048), seeds=SEEDS_QUICK),
+          full=SpectrumConfig(widths=(*WIDTHS_FULL, 8192), seeds=SEEDS_FULL))  # fmt: skip
+add_figure("fig1_kernel_spectrum", "kernel_spectrum", spectrum_figure, fits=lambda_min_numbers,
+           title="The spectrum of K₀ and λ_min(K₀)/m against width",
+           caption="""Left: every eigenvalue of the empirical kernel K₀/m at initialization (synthetic data, band =
+    range over seeds), one curve per width m, and the infinite-width limit's (dashed). Middle: the
+    smallest eigenvalue λ_min(K₀)/m against m for the synthetic data (first tokens δ = 0.5 apart) and
+    for digits 3 vs 8 (first tokens only about 0.05–0.08 apart), the limit as dashed lines. Right: the
+    fraction of the squared label norm in the limit kernel's eigendirections up to each eigenvalue, for
+    the data's labels and for the same labels permuted. The paper's convergence proof rests on a
+    gradient lower bound at initialization, ‖∇f‖² ≥ Ω(δm/poly(n, L))·f, that is λ_min(K₀) of order δm
+    for δ-separated data. Tested: λ_min is positive at every width, K₀/m levels off at its limit as m
+    grows (slope against width near 0 in the table), and the less separated digits data have a much
+    smaller λ_min.""")  # fmt: skip
+add_study("width_training", training_table, title="Full-batch GD at several widths with the kernel tracked",
+          quick=WidthTrainingConfig(widths=WIDTHS_QUICK, seeds=SEEDS_QUICK),
+          full=WidthTrainingConfig(widths=WIDTHS_FULL, seeds=SEEDS_FULL))  # fmt: skip
+add_figure("fig2_gd_loss_curves", "width_training", loss_curves_figure, fits=loss_rate_numbers,
+           title="GD loss curves across widths",
+           caption="""Training loss of full-batch GD at η = 1/λ_max(K₀) against the step, median over seeds, one
+    curve per width. The dashed lines have the slope of the slowest linearized mode,
+    2 log(1 − η λ_min(K₀)). Tested: the paper's main theorem, that GD on a wide RNN converges to zero
+    loss at a linear rate (a straight line on the log axis) set by λ_min of the kernel. The fitted
+    slopes are steeper than the dashed ones because faster modes still contribute: the λ_min rate is a
+    bound that the runs beat (ratio fitted/predicted ≥ 1 in the table).""")  # fmt: skip
+add_figure("fig3_movement_vs_width", "width_training", movement_figure, fits=movement_fits,
+           title="Kernel drift and weight movement against width",
+           caption="""The relative kernel drift ‖K_T − K₀‖_F/‖K₀‖_F and the weight movement ‖W_T − W₀‖_F at the
+    end of training against width, log-log, all seeds as points, with fitted power laws and 95%
+    intervals. Tested: the paper's over-parameterization argument, that training stays in a ball of
+    radius ω/√m around initialization where the network is nearly linear, so both shrink like a power
+    of m (docs/theory.md §5 expects −1/2).""")  # fmt: skip
+add_study("linearization", linearization_table, title="The true against the linearized network, trained side by side",
+          quick=LinearizationConfig(widths=WIDTHS_QUICK, seeds=SEEDS_QUICK),
+          full=LinearizationConfig(widths=WIDTHS_FULL, seeds=SEEDS_FULL))  # fmt: skip
+add_figure("fig4_true_vs_linearized_loss", "linearization", loss_comparison_figure,
+           title="True against linearized training",
+           caption="""Training loss of the true RNN (solid) and of its first-order Taylor expansion around
+    initialization trained with the same GD (dashed), for the smallest, a middle and the largest
+    width, medians over seeds, one panel per dataset. Tested: the paper's semi-smoothness result, that
+    near initialization the first-order term describes f, so a wide RNN trains like its linearization:
+    the curves part at small m and coincide as m grows.""")  # fmt: skip
+add_figure("fig5_linearization_gap_vs_width", "linearization", gap_figure, fits=gap_fits,
+           title="The gap between the true and the linearized network against width",
+           caption="""End-of-training distance ‖f_true − f_lin‖ between the true and linearized outputs on train
+    and test sequences, the kernel drift and the weight movement against width, log-log, seeds as
+    points, per dataset, with fitted slopes and 95% intervals. Tested: the size of the paper's Taylor
+    remainder, smaller than the first-order term by a power of the perturbation radius; docs/theory.md §5
+    expects every quantity to fall like m^(−1/2).""")  # fmt: skip
+add_study("trajectories", trajectory_table, title="Outputs in function space: true, linearized and closed form",
+          quick=LinearizationConfig(widths=(64, 1024), seeds=(0,), datasets=("synthetic",), trace_points=1),
+          full=LinearizationConfig(widths=(64, 1024, 4096), seeds=(0,), datasets=("synthetic",),
+                                   trace_points=1))  # fmt: skip
+add_figure("fig6_function_space_trajectories", "trajectories", trajectory_figure, fits=trajectory_numbers,
+           title="Trajectories in function space",
+           caption="""One train and one test output during training at each traced width: the true network, the
+    trained linearized model and the closed form f_t = y + (I − ηK₀)^t (f₀ − y) (test points through
+    K(x, X)). Tested: that training in the kernel regime is the linear dynamics of K₀. The closed form
+    lies on the linearized curve (the table gives the largest difference); the true network leaves it
+    at small width and follows it at large width.""")  # fmt: skip
+add_study("separation", separation_table,
+          title="lambda_min against the separation delta, the length L and the sample count n",
+          quick=SeparationConfig(lengths=(2, 4, 8, 16), deltas=(0.025, 0.05, 0.1, 0.2, 0.4), ns=(4, 8, 16, 32),
+                                 seeds=(0, 1), width=512),
+          full=SeparationConfig(lengths=(2, 4, 8, 16, 32), deltas=(0.0125, 0.025, 0.05, 0.1, 0.2, 0.4),
+                                ns=(4, 8, 16, 32, 64), seeds=(0, 1, 2), width=4096))  # fmt: skip
+add_figure("fig7_lambda_min_heatmaps", "separation", separation_figure, fits=separation_numbers,
+           title="λ_min against the separation δ, the length L and the sample count n",
+           caption="""log₁₀ λ_min(K)/m, mean over seeds, for synthetic sequences whose first tokens are exactly δ
+    apart and whose later tokens are shared (the case the paper's bound is built on), over (L, δ) and
+    over (n, L), and for n digits read as their first L rows, over (n, L); the empirical kernel at
+    finite width on the left, the infinite-width limit on the right. Tested: the
+    paper's claim that the width and the number of steps needed are polynomial in n, L and 1/δ,
+    through λ_min: it should fall polynomially, not exponentially, in δ, n and L. The table gives the
+    log-log slope of λ_min against δ at each L.""")  # fmt: skip
+add_study("convergence", convergence_table,
+          title="The empirical kernel against its infinite-width limit, per activation",
+          quick=ConvergenceConfig(widths=(*WIDTHS_QUICK, 2048), seeds=SEEDS_QUICK),
+          full=ConvergenceConfig(widths=(*WIDTHS_FULL, 8192), seeds=SEEDS_FULL))  # fmt: skip
+add_figure("fig8_limit_convergence", "convergence", convergence_figure, fits=convergence_fits,
+           title="The empirical kernel converges to its infinite-width limit",
+           caption="""Relative Frobenius distance between the empirical kernel K/m and the exact infinite-width
+    kernel against width, log-log, per activation (relu and linear in the paper's parameterization,
+    erf and tanh in the standard one, σ_w² = 1), seeds as points, with fitted slopes. Tested: the
+    concentration of the kernel at random initialization that the paper's analysis relies on (and
+    Tensor Programs II makes exact for weight-tied RNNs): the error should fall like m^(−1/2).""")  # fmt: skip
+add_study("conditioning", conditioning_table, title="Conditioning of the kernel against L per activation",
+          quick=ConditioningConfig(lengths=(2, 4, 8, 16, 32), seeds=(0, 1), width=512),
+          full=ConditioningConfig(lengths=(2, 4, 8, 16, 32, 64), seeds=(0, 1, 2), width=4096))  # fmt: skip
+add_figure("fig9_conditioning_vs_length", "conditioning", conditioning_figure, fits=conditioning_numbers,
+           title="Conditioning against L per activation",
+           caption="""Condition number λ_max/λ_min of the kernel against the sequence length L at the paper's
+    variances (σ_w² = σ_u² = 2), per activation: the limit as lines, the empirical kernel at finite
+    width dotted, one panel per parameterization, medians over seeds (the table: the limit's). Tested:
+    the paper's forward and backward stability of ReLU RNNs (no exponential growth in L), which keeps
+    every bound polynomial in L: relu's condition number grows polynomially with L, while the linear
+    RNN's kernel is ill-conditioned from the start and becomes singular.""")  # fmt: skip
+add_study("forward_stability", forward_table, title="Forward stability: hidden-state norms against the step",
+          quick=ForwardConfig(widths=(64, 256, 1024, 4096), seeds=SEEDS_QUICK, length=32),
+          full=ForwardConfig(widths=(64, 256, 1024, 4096, 16384), seeds=SEEDS_FULL, length=64))  # fmt: skip
+add_figure("fig10_forward_stability", "forward_stability", forward_figure, fits=forward_numbers,
+           title="Forward stability: ‖h_l‖ against the step",
+           caption="""The norm of the hidden state ‖h_l‖ at initialization against the step l (the paper's data,
+    unit tokens), per activation (columns) at the paper's variance σ_w² = 2 (top) and at σ_w² = 1
+    (bottom): the median over seeds per width with the range over seeds as a band, and the exact
+    infinite-width value (dashed; in the paper's 1/m scaling tanh and erf act as linear maps with gain
+    φ'(0)). Tested: the paper's forward stability, that a ReLU RNN's hidden states neither explode nor
+    vanish (‖h_l‖ ≤ poly(L)): relu's limit is ‖h_l‖² = l at σ_w² = 2, a polynomial, and the finite widths
+    reach it as m grows, with a wide spread over seeds at small m; the linear RNN grows like 2^(l/2), and
+    tanh and erf follow it until their coordinates reach O(1), where they saturate at a level that grows
+    like √m. The table gives ‖h_L‖ at the last step.""")  # fmt: skip
+add_study("backward_stability", backward_table,
+          title="Backward stability: backward-product norms against the distance l - a",
+          quick=BackwardConfig(widths=(256, 1024, 4096), product_widths=(512,), seeds=SEEDS_QUICK, length=16),
+          full=BackwardConfig(widths=(256, 1024, 4096, 8192), product_widths=(512, 2048), seeds=SEEDS_FULL,
+                              length=32))  # fmt: skip
+add_figure("fig11_backward_stability", "backward_stability", backward_figure, fits=backward_numbers,
+           title="Backward stability: ‖B D_l W ⋯ D_a W‖₂ against l − a",
+           caption="""The spectral norm of the backward products ‖B D_l W ⋯ D_a W‖₂ divided by √(m/d) against the
+    distance l − a (mean over sequences and l), per activation and width, with the exact infinite-width
+    value (dashed), at σ_w² = 2; last panel: the intermediate-layer products ‖D_l W ⋯ D_2 W‖₂ on one
+    sequence, computed matrix-free by Lanczos (never forming the m × m product). Tested: the paper's
+    backward stability, ‖B D_l W ⋯ D_a W‖ ≤ O(√(m/d)) poly(L): for relu the normalized norm is a flat
+    line at 1 in the limit and stays near 1 at every width (the intermediate products grow slowly,
+    polynomially), while a linear RNN's grows like 2^((l−a+1)/2) at every width, and tanh and erf
+    follow it as far as their saturation allows. The table gives the values at the largest distance.""")  # fmt: skip
+add_study("perturbation", perturbation_table,
+          title="Perturbations of size omega: hidden states, sign flips, first-order error",
+          quick=PerturbationConfig(widths=(128, 256, 512), seeds=(0, 1), ascent_steps=5),
+          full=PerturbationConfig(widths=(128, 512, 2048), seeds=(0, 1, 2), ascent_steps=10))  # fmt: skip
+add_figure("fig12_perturbation", "perturbation", perturbation_figure, fits=perturbation_fits,
+           title="Perturbations of size ω at initialization",
+           caption="""W → W + Δ with ‖Δ‖₂ = ω/√m, for a random Gaussian direction, the gradient (descent)
+    direction, and an adversarial direction found by projected ascent on the output change, against ω
+    on log-log axes: the largest hidden-state change max_l ‖h'_l − h_l‖, the fraction of ReLU signs
+    flipped ‖D' − D‖₀/m (steps l ≥ 2), and the first-order Taylor error of the outputs relative to the
+    first-order term. Top: the three directions at the largest width; bottom: the adversarial direction
+    per width; fitted exponents in the legends, the paper's (1, 2/3 and 1/3) as grey dotted guides.
+    Tested: the paper's perturbation lemmas: hidden states move O(ω), O(ω^(2/3) m) signs flip, and the
+    Taylor error is smaller than the first-order term by a factor ω^(1/3) (semi-smoothness). The paper's
+    exponents are worst-case bounds; the table gives the measured ones with 95% intervals.""")  # fmt: skip
+add_study("training_probes", training_probe_table, title="The gradient lower bound and sign flips along GD and SGD",
+          quick=TrainingProbeConfig(width=256, seeds=(0, 1), steps=300, kernel_every=20),
+          full=TrainingProbeConfig(width=2048, seeds=(0, 1, 2), steps=1000, kernel_every=50))  # fmt: skip
+add_figure("fig13_gradient_bound", "training_probes", gradient_bound_figure, fits=gradient_bound_numbers,
+           title="The gradient lower bound along GD and SGD",
+           caption="""Along full-batch GD (left) and SGD with one sample per step (right) on sequences whose first
+    tokens are exactly δ apart (later tokens shared), ‖∇f(W_t)‖²_F/(f(W_t) m) (solid) beside
+    2λ_min(K_t)/m (dashed), which bounds it from below since ‖∇f‖² = rᵀK r ≥ 2λ_min f; medians over seeds.
+    Tested: the paper's gradient lower bound ‖∇f(W)‖² ≥ Ω(δ m/poly(n, d, L)) f(W) near initialization,
+    the engine of its linear convergence: the ratio stays above the bound along the runs, and both fall
+    with the separation δ. The table gives λ_min(K₀)/m, the smallest ratio seen and how far the loss
+    fell.""")  # fmt: skip
+add_figure("fig14_sign_flips_in_training", "training_probes", sign_flip_figure, fits=sign_flip_numbers,
+           title="ReLU sign flips during training",
+           caption="""The fraction of ReLU activation patterns (steps l ≥ 2) that changed since initialization
+    along the same GD and SGD runs, against the step (left) and against the distance travelled
+    ω_t = √m‖W_t − W₀‖₂ (right), beside the fraction that a random perturbation of the initial W of the
+    same ω flips (black). Tested: the paper's sign-flip counting, which bounds the flips of any
+    perturbation of radius ω by O(ω^(2/3) m): training stays in the small-ω region where few signs flip.
+    The table compares the flips at the end of training with a random perturbation of the same ω.""")  # fmt: skip
