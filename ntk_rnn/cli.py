@@ -90,14 +90,10 @@ def _kernel(args) -> int:
 def _train(args) -> int:
     data, cfg, params, batch_key = _setup(args)
     tcfg = TrainConfig(
-        steps=args.steps,
-        lr=args.lr,
-        lr_scale=args.lr_scale,
-        batch_size=args.batch_size,
-        record_every=args.record_every,
-        kernel_every=args.kernel_every,
+        steps=args.steps, lr=args.lr, lr_scale=args.lr_scale, batch_size=args.batch_size,
+        record_every=args.record_every, kernel_every=args.kernel_every,
         positions=tuple(args.positions) if args.positions else None,
-    )
+    )  # fmt: skip
     out = Path(args.out)
     record = {"model": cfg.to_dict(), "train": vars(tcfg), "data": repr(data), "seed": args.seed}
     return _run_and_save(lambda: train(cfg, params, data, tcfg, key=batch_key), out, record)

@@ -6,20 +6,11 @@ import numpy as np
 import pytest
 
 import ntk_rnn
-from ntk_rnn.datasets import synthetic_sequences
 from ntk_rnn.linearized import KernelGD, linearize
 
 
-@pytest.fixture(scope="module")
-def problem():
-    train = synthetic_sequences(key=jax.random.key(0), n=6, length=5, input_dim=4, delta=0.5)
-    test = synthetic_sequences(key=jax.random.key(9), n=3, length=7, input_dim=4, delta=0.5)
-    cfg = ntk_rnn.RNNConfig(width=48, input_dim=4)
-    return cfg, ntk_rnn.init_params(cfg, key=jax.random.key(1)), train, test
-
-
-def test_linearize_is_the_first_order_taylor_model(problem):
-    cfg, params, train, _ = problem
+def test_linearize_is_the_first_order_taylor_model(train_test_problem):
+    cfg, params, train, _ = train_test_problem
     f_lin = linearize(cfg, params)
     np.testing.assert_allclose(f_lin(params, train.x), ntk_rnn.apply(cfg, params, train.x), rtol=1e-14)
     direction = jax.random.normal(jax.random.key(5), params["W"].shape) / cfg.width
@@ -38,8 +29,8 @@ def test_linearize_is_the_first_order_taylor_model(problem):
     assert error(1e-2) / error(5e-3) == pytest.approx(4.0, rel=0.02)
 
 
-def test_linearize_ignores_frozen_parameters(problem):
-    cfg, params, train, _ = problem
+def test_linearize_ignores_frozen_parameters(train_test_problem):
+    cfg, params, train, _ = train_test_problem
     f_lin = linearize(cfg, params)
     shifted = {**params, "A": params["A"] + 1.0}
     np.testing.assert_array_equal(f_lin(shifted, train.x), f_lin(params, train.x))
@@ -47,8 +38,8 @@ def test_linearize_ignores_frozen_parameters(problem):
         f_lin(params, np.zeros((2, 3, 3)))
 
 
-def test_gradient_flow_is_the_small_step_limit(problem):
-    cfg, params, train, _ = problem
+def test_gradient_flow_is_the_small_step_limit(train_test_problem):
+    cfg, params, train, _ = train_test_problem
     K0 = ntk_rnn.empirical_ntk(cfg, params, train.x)
     f0 = np.asarray(ntk_rnn.apply(cfg, params, train.x)[:, 1:]).ravel()
     y = np.asarray(train.y[:, 1:]).ravel()
@@ -62,14 +53,14 @@ def test_gradient_flow_is_the_small_step_limit(problem):
     assert errors[1] < 0.02 and errors[1] < errors[0] / 5  # the gap is O(eta)
 
 
-def test_linearize_equals_an_independent_jvp_and_composes_with_jit(problem):
+def test_linearize_equals_an_independent_jvp_and_composes_with_jit(train_test_problem):
     """f_lin(params, x) = f(params0, x) + d/de f(params0 + e (params - params0), x) at e = 0, over every
     trainable parameter; and f_lin under jit and grad gives the same numbers."""
     cfg = ntk_rnn.RNNConfig(width=24, input_dim=4, sigma_b2=0.3, trainable=("W", "A", "b", "B"))
     params0 = ntk_rnn.init_params(cfg, key=jax.random.key(3))
     params = {k: v + 0.05 * jax.random.normal(jax.random.fold_in(jax.random.key(4), i), v.shape)
               for i, (k, v) in enumerate(params0.items())}  # fmt: skip
-    x = problem[2].x
+    x = train_test_problem[2].x
     tangent = {k: params[k] - params0[k] for k in params0}
     f0, df = jax.jvp(lambda p: ntk_rnn.apply(cfg, p, x), (params0,), (tangent,))
     f_lin = ntk_rnn.linearize(cfg, params0)

@@ -13,16 +13,8 @@ from ntk_rnn.training import TrainConfig
 
 
 @pytest.fixture(scope="module")
-def problem():
-    train = synthetic_sequences(key=jax.random.key(0), n=6, length=5, input_dim=4, delta=0.5)
-    test = synthetic_sequences(key=jax.random.key(9), n=3, length=7, input_dim=4, delta=0.5)
-    cfg = ntk_rnn.RNNConfig(width=48, input_dim=4)
-    return cfg, ntk_rnn.init_params(cfg, key=jax.random.key(1)), train, test
-
-
-@pytest.fixture(scope="module")
-def gd_pair(problem):
-    cfg, params, train, test = problem
+def gd_pair(train_test_problem):
+    cfg, params, train, test = train_test_problem
     tcfg = TrainConfig(steps=60, lr_scale=1.0, record_every=10, kernel_every=30)
     return train_paired(cfg, params, train, test, tcfg, key=jax.random.key(2), trace_points=2, progress=False)
 
@@ -44,9 +36,9 @@ def test_paired_history_columns_and_trends(gd_pair):
     assert len(traced) == 7 * 2 * 3 * 2
 
 
-def test_gap_shrinks_with_width(problem):
+def test_gap_shrinks_with_width(train_test_problem):
     """The true-minus-linearized gap falls as the width grows (docs/theory.md §5: about m^(-1/2))."""
-    _, _, train, test = problem
+    _, _, train, test = train_test_problem
     gaps = []
     for m in (32, 512):
         cfg = ntk_rnn.RNNConfig(width=m, input_dim=4)
@@ -57,9 +49,9 @@ def test_gap_shrinks_with_width(problem):
     assert gaps[1] < gaps[0] / 2
 
 
-def test_trained_linearized_model_at_a_small_step_follows_gradient_flow(problem):
+def test_trained_linearized_model_at_a_small_step_follows_gradient_flow(train_test_problem):
     """The third way: the trained linearized model with a small step against the closed-form flow."""
-    cfg, params, train, test = problem
+    cfg, params, train, test = train_test_problem
     K0 = ntk_rnn.empirical_ntk(cfg, params, train.x)
     f0 = np.asarray(ntk_rnn.apply(cfg, params, train.x)[:, 1:]).ravel()
     y = np.asarray(train.y[:, 1:]).ravel()
@@ -73,9 +65,9 @@ def test_trained_linearized_model_at_a_small_step_follows_gradient_flow(problem)
     assert errors[1] < 0.01 and errors[1] < errors[0] / 5
 
 
-def test_closed_form_with_a_singular_kernel_reports_the_null_space(problem):
+def test_closed_form_with_a_singular_kernel_reports_the_null_space(train_test_problem):
     """Position 0 carries no W-signal (h_0 = 0): K_0 is singular, and nothing turns NaN."""
-    cfg, params, train, test = problem
+    cfg, params, train, test = train_test_problem
     tcfg = TrainConfig(steps=20, lr_scale=1.0, record_every=10, positions=(0, 2, 4))
     result = train_paired(cfg, params, train, test, tcfg, key=jax.random.key(2), trace_points=1, progress=False)
     assert result.summary["null_space_dim"] == train.n
@@ -88,10 +80,10 @@ def test_closed_form_with_a_singular_kernel_reports_the_null_space(problem):
     assert np.ptp(moved["value"]) == 0
 
 
-def test_same_minibatches_for_both_models(problem):
+def test_same_minibatches_for_both_models(train_test_problem):
     """After one SGD step from the same start the two models agree exactly (same gradient at theta_0),
     which holds only if they drew the same minibatch."""
-    cfg, params, train, test = problem
+    cfg, params, train, test = train_test_problem
     tcfg = TrainConfig(steps=1, lr_scale=0.5, record_every=1, batch_size=2)
     result = train_paired(cfg, params, train, test, tcfg, key=jax.random.key(4), progress=False)
     assert result.history["param_gap"].iloc[-1] < 1e-15
@@ -99,8 +91,8 @@ def test_same_minibatches_for_both_models(problem):
 
 
 @pytest.mark.parametrize("optimizer", ["momentum", "adam"])
-def test_optax_optimizers_run_in_both_models(problem, optimizer):
-    cfg, params, train, test = problem
+def test_optax_optimizers_run_in_both_models(train_test_problem, optimizer):
+    cfg, params, train, test = train_test_problem
     lr = 1e-3 if optimizer == "adam" else None
     tcfg = TrainConfig(steps=20, lr=lr, lr_scale=0.3, record_every=10, optimizer=optimizer)
     h = train_paired(cfg, params, train, test, tcfg, key=jax.random.key(4), progress=False).history
@@ -108,8 +100,8 @@ def test_optax_optimizers_run_in_both_models(problem, optimizer):
     assert h["train_loss_lin"].iloc[-1] < h["train_loss_lin"].iloc[0]
 
 
-def test_bad_step_size_and_test_set_are_refused(problem):
-    cfg, params, train, test = problem
+def test_bad_step_size_and_test_set_are_refused(train_test_problem):
+    cfg, params, train, test = train_test_problem
     with pytest.raises(ValueError, match=r"2 / lambda_max\(K_0\) = [\d.e+-]+ \(lambda_max\(K_0\) = "):
         tcfg = TrainConfig(steps=5, lr_scale=2.5)
         train_paired(cfg, params, train, test, tcfg, key=jax.random.key(0), progress=False)
@@ -120,8 +112,8 @@ def test_bad_step_size_and_test_set_are_refused(problem):
         TrainConfig(optimizer="lbfgs")
 
 
-def test_closed_form_for_a_per_sequence_readout(problem):
-    _, _, train, test = problem
+def test_closed_form_for_a_per_sequence_readout(train_test_problem):
+    _, _, train, test = train_test_problem
     cfg = ntk_rnn.RNNConfig(width=32, input_dim=4, parameterization="ntk", trainable=("W", "B"), readout="last")
     tcfg = TrainConfig(steps=30, lr_scale=1.0, record_every=10)
     params = ntk_rnn.init_params(cfg, key=jax.random.key(1))
