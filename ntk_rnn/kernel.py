@@ -97,7 +97,7 @@ def _ntvp_ntk(cfg, params, x1, x2, pos1, pos2):
 
 
 @dataclasses.dataclass(frozen=True)
-class _Plan:
+class BackwardPlan:
     """Which backward vectors delta_{l,a} one input side needs (0-based l, a).
 
     The vectors are stored by distance s = l - a, and within a distance by sorted position, keeping
@@ -110,7 +110,7 @@ class _Plan:
     starts: tuple[int, ...]  # starts[s]: first sorted position with l - s >= first
 
     @classmethod
-    def build(cls, positions: tuple[int, ...], first: int) -> _Plan:
+    def build(cls, positions: tuple[int, ...], first: int) -> BackwardPlan:
         pos = tuple(sorted(positions))
         span = max(pos) - first + 1
         starts = tuple(next(i for i, p in enumerate(pos) if p - s >= first) for s in range(max(span, 0)))
@@ -140,7 +140,7 @@ def _take(a: jax.Array, index: np.ndarray) -> jax.Array:
 
 
 @partial(jax.jit, static_argnums=(0, 1))
-def _backward_vectors(cfg: RNNConfig, plan: _Plan, params: Params, x: jax.Array):
+def _backward_vectors(cfg: RNNConfig, plan: BackwardPlan, params: Params, x: jax.Array):
     """For the chunk x (c, L, d_x): the backward vectors delta_{i,l,a,k} = dy_{i,l,k}/dg_{i,a} of the
     plan's (l, a) pairs, (c, T, d, m); the features u_{i,a} whose inner products weight them,
     (c, L, F): [c_W h_{a-1}, c_A x_a, c_b] restricted to the trainable W, A, b; and h (c, L, m)."""
@@ -171,7 +171,7 @@ def _backward_vectors(cfg: RNNConfig, plan: _Plan, params: Params, x: jax.Array)
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _pair_kernel(cfg: RNNConfig, plan1: _Plan, plan2: _Plan, c: int, factors1, start1, factors2, start2):
+def _pair_kernel(cfg: RNNConfig, plan1: BackwardPlan, plan2: BackwardPlan, c: int, factors1, start1, factors2, start2):
     """Kernel block between the c samples from start1 and the c samples from start2, (c, P1, d, c, P2, d),
     positions in sorted order:
 
@@ -228,7 +228,7 @@ def _pad(x: jax.Array, c: int) -> jax.Array:
     return jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
 
 
-def _factor_source(cfg: RNNConfig, plan: _Plan, params: Params, x: jax.Array, c: int, keep: bool):
+def _factor_source(cfg: RNNConfig, plan: BackwardPlan, params: Params, x: jax.Array, c: int, keep: bool):
     """chunk index -> ((delta, u, h), offset of the chunk in them).
 
     With keep, the backward vectors of all samples are computed once, in one call (large matrix
@@ -259,7 +259,7 @@ def _structured_ntk(cfg, params, x1, x2, pos1, pos2, symmetric, max_bytes) -> np
         return np.einsum("a,iakjbl,b->ikjl", w1, full, w2).reshape(n1 * d, n2 * d)
     n1, n2, d, m = x1.shape[0], x2.shape[0], cfg.output_dim, cfg.width
     first = 0 if {"A", "b"} & set(cfg.trainable) else 1
-    plan1, plan2 = _Plan.build(pos1, first), _Plan.build(pos2, first)
+    plan1, plan2 = BackwardPlan.build(pos1, first), BackwardPlan.build(pos2, first)
     out = np.zeros((n1, len(pos1), d, n2, len(pos2), d))
     length = max(x1.shape[1], x2.shape[1])
     c = _chunk_size(max(n1, n2), plan1.size, plan2.size, d, m, length, max_bytes)
@@ -307,7 +307,7 @@ def _per_device(fn, mesh: Mesh, in_specs):
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2))
-def _sharded_backward_vectors(cfg: RNNConfig, plan: _Plan, mesh: Mesh, params: Params, x: jax.Array):
+def _sharded_backward_vectors(cfg: RNNConfig, plan: BackwardPlan, mesh: Mesh, params: Params, x: jax.Array):
     """_backward_vectors of x (n, L, d_x), n a multiple of the device count, samples split over the devices."""
     return _per_device(partial(_backward_vectors, cfg, plan), mesh, (P(), P(DEVICE_AXIS)))(params, x)
 
@@ -395,7 +395,7 @@ def structured_flops(
     1 <= a < l), the Gram matrix of the vectors (its upper half only when x2 is x1), and the
     hidden-state Gram. The final contraction over (a, b) is O(T^2 P) and left out.
     """
-    plan = _Plan.build(positions, first=1)
+    plan = BackwardPlan.build(positions, first=1)
     t = plan.size
     steps = sum(len(positions) - k for k in plan.starts[1:])
     forward = 2 * (n1 + (0 if symmetric else n2)) * length * (m * m + m * d_x)

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import ntk_rnn
-from ntk_rnn.kernel import _Plan, structured_flops
+from ntk_rnn.kernel import BackwardPlan, structured_flops
 
 
 def _setup(n, length, dx, d, m, seed, activation="relu", **options):
@@ -143,7 +143,7 @@ def test_user_params_dict_accepted():
 
 
 def test_plan_counts_only_causal_pairs_after_the_first_step():
-    plan = _Plan.build(tuple(range(1, 16)), first=1)
+    plan = BackwardPlan.build(tuple(range(1, 16)), first=1)
     assert plan.size == 15 * 16 // 2  # pairs 1 <= a <= l for l = 1..15
     assert np.all(plan.time_of >= 1) and np.all(plan.time_of <= np.asarray(plan.positions)[plan.position_of])
     assert len(set(zip(plan.position_of, plan.time_of, strict=True))) == plan.size
