@@ -115,24 +115,53 @@ def loss_positions(cfg: RNNConfig, positions: Sequence[int] | None, length: int,
     return None
 
 
+def check_lengths(lengths, x: jax.Array, name: str = "lengths") -> jax.Array | None:
+    """Sequence lengths (n,) for right-padded x (n, L, d_x): ints in [1, L], as an int32 jax array; None stays
+    None (every sequence has length L)."""
+    if lengths is None:
+        return None
+    arr = np.asarray(lengths)
+    n, length = x.shape[:2]
+    if arr.shape != (n,):
+        raise ValueError(f"{name} must have shape (n,) = ({n},), one length per sequence, got shape {arr.shape}")
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"{name} must hold integers in [1, L] = [1, {length}], got dtype {arr.dtype}")
+    if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+        raise ValueError(f"{name} must hold integers in [1, L] = [1, {length}], got {arr[arr != np.round(arr)][:3]}")
+    bad = (arr < 1) | (arr > length)
+    if bad.any():
+        raise ValueError(f"{name} must lie in [1, L] = [1, {length}], got {arr[bad][:3].astype(int).tolist()} "
+                         f"at sequences {np.flatnonzero(bad)[:3].tolist()}")  # fmt: skip
+    return jnp.asarray(arr.astype(np.int32))
+
+
 class InputPair(NamedTuple):
-    """Validated kernel inputs: x1 (n1, L1, d_x), x2 (x1 itself when symmetric), and their output positions."""
+    """Validated kernel inputs: x1 (n1, L1, d_x), x2 (x1 itself when symmetric), their output positions,
+    and their lengths ((n,) int32, or None for full-length sequences)."""
 
     x1: jax.Array
     x2: jax.Array
     pos1: tuple[int, ...] | None
     pos2: tuple[int, ...] | None
     symmetric: bool
+    lengths1: jax.Array | None = None
+    lengths2: jax.Array | None = None
 
 
-def check_pair(cfg: RNNConfig, x1, x2=None, positions: Sequence[int] | None = None) -> InputPair:
-    """The inputs of a kernel K(x1, x2): x2 None means x2 = x1 (symmetric); positions apply to both sides."""
+def check_pair(cfg: RNNConfig, x1, x2=None, positions: Sequence[int] | None = None, lengths1=None,
+               lengths2=None) -> InputPair:  # fmt: skip
+    """The inputs of a kernel K(x1, x2): x2 None means x2 = x1 (symmetric, and lengths2 must be None);
+    positions apply to both sides."""
     x1 = check_inputs(cfg, x1, "x1")
     symmetric = x2 is None
+    if symmetric and lengths2 is not None:
+        raise ValueError("lengths2 needs x2; with x2=None the kernel is K(x1, x1) and lengths1 applies to both")
     x2 = x1 if symmetric else check_inputs(cfg, x2, "x2")
+    lengths1 = check_lengths(lengths1, x1, "lengths1")
+    lengths2 = lengths1 if symmetric else check_lengths(lengths2, x2, "lengths2")
     pos1 = loss_positions(cfg, positions, x1.shape[1], "positions")
     pos2 = pos1 if symmetric else loss_positions(cfg, positions, x2.shape[1], "positions")
-    return InputPair(x1, x2, pos1, pos2, symmetric)
+    return InputPair(x1, x2, pos1, pos2, symmetric, lengths1, lengths2)
 
 
 def check_key(key, name: str = "key") -> jax.Array:

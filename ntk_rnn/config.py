@@ -9,6 +9,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from ntk_rnn.cells import CELLS, Cell, builtin_cell
+
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": jax.nn.relu,
     "tanh": jnp.tanh,
@@ -22,7 +24,8 @@ READOUTS = ("all", "last", "mean")
 
 @dataclasses.dataclass(frozen=True)
 class RNNConfig:
-    """Elman RNN  h_l = phi(c_W W h_{l-1} + c_A A x_l + c_b b),  y_l = c_B B h_l,  h_0 = 0  (docs/theory.md §1).
+    """Elman RNN  h_l = phi(c_W W h_{l-1} + c_A A x_l + c_b b),  y_l = c_B B h_l,  h_0 = 0  (docs/theory.md §1),
+    or any other cell, stacked and bidirectional (docs/theory.md §9).
 
     The defaults are the paper's model: relu, W ~ N(0, 2/m), A ~ N(0, 2/m), B ~ N(0, 1/d), no
     bias, an output at every step, and only W trained.
@@ -31,16 +34,25 @@ class RNNConfig:
       width: hidden width m.
       input_dim: token dimension d_x.
       output_dim: output dimension d.
-      activation: "relu", "tanh", "erf", "linear", or any elementwise jax function.
+      activation: the Elman cell's phi: "relu", "tanh", "erf", "linear", or any elementwise jax function
+        (GRU and LSTM use PyTorch's sigmoid and tanh).
       parameterization: how the variances below enter (multipliers c are 1 unless stated):
         "paper":    W ~ N(0, sigma_w2/m), A ~ N(0, sigma_u2/m), b ~ N(0, sigma_b2/m), B ~ N(0, sigma_v2/d);
         "standard": W ~ N(0, sigma_w2/m), A ~ N(0, sigma_u2/d_x), b ~ N(0, sigma_b2), B ~ N(0, sigma_v2/m);
         "ntk":      every weight N(0, 1), c_W = sqrt(sigma_w2/m), c_A = sqrt(sigma_u2/d_x),
                     c_b = sqrt(sigma_b2), c_B = sqrt(sigma_v2/m).
+        Layers j >= 1 read the layer below through A_l{j} (k m, m): its fan-in d_x above becomes m.
       sigma_w2, sigma_u2, sigma_b2, sigma_v2: the variances; sigma_b2 = 0 means no bias b.
-      trainable: the parameters the kernel and training differentiate, a subset of ("W", "A", "b", "B").
+      trainable: the parameters the kernel and training differentiate, a subset of ("W", "A", "b", "B");
+        each name covers that parameter in every layer and direction.
       readout: "all" (an output at every step, the paper's), "last" (the last state's) or "mean" (the
         readout of the mean of the states); the last two give one output per sequence.
+      cell: "elman", "gru", "lstm" (PyTorch's equations and gate order, ntk_rnn.cells) or a Cell.
+        Parameters W (k m, m), A (k m, d_x), b (k m,) with k = the cell's gates.
+      num_layers: stacked layers; layer j >= 1 has parameters W_l{j}, A_l{j}, b_l{j} (PyTorch's names
+        without "weight_hh_"/"weight_ih_"/"bias_ih_").
+      bidirectional: add a second stack, with parameters suffixed "_reverse" and its own readout
+        B_reverse, run on each sequence reversed; the two readouts are summed.
     """
 
     width: int
@@ -54,9 +66,12 @@ class RNNConfig:
     sigma_v2: float = 1.0
     trainable: tuple[str, ...] = ("W",)
     readout: str = "all"
+    cell: str | Cell = "elman"
+    num_layers: int = 1
+    bidirectional: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("width", "input_dim", "output_dim"):
+        for name in ("width", "input_dim", "output_dim", "num_layers"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"RNNConfig.{name} must be a positive int, got {value!r}")
@@ -78,6 +93,10 @@ class RNNConfig:
             )
         if not callable(self.activation) and not isinstance(self.activation, str):
             raise ValueError(f"RNNConfig.activation must be a name or a callable, got {self.activation!r}")
+        if not (isinstance(self.cell, Cell) or self.cell in CELLS):
+            raise ValueError(f"RNNConfig.cell must be one of {CELLS} or an ntk_rnn.Cell, got {self.cell!r}")
+        if not isinstance(self.bidirectional, bool):
+            raise ValueError(f"RNNConfig.bidirectional must be True or False, got {self.bidirectional!r}")
         trainable = tuple(self.trainable)
         if not trainable or len(set(trainable)) != len(trainable) or not set(trainable) <= set(PARAM_NAMES):
             raise ValueError(
@@ -89,36 +108,78 @@ class RNNConfig:
         object.__setattr__(self, "trainable", trainable)
 
     @property
+    def cell_spec(self) -> Cell:
+        """The cell as a Cell (ntk_rnn.cells)."""
+        return self.cell if isinstance(self.cell, Cell) else builtin_cell(self.cell, self.phi)
+
+    @property
+    def cell_name(self) -> str:
+        return self.cell_spec.name
+
+    @property
+    def is_elman(self) -> bool:
+        """One forward Elman layer: the model of docs/theory.md §1-§3, with its own fast paths."""
+        return self.cell == "elman" and self.num_layers == 1 and not self.bidirectional
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        """Parameter-name suffix of each direction: ("",) or ("", "_reverse")."""
+        return ("", "_reverse") if self.bidirectional else ("",)
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """Parameter-name suffix of each layer: "", "_l1", "_l2", ..."""
+        return tuple(f"_l{j}" if j else "" for j in range(self.num_layers))
+
+    @property
     def param_names(self) -> tuple[str, ...]:
-        """The parameters this model has: W, A, B, and b when sigma_b2 > 0."""
-        return tuple(k for k in PARAM_NAMES if k != "b" or self.sigma_b2 > 0)
+        """The parameters this model has: W, A, b (when sigma_b2 > 0) of every layer and direction, then
+        the readouts B (and B_reverse)."""
+        cell = ("W", "A", "b") if self.sigma_b2 > 0 else ("W", "A")
+        names = [k + layer + d for layer in self.layers for d in self.directions for k in cell]
+        return (*names, *("B" + d for d in self.directions))
+
+    @property
+    def trainable_names(self) -> tuple[str, ...]:
+        """The trainable parameters by full name, in param_names order."""
+        return tuple(k for k in self.param_names if base_name(k) in self.trainable)
 
     @property
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Shapes of W (m, m), A (m, d_x), b (m,) (only when sigma_b2 > 0) and B (d, m)."""
-        m, dx, d = self.width, self.input_dim, self.output_dim
-        shapes = {"W": (m, m), "A": (m, dx), "b": (m,), "B": (d, m)}
-        return {k: shapes[k] for k in self.param_names}
+        """Shapes of W (k m, m), A (k m, d_in), b (k m,) and B (d, m); k = the cell's gates, d_in = d_x in
+        the first layer and m above it."""
+        m, d, k = self.width, self.output_dim, self.cell_spec.gates
+        shapes = {"W": (k * m, m), "b": (k * m,), "B": (d, m)}
+        return {name: shapes.get(base_name(name), (k * m, self.fan_in(name))) for name in self.param_names}
+
+    def fan_in(self, name: str) -> int:
+        """The input dimension a parameter multiplies: m for W and B, d_x or m for A, 1 for b."""
+        base = base_name(name)
+        if base == "A":
+            return self.input_dim if name in ("A", "A_reverse") else self.width
+        return {"W": self.width, "b": 1, "B": self.width}[base]
 
     @property
     def init_std(self) -> dict[str, float]:
         """Standard deviation of each parameter's entries at initialization."""
-        m, dx, d = self.width, self.input_dim, self.output_dim
         if self.parameterization == "ntk":
             return dict.fromkeys(self.param_names, 1.0)
-        fan = {"paper": (m, m, m, d), "standard": (m, dx, 1, m)}[self.parameterization]
-        variances = (self.sigma_w2, self.sigma_u2, self.sigma_b2, self.sigma_v2)
-        std = {k: math.sqrt(v / f) for k, v, f in zip(PARAM_NAMES, variances, fan, strict=True)}
-        return {k: std[k] for k in self.param_names}
+        m, d = self.width, self.output_dim
+        variance = {"W": self.sigma_w2, "A": self.sigma_u2, "b": self.sigma_b2, "B": self.sigma_v2}
+        paper_fan = {"W": m, "A": m, "b": m, "B": d}
+
+        def fan(name: str) -> int:
+            return paper_fan[base_name(name)] if self.parameterization == "paper" else self.fan_in(name)
+
+        return {name: math.sqrt(variance[base_name(name)] / fan(name)) for name in self.param_names}
 
     @property
     def multipliers(self) -> dict[str, float]:
         """Forward multiplier c of each parameter (1 except in the "ntk" parameterization)."""
         if self.parameterization != "ntk":
             return dict.fromkeys(self.param_names, 1.0)
-        m, dx = self.width, self.input_dim
-        c = {"W": self.sigma_w2 / m, "A": self.sigma_u2 / dx, "b": self.sigma_b2, "B": self.sigma_v2 / m}
-        return {k: math.sqrt(c[k]) for k in self.param_names}
+        variance = {"W": self.sigma_w2, "A": self.sigma_u2, "b": self.sigma_b2, "B": self.sigma_v2}
+        return {k: math.sqrt(variance[base_name(k)] / self.fan_in(k)) for k in self.param_names}
 
     @property
     def phi(self) -> Callable[[jax.Array], jax.Array]:
@@ -140,4 +201,10 @@ class RNNConfig:
         out = dataclasses.asdict(self)
         out["activation"] = self.activation_name
         out["trainable"] = list(self.trainable)
+        out["cell"] = self.cell_name
         return out
+
+
+def base_name(name: str) -> str:
+    """The parameter a full name stands for: "W_l1_reverse" -> "W"."""
+    return name.split("_", 1)[0]

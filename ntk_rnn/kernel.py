@@ -17,9 +17,10 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
+from ntk_rnn.cell_kernel import cell_ntk
 from ntk_rnn.checks import Params, check_pair, check_params
 from ntk_rnn.config import RNNConfig
-from ntk_rnn.model import activation_derivative, hidden_states, output_fn, trainable
+from ntk_rnn.model import activation_derivative, hidden_states, output_fn, real_rows, trainable
 
 METHODS = ("structured", "jacobian", "ntvp")
 DEFAULT_MAX_BYTES = 2 * 2**30
@@ -33,16 +34,22 @@ def empirical_ntk(
     positions: Sequence[int] | None = None,
     method: str = "structured",
     max_bytes: int = DEFAULT_MAX_BYTES,
+    *,
+    lengths1=None,
+    lengths2=None,
 ) -> np.ndarray:
     """Exact empirical NTK  K = J(x1) J(x2)^T  over the trainable parameters, in float64.
 
     Args:
-      cfg, params: the model.
+      cfg, params: the model (any cell, layers and directions).
       x1: (n1, L1, d_x) sequences; x2: (n2, L2, d_x), or None for x2 = x1.
       positions: 0-based output positions kept on both sides; None means the paper's loss
         positions 1..L-1 of each input.
-      method: "structured" (fast, docs/theory.md §2), "jacobian" (contracts autodiff Jacobians) or
-        "ntvp" (kernel columns from vjp/jvp products). The last two are references.
+      method: "structured" (fast: docs/theory.md §2 for one Elman layer on full-length sequences,
+        §9 otherwise), "jacobian" (contracts autodiff Jacobians) or "ntvp" (kernel columns from vjp/jvp
+        products). The last two are references.
+      lengths1, lengths2: (n1,), (n2,) lengths of right-padded sequences (ints in [1, L]); None means
+        full length. With readout "all" only the rows of real positions are kept.
       max_bytes: peak working-memory budget of the structured path (per device); it works in sample
         chunks sized to fit.
 
@@ -53,37 +60,46 @@ def empirical_ntk(
     Returns:
       (n1 * P1 * d, n2 * P2 * d) float64 numpy array, rows ordered (sample, position, unit); with
       readout "last" or "mean", (n1 * d, n2 * d), rows ordered (sample, unit), and positions must be None.
+      With lengths, the rows of padded positions are left out.
     """
     params = check_params(cfg, params)
-    x1, x2, pos1, pos2, symmetric = check_pair(cfg, x1, x2, positions)
-    if method == "structured":
+    x1, x2, pos1, pos2, symmetric, len1, len2 = check_pair(cfg, x1, x2, positions, lengths1, lengths2)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "structured" and cfg.is_elman and len1 is None and len2 is None:
         return _structured_ntk(cfg, params, x1, x2, pos1, pos2, symmetric, max_bytes)
-    if method == "jacobian":
-        return np.asarray(_jacobian_ntk(cfg, params, x1, x2, pos1, pos2))
-    if method == "ntvp":
-        return np.asarray(_ntvp_ntk(cfg, params, x1, x2, pos1, pos2))
-    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    full1 = jnp.full(x1.shape[0], x1.shape[1], jnp.int32) if len1 is None else len1
+    full2 = jnp.full(x2.shape[0], x2.shape[1], jnp.int32) if len2 is None else len2
+    if method == "structured":
+        K = cell_ntk(cfg, params, x1, x2, full1, full2, pos1, pos2, symmetric, max_bytes)
+    elif method == "jacobian":
+        K = np.asarray(_jacobian_ntk(cfg, params, x1, x2, pos1, pos2, full1, full2))
+    else:
+        K = np.asarray(_ntvp_ntk(cfg, params, x1, x2, pos1, pos2, full1, full2))
+    keep1 = real_rows(cfg, pos1, len1, x1.shape[0])
+    keep2 = real_rows(cfg, pos2, len2, x2.shape[0])
+    return K[np.ix_(keep1, keep2)] if not (keep1.all() and keep2.all()) else K
 
 
 # ----------------------------------------------------------------------------- references
 
 
 @partial(jax.jit, static_argnums=(0, 4, 5))
-def _jacobian_ntk(cfg, params, x1, x2, pos1, pos2):
+def _jacobian_ntk(cfg, params, x1, x2, pos1, pos2, lengths1, lengths2):
     theta = trainable(cfg, params)
 
-    def flat_jacobian(x, pos):
-        jac = jax.jacrev(output_fn(cfg, params, x, pos))(theta)
+    def flat_jacobian(x, pos, lengths):
+        jac = jax.jacrev(output_fn(cfg, params, x, pos, lengths))(theta)
         return jnp.concatenate([j.reshape(j.shape[0], -1) for j in jax.tree.leaves(jac)], axis=1)
 
-    return flat_jacobian(x1, pos1) @ flat_jacobian(x2, pos2).T
+    return flat_jacobian(x1, pos1, lengths1) @ flat_jacobian(x2, pos2, lengths2).T
 
 
 @partial(jax.jit, static_argnums=(0, 4, 5))
-def _ntvp_ntk(cfg, params, x1, x2, pos1, pos2):
+def _ntvp_ntk(cfg, params, x1, x2, pos1, pos2, lengths1, lengths2):
     theta = trainable(cfg, params)
-    f1 = output_fn(cfg, params, x1, pos1)
-    f2, vjp2 = jax.vjp(output_fn(cfg, params, x2, pos2), theta)
+    f1 = output_fn(cfg, params, x1, pos1, lengths1)
+    f2, vjp2 = jax.vjp(output_fn(cfg, params, x2, pos2, lengths2), theta)
 
     def column(e):
         (cotangent,) = vjp2(e)

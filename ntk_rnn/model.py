@@ -14,8 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntk_rnn.cells import TiedUse
 from ntk_rnn.checks import Params, check_structure
-from ntk_rnn.config import RNNConfig
+from ntk_rnn.config import RNNConfig, base_name
 
 Positions = tuple[int, ...] | None
 
@@ -24,6 +25,8 @@ def init_params(cfg: RNNConfig, *, key: jax.Array) -> Params:
     """Draw every parameter from N(0, std^2) in float64, std from cfg.parameterization (RNNConfig)."""
     kw, ka, kb = jax.random.split(key, 3)
     keys = {"W": kw, "A": ka, "B": kb, "b": jax.random.fold_in(key, 3)}
+    for index, name in enumerate(cfg.param_names):
+        keys.setdefault(name, jax.random.fold_in(key, 4 + index))
     std = cfg.init_std
     return {
         name: jax.random.normal(keys[name], shape, dtype=jnp.float64) * std[name]
@@ -33,7 +36,12 @@ def init_params(cfg: RNNConfig, *, key: jax.Array) -> Params:
 
 @partial(jax.jit, static_argnums=0)
 def hidden_states(cfg: RNNConfig, params: Params, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Pre-activations g and hidden states h, each (n, L, m), for inputs x (n, L, d_x)."""
+    """Pre-activations g and hidden states h, each (n, L, m), for inputs x (n, L, d_x), of a one-layer
+    Elman RNN (cfg.is_elman) on equal-length sequences."""
+    if not cfg.is_elman:
+        raise ValueError(f"hidden_states is the one-layer Elman RNN's (pre-activations g); cfg has "
+                         f"cell={cfg.cell_name!r}, num_layers={cfg.num_layers}, "
+                         f"bidirectional={cfg.bidirectional}")  # fmt: skip
     check_structure(cfg, params, x)
     c = cfg.multipliers
     W, A = c["W"] * params["W"], c["A"] * params["A"]
@@ -50,9 +58,14 @@ def hidden_states(cfg: RNNConfig, params: Params, x: jax.Array) -> tuple[jax.Arr
     return jnp.swapaxes(g, 0, 1), jnp.swapaxes(h, 0, 1)
 
 
-def apply(cfg: RNNConfig, params: Mapping[str, jax.Array], x: jax.Array) -> jax.Array:
+def apply(cfg: RNNConfig, params: Mapping[str, jax.Array], x: jax.Array, lengths: jax.Array | None = None):
     """The outputs for inputs x (n, L, d_x): readout "all" gives y_l = c_B B h_l at every step, (n, L, d);
-    "last" gives c_B B h_L and "mean" c_B B mean_l h_l, (n, d). Pure: jit it with cfg static."""
+    "last" gives c_B B h_L and "mean" c_B B mean_l h_l, (n, d). With several directions the readouts
+    are summed. lengths (n,) ints in [1, L]: right-padded sequences, whose padded steps leave the state
+    unchanged and output 0; "last" and "mean" use each sequence's own steps. Pure: jit it with cfg static."""
+    if not cfg.is_elman or lengths is not None:
+        check_structure(cfg, params, x)
+        return jax.vmap(lambda xi, li: sequence_outputs(cfg, params, xi, li)[0])(x, _lengths(x, lengths))
     _, h = hidden_states(cfg, params, x)
     B = cfg.multipliers["B"] * params["B"]
     if cfg.readout == "last":
@@ -77,15 +90,27 @@ def select_targets(y: jax.Array, positions: Positions) -> jax.Array:
     return y[:, -1] if positions is None else y[:, np.asarray(positions)]
 
 
-def flat_outputs(cfg: RNNConfig, params: Mapping[str, jax.Array], x: jax.Array, positions: Positions) -> jax.Array:
+def flat_outputs(cfg: RNNConfig, params: Mapping[str, jax.Array], x: jax.Array, positions: Positions,
+                 lengths: jax.Array | None = None) -> jax.Array:  # fmt: skip
     """The outputs at the positions as one vector in the kernels' row order (sample, position, unit):
-    (n * P * d,), or (n * d,) for readout "last"/"mean" (positions None)."""
-    return select_outputs(apply(cfg, params, x), positions).reshape(-1)
+    (n * P * d,), or (n * d,) for readout "last"/"mean" (positions None). With lengths, the rows of padded
+    positions are there too (zero); real_rows says which are kept."""
+    return select_outputs(apply(cfg, params, x, lengths), positions).reshape(-1)
+
+
+def real_rows(cfg: RNNConfig, positions: Positions, lengths, n: int) -> np.ndarray:
+    """Boolean mask (n * P * d,) of the flat_outputs rows at real positions (position < the sequence's
+    length); all True without lengths or for a per-sequence readout (n * d,)."""
+    per_sample = cfg.output_dim * (1 if positions is None else len(positions))
+    if lengths is None or positions is None:
+        return np.ones(n * per_sample, bool)
+    real = np.asarray(positions)[None, :] < np.asarray(lengths)[:, None]  # (n, P)
+    return np.repeat(real, cfg.output_dim, axis=1).reshape(-1)
 
 
 def trainable(cfg: RNNConfig, params: Mapping[str, jax.Array]) -> Params:
-    """theta: the trainable parameters of cfg, {name: array} for name in cfg.trainable."""
-    return {k: params[k] for k in cfg.trainable}
+    """theta: the trainable parameters of cfg, {name: array} for name in cfg.trainable_names."""
+    return {k: params[k] for k in cfg.trainable_names}
 
 
 def merge(params: Mapping[str, jax.Array], theta: Mapping[str, jax.Array]) -> Params:
@@ -94,8 +119,85 @@ def merge(params: Mapping[str, jax.Array], theta: Mapping[str, jax.Array]) -> Pa
 
 
 def output_fn(
-    cfg: RNNConfig, params: Mapping[str, jax.Array], x: jax.Array, positions: Positions
+    cfg: RNNConfig, params: Mapping[str, jax.Array], x: jax.Array, positions: Positions, lengths=None
 ) -> Callable[[Params], jax.Array]:
     """theta -> flat_outputs with the trainable parameters theta and the others from params: the function
     whose Jacobian the empirical NTK contracts."""
-    return lambda theta: flat_outputs(cfg, merge(params, theta), x, positions)
+    return lambda theta: flat_outputs(cfg, merge(params, theta), x, positions, lengths)
+
+
+# ----------------------------------------------------------------------------- any cell, layer, direction
+
+
+def _lengths(x: jax.Array, lengths: jax.Array | None) -> jax.Array:
+    """lengths, or L for every sequence."""
+    return jnp.full(x.shape[0], x.shape[1], jnp.int32) if lengths is None else jnp.asarray(lengths)
+
+
+def _order(length: jax.Array, steps: int, reverse: bool) -> jax.Array:
+    """The step each scan step reads, (L,): t itself, or for the reverse direction the real steps backwards,
+    len-1-t for t < len, then the padding as it is. An involution, so it also maps states back."""
+    t = jnp.arange(steps)
+    return jnp.where(t < length, length - 1 - t, t) if reverse else t
+
+
+def _run_layer(cfg: RNNConfig, weights: dict, scales: dict, inputs: jax.Array, length: jax.Array, taps: dict | None):
+    """One layer of one direction over one sequence, in scan order: states (L, s) and the features
+    {name: (L, f)} that the weights with taps ({name: (L, k m)}, zeros; a subset of the weights, or
+    None) recorded (docs/theory.md §9)."""
+    cell, m = cfg.cell_spec, cfg.width
+    size = cell.state_factor * m
+
+    def body(state, step_inputs):
+        t, x_t, tap_t = step_inputs
+        tapped = {k: TiedUse(k, weights[k], scales[k], tap) for k, tap in (tap_t or {}).items()}
+        new = cell.step({**weights, **tapped}, state, x_t)
+        if jnp.shape(new) != (size,):
+            raise ValueError(f"cell {cell.name!r}: step(params, s, x) must return the new state of shape "
+                             f"({size},) (state_factor * width), got {jnp.shape(new)}")  # fmt: skip
+        unused = [k for k, v in tapped.items() if v.feature is None]
+        if unused:
+            raise ValueError(f"cell {cell.name!r}: the step never uses params{unused}; every weight must "
+                             f"enter once, as params[name] @ v or + params['b']")  # fmt: skip
+        features = {k: v.feature for k, v in tapped.items()}
+        new = jnp.where(t < length, new, state)
+        return new, (new, features)
+
+    s0 = jnp.zeros(size, inputs.dtype)
+    _, (states, features) = jax.lax.scan(body, s0, (jnp.arange(inputs.shape[0]), inputs, taps))
+    return states, features
+
+
+def sequence_outputs(cfg: RNNConfig, params: Mapping[str, jax.Array], x: jax.Array, length: jax.Array,
+                     taps: dict | None = None):  # fmt: skip
+    """One sequence x (L, d_x) of `length` real steps through every layer and direction.
+
+    Returns (y, readout_inputs, features): y as in apply ((L, d) or (d,)); readout_inputs {direction:
+    r} with r (L, m) or (m,), the vectors each readout B multiplies (zero at padded steps); and, with
+    taps {param name: (L, k m)} (zeros) for some cell weights, the features {param name: (L, f)} of
+    the tapped pass, indexed by scan step (docs/theory.md §9). Pure."""
+    c = cfg.multipliers
+    steps = x.shape[0]
+    real = jnp.arange(steps) < length
+    y, readout_inputs, features = 0.0, {}, {}
+    for direction in cfg.directions:
+        order = _order(length, steps, direction == "_reverse")
+        h = x[order]
+        for layer in cfg.layers:
+            names = [k + layer + direction for k in ("W", "A", "b") if k + layer + direction in params]
+            weights = {base_name(k): c[k] * params[k] for k in names}
+            scales = {base_name(k): c[k] for k in names}
+            layer_taps = {base_name(k): taps[k] for k in names if k in (taps or {})}
+            states, feats = _run_layer(cfg, weights, scales, h, length, layer_taps or None)
+            h = states[:, : cfg.width]
+            features |= {k: feats[base_name(k)] for k in names if base_name(k) in feats}
+        h = jnp.where(real[:, None], h[order], 0.0)
+        if cfg.readout == "last":
+            r = h[length - 1] if direction == "" else h[0]
+        elif cfg.readout == "mean":
+            r = h.sum(axis=0) / length
+        else:
+            r = h
+        readout_inputs[direction] = r
+        y = y + r @ (c["B" + direction] * params["B" + direction]).T
+    return y, readout_inputs, features

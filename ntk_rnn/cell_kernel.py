@@ -1,0 +1,175 @@
+"""The structured empirical NTK of any cell, layer count and direction, on sequences of any lengths
+(docs/theory.md §9).
+
+Every tied weight V enters step t once, as z = c_V V v_t, so dy_o/dV = sum_t delta_{o,t} (c_V v_t)^T with
+delta_{o,t} = dy_o/dz_t, and
+
+    K[o, o'] = sum_V sum_{t,t'} (delta_{o,t} . delta_{o',t'}) c_V^2 (v_t . v'_t') + [B] [k = k'] c_B^2 r_o . r'_o',
+
+r_o the vector the readout multiplies. All delta_{o,t} of one output row o come from one reverse pass
+with zero taps eps_t added to z_t (jax.vjp, vmapped over the rows); no per-row Jacobian is formed. For
+the forward direction and readout "all", causality (delta_{o,t} = 0 for t after o's position) drops
+more than half of the (o, t) pairs.
+
+Rows are ordered (sample, position, unit) over every position of the padded sequences; the caller
+(ntk_rnn.kernel.empirical_ntk) drops the padded ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from ntk_rnn.checks import Params
+from ntk_rnn.config import RNNConfig, base_name
+from ntk_rnn.model import sequence_outputs
+
+GRAM_ROWS = 2048  # (sample, row, step) triples per chunk side: large, efficient matrix products
+
+
+@dataclasses.dataclass(frozen=True)
+class RowPlan:
+    """The output rows of one input side and the (row, step) pairs that can be nonzero.
+
+    positions: 0-based output positions (readout "all") or None (one output per sequence); rows are
+    (position, unit) pairs in C order, R = P d (or d). For a weight of the forward direction with
+    readout "all", only steps t <= the row's position are kept; otherwise every step.
+    """
+
+    positions: tuple[int, ...] | None
+    output_dim: int
+    length: int
+
+    @property
+    def rows(self) -> int:
+        return (1 if self.positions is None else len(self.positions)) * self.output_dim
+
+    def pairs(self, causal: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(row index, step) of the kept pairs, each (T,)."""
+        rows, steps = np.meshgrid(np.arange(self.rows), np.arange(self.length), indexing="ij")
+        if causal and self.positions is not None:
+            position = np.repeat(np.asarray(self.positions), self.output_dim)
+            keep = steps <= position[:, None]
+            return rows[keep], steps[keep]
+        return rows.ravel(), steps.ravel()
+
+
+def _causal(cfg: RNNConfig, name: str) -> bool:
+    return cfg.readout == "all" and not name.endswith("_reverse")
+
+
+def _tapped_names(cfg: RNNConfig) -> tuple[str, ...]:
+    return tuple(k for k in cfg.trainable_names if base_name(k) in ("W", "A", "b"))
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _factors(cfg: RNNConfig, plan: RowPlan, params: Params, x: jax.Array, lengths: jax.Array):
+    """For a chunk x (c, L, d_x) with lengths (c,): the backward vectors of the kept (row, step) pairs
+    {name: (c, T, k m)}, the features {name: (c, L, f)}, and the readout inputs {direction: (c, R', m)}
+    (R' = P, or 1 for a per-sequence readout)."""
+    names = _tapped_names(cfg)
+    shapes = cfg.param_shapes
+    n, length = x.shape[:2]
+    taps = {k: jnp.zeros((n, length, shapes[k][0]), x.dtype) for k in names}
+
+    def outputs(taps):
+        y, readin, features = jax.vmap(partial(sequence_outputs, cfg, params))(x, lengths, taps)
+        if plan.positions is not None:
+            y = y[:, np.asarray(plan.positions)]
+        return y.reshape(n, -1), (readin, features)
+
+    y, pullback, (readin, features) = jax.vjp(outputs, taps, has_aux=True)
+    eye = jnp.eye(plan.rows, dtype=x.dtype)
+    deltas = jax.vmap(lambda e: pullback(jnp.broadcast_to(e, y.shape))[0])(eye)  # {name: (R, c, L, k m)}
+    kept = {}
+    for k in names:
+        rows, steps = plan.pairs(_causal(cfg, k))
+        kept[k] = jnp.moveaxis(deltas[k], 1, 0)[:, rows, steps]
+    if plan.positions is not None:
+        readin = {d: r[:, np.asarray(plan.positions)] for d, r in readin.items()}
+    else:
+        readin = {d: r[:, None] for d, r in readin.items()}
+    return kept, features, readin
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2))
+def _block(cfg: RNNConfig, plan1: RowPlan, plan2: RowPlan, factors1, factors2) -> jax.Array:
+    """The kernel between two chunks, (c1, R1, c2, R2)."""
+    kept1, feats1, readin1 = factors1
+    kept2, feats2, readin2 = factors2
+    c1, c2 = next(iter(readin1.values())).shape[0], next(iter(readin2.values())).shape[0]
+    out = jnp.zeros((c1, plan1.rows, c2, plan2.rows), jnp.float64)
+    for k in kept1:
+        rows1, steps1 = plan1.pairs(_causal(cfg, k))
+        rows2, steps2 = plan2.pairs(_causal(cfg, k))
+        d1, d2 = kept1[k], kept2[k]
+        gram = (d1.reshape(-1, d1.shape[-1]) @ d2.reshape(-1, d2.shape[-1]).T).reshape(c1, rows1.size, c2, rows2.size)
+        uu = jnp.einsum("itf,juf->itju", feats1[k], feats2[k])[:, steps1][:, :, :, steps2]
+        s1 = jax.nn.one_hot(rows1, plan1.rows, dtype=gram.dtype)
+        s2 = jax.nn.one_hot(rows2, plan2.rows, dtype=gram.dtype)
+        out = out + jnp.einsum("ur,iujv,vs->irjs", s1, gram * uu, s2)
+    if "B" in cfg.trainable:
+        d = cfg.output_dim
+        eye = jnp.eye(d, dtype=out.dtype)
+        for direction in cfg.directions:
+            c_b = cfg.multipliers["B" + direction]
+            rr = jnp.einsum("ipm,jqm->ipjq", readin1[direction], readin2[direction])
+            rr = jnp.einsum("ipjq,kl->ipkjql", rr, eye).reshape(out.shape)
+            out = out + c_b**2 * rr
+    return out
+
+
+def _chunk(n: int, plan1: RowPlan, plan2: RowPlan, cfg: RNNConfig, max_bytes: int) -> int:
+    """Samples per chunk: about GRAM_ROWS (sample, row, step) triples, halved until the working set of
+    the backward vectors (all rows, every step) and the Gram fits in half of max_bytes."""
+    widths = sum(cfg.param_shapes[k][0] for k in _tapped_names(cfg))
+    triples = max(plan1.rows * plan1.length, plan2.rows * plan2.length, 1)
+
+    def working_set(c: int) -> int:
+        vectors = 3 * c * triples * widths  # all rows of the reverse pass, and the kept pairs of both sides
+        gram = 3 * (c * triples) ** 2
+        states = 8 * c * max(plan1.length, plan2.length) * cfg.width * cfg.cell_spec.state_factor * cfg.num_layers
+        return 8 * (vectors + gram + states)
+
+    c = min(n, max(1, round(GRAM_ROWS / triples)))
+    while c > 1 and working_set(c) > max_bytes // 2:
+        c = math.ceil(c / 2)
+    if working_set(c) > max_bytes // 2:
+        raise ValueError(f"max_bytes={max_bytes} is too small: one sample needs about {2 * working_set(1)} bytes; "
+                         f"raise max_bytes")  # fmt: skip
+    return c
+
+
+def cell_ntk(cfg: RNNConfig, params: Params, x1: jax.Array, x2: jax.Array, lengths1: jax.Array,
+             lengths2: jax.Array, pos1, pos2, symmetric: bool, max_bytes: int) -> np.ndarray:  # fmt: skip
+    """K(x1, x2) over every (sample, position, unit) row of the padded inputs, (n1 R1, n2 R2) float64."""
+    plan1 = RowPlan(pos1, cfg.output_dim, x1.shape[1])
+    plan2 = RowPlan(pos2, cfg.output_dim, x2.shape[1])
+    n1, n2 = x1.shape[0], x2.shape[0]
+    c = _chunk(max(n1, n2), plan1, plan2, cfg, max_bytes)
+
+    def chunks(x, lengths):
+        """Chunks of c sequences; the last is padded with copies of the first (computed, then dropped), so
+        that every chunk has one shape and one compilation."""
+        pad = (-x.shape[0]) % c
+        x = jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad, *x.shape[1:]))])
+        lengths = jnp.concatenate([lengths, jnp.broadcast_to(lengths[:1], (pad,))])
+        return [(x[i : i + c], lengths[i : i + c]) for i in range(0, x.shape[0], c)]
+
+    side1 = [_factors(cfg, plan1, params, xc, lc) for xc, lc in chunks(x1, lengths1)]
+    side2 = side1 if symmetric else [_factors(cfg, plan2, params, xc, lc) for xc, lc in chunks(x2, lengths2)]
+    out = np.zeros((n1, plan1.rows, n2, plan2.rows))
+    pairs = [(a, b) for a in range(len(side1)) for b in range(a if symmetric else 0, len(side2))]
+    for a, b in tqdm(pairs, desc="kernel blocks", delay=3.0, leave=False):
+        r1, r2 = slice(a * c, min((a + 1) * c, n1)), slice(b * c, min((b + 1) * c, n2))
+        block = np.asarray(_block(cfg, plan1, plan2, side1[a], side2[b]))[: r1.stop - r1.start, :, : r2.stop - r2.start]
+        out[r1, :, r2] = block
+        if symmetric and a != b:
+            out[r2, :, r1] = block.transpose(2, 3, 0, 1)
+    return out.reshape(n1 * plan1.rows, n2 * plan2.rows)
