@@ -22,7 +22,10 @@ from ntk_rnn.training import TrainConfig, TrainingDivergedError, train
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=256, help="hidden width m (default 256)")
-    parser.add_argument("--activation", default="relu", help="relu, tanh, erf or linear (default relu)")
+    parser.add_argument("--cell", default="elman", choices=("elman", "gru", "lstm"), help="recurrent cell (default elman)")
+    parser.add_argument("--num-layers", type=int, default=1, help="stacked layers (default 1)")
+    parser.add_argument("--bidirectional", action="store_true", help="add a reversed stack, readouts summed")
+    parser.add_argument("--activation", default="relu", help="Elman's relu, tanh, erf or linear (default relu)")
     parser.add_argument("--parameterization", default="paper", choices=("paper", "standard", "ntk"))
     parser.add_argument("--readout", default="all", choices=("all", "last", "mean"))
     parser.add_argument("--trainable", nargs="+", default=["W"], help="subset of W A b B (default W)")
@@ -59,7 +62,7 @@ def _setup(args):
     cfg = ntk_rnn.RNNConfig(
         width=args.width, input_dim=data.input_dim, output_dim=data.output_dim, activation=args.activation,
         parameterization=args.parameterization, readout=args.readout, trainable=tuple(args.trainable),
-        sigma_b2=args.sigma_b2,
+        sigma_b2=args.sigma_b2, cell=args.cell, num_layers=args.num_layers, bidirectional=args.bidirectional,
     )  # fmt: skip
     return data, cfg, ntk_rnn.init_params(cfg, key=param_key), batch_key
 

@@ -33,8 +33,17 @@ from ntk_rnn.model import activation_derivative, flat_outputs, hidden_states, se
 KINDS = ("random", "gradient", "adversarial")
 
 
+def check_elman(cfg: RNNConfig) -> None:
+    """The probes measure the paper's lemmas, which are about one forward Elman layer (D_l, W)."""
+    if not cfg.is_elman:
+        raise ValueError(f"ntk_rnn.probes measure the paper's lemmas on the one-layer Elman RNN; this config has "
+                         f"cell={cfg.cell_name!r}, num_layers={cfg.num_layers}, "
+                         f"bidirectional={cfg.bidirectional}")  # fmt: skip
+
+
 def forward_norms(cfg: RNNConfig, params: Mapping[str, jax.Array], x) -> np.ndarray:
     """||h_{i,l}||, (n, L), for inputs x (n, L, d_x)."""
+    check_elman(cfg)
     params, x = check_params(cfg, params), check_inputs(cfg, x)
     return np.asarray(jnp.linalg.norm(hidden_states(cfg, params, x)[1], axis=-1))
 
@@ -50,6 +59,7 @@ def limit_forward_norms(cfg: RNNConfig, x) -> np.ndarray:
 
     For relu in the paper's parameterization with unit tokens, ||h_l||^2 -> l + 1 (0-based l).
     """
+    check_elman(cfg)
     return np.sqrt(_limit_diagonal(forward_kernels(cfg, x).S))
 
 
@@ -76,6 +86,7 @@ def backward_norms(cfg: RNNConfig, params: Mapping[str, jax.Array], x) -> np.nda
 
     The paper bounds them by O(sqrt(m/d)) poly(L) (backward stability); see limit_backward_norms.
     """
+    check_elman(cfg)
     params, x = check_params(cfg, params), check_inputs(cfg, x)
     rows = _backward_rows(cfg, params, x)
     gram = rows @ jnp.swapaxes(rows, -1, -2)  # (L, n, L, d, d)
@@ -95,6 +106,7 @@ def limit_backward_norms(cfg: RNNConfig, x) -> np.ndarray:
 
     relu at sigma_w2 = 2 (k = 1/2): a flat line at sigma_v; linear: sqrt(sigma_v2 2^(l-a+1)).
     """
+    check_elman(cfg)
     k = _limit_diagonal(forward_kernels(cfg, x).k)  # (n, L)
     log_step = np.log(np.maximum(cfg.sigma_w2 * k, 1e-300))
     cumulative = np.concatenate([np.zeros((k.shape[0], 1)), np.cumsum(log_step, axis=1)], axis=1)
@@ -112,6 +124,7 @@ def product_norms(
     for l < start, on one sample. Matrix-free: ARPACK Lanczos (scipy svds) on v -> M v and u -> M^T u,
     each a chain of matrix-vector products; the products are never formed. The paper bounds them by
     O(poly(L)) (forward stability), independently of m."""
+    check_elman(cfg)
     params, x = check_params(cfg, params), check_inputs(cfg, x)
     length = x.shape[1]
     if not 0 <= sample < x.shape[0]:
@@ -185,6 +198,7 @@ def perturbation_direction(
     `ascent_steps` steps of projected gradient ascent on ||F(W + Delta) - F(W)||^2 over the spectral
     ball, F the outputs at `positions`; it ends on the sphere).
     """
+    check_elman(cfg)
     params, x = check_params(cfg, params), check_inputs(cfg, x)
     omega = _check_omega(omega)
     if kind not in KINDS:
@@ -248,6 +262,7 @@ def perturbation_response(
     cfg: RNNConfig, params: Mapping[str, jax.Array], x, delta, positions: Sequence[int] | None = None
 ) -> PerturbationResponse:
     """Measure a perturbation Delta (m, m) of c_W W (see PerturbationResponse)."""
+    check_elman(cfg)
     params, x = check_params(cfg, params), check_inputs(cfg, x)
     delta = jnp.asarray(delta, dtype=jnp.float64)
     m = cfg.width

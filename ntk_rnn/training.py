@@ -325,8 +325,9 @@ def train(
     """Train the trainable parameters of cfg on data with GD or SGD (batches drawn from key), tracking the NTK.
 
     Every record_every steps a row holds: step, loss, w_distance_fro = ||W_t - W_0||_F, omega =
-    sqrt(m) ||c_W (W_t - W_0)||_2 (the paper's radius, of the effective matrix c_W W, as in ntk_rnn.probes)
-    and pattern_flip_fraction. Kernel checkpoints add lambda_min, lambda_max, condition,
+    sqrt(m) ||c_W (W_t - W_0)||_2 (the paper's radius, of the effective matrix c_W W, as in ntk_rnn.probes;
+    W of the first layer) and pattern_flip_fraction (one Elman layer only; NaN for other models). Kernel
+    checkpoints add lambda_min, lambda_max, condition,
     kernel_drift = ||K_t - K_0||_F / ||K_0||_F, grad_sq_norm = ||grad f||^2
     and gradient_ratio = ||grad f||^2 / (2 lambda_min(K_t) f), which docs/theory.md §4 shows is >= 1.
     Past tcfg.max_bytes the eigenvalues are matrix-free and kernel_drift is NaN (summary
@@ -340,7 +341,7 @@ def train(
 
     theta = trainable(cfg, params)
     opt_state = tcfg.make_optimizer(lr).init(theta)
-    g0, _ = hidden_states(cfg, params, x)
+    g0 = hidden_states(cfg, params, x)[0] if cfg.is_elman else None
     W0 = np.asarray(params["W"])
     loss0 = float(loss(cfg, params, x, y, positions))
     rows: list[dict] = []
@@ -348,14 +349,14 @@ def train(
     def record(step: int, p: Params, with_kernel: bool) -> dict:
         current = float(loss(cfg, p, x, y, positions))
         dW = np.asarray(p["W"]) - W0
-        g, _ = hidden_states(cfg, p, x)
         row = {
             "step": step,
             "loss": current,
             "w_distance_fro": float(np.linalg.norm(dW)),
             "omega": math.sqrt(m) * cfg.multipliers["W"] * spectral_norm(dW),
-            "pattern_flip_fraction": pattern_flip_fraction(g0, g),
-        }
+            "pattern_flip_fraction": pattern_flip_fraction(g0, hidden_states(cfg, p, x)[0]) if cfg.is_elman
+            else math.nan,
+        }  # fmt: skip
         if with_kernel:
             lam_min, lam_max, K = (lam_min0, lam_max0, K0) if step == 0 else setup.spectrum(p)
             grad_sq = float(gradient_sq_norm(cfg, p, x, y, positions))
