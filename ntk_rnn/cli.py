@@ -13,6 +13,7 @@ import numpy as np
 import scipy.linalg
 
 import ntk_rnn
+from ntk_rnn.cells import CELLS
 from ntk_rnn.data import SequenceData, load_npz, train_test_split
 from ntk_rnn.datasets import BINARY_DIGITS, digits_sequences, synthetic_sequences
 from ntk_rnn.paired import train_paired
@@ -22,7 +23,7 @@ from ntk_rnn.training import TrainConfig, TrainingDivergedError, train
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=256, help="hidden width m (default 256)")
-    parser.add_argument("--cell", default="elman", choices=("elman", "gru", "lstm"), help="recurrent cell (default elman)")
+    parser.add_argument("--cell", default="elman", choices=CELLS, help="recurrent cell (default elman)")
     parser.add_argument("--num-layers", type=int, default=1, help="stacked layers (default 1)")
     parser.add_argument("--bidirectional", action="store_true", help="add a reversed stack, readouts summed")
     parser.add_argument("--activation", default="relu", help="Elman's relu, tanh, erf or linear (default relu)")
