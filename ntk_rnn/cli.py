@@ -36,7 +36,8 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         "--data",
         default="synthetic",
         help="'synthetic' (the paper's delta-separated unit tokens, Gaussian labels), 'digits' "
-        "(scikit-learn digits as 8 rows, classes 3 vs 8) or a path to an .npz with x (n,L,d_x) and y (n,L,d)",
+        "(scikit-learn digits as 8 rows, classes 3 vs 8) or a path to an .npz with x (n,L,d_x), y (n,L,d) and "
+        "optionally lengths (n,) of right-padded sequences",
     )
     parser.add_argument("--n", type=int, default=16, help="number of sequences (synthetic, digits; default 16)")
     parser.add_argument("--length", type=int, default=8, help="sequence length L (synthetic; default 8)")
@@ -71,7 +72,8 @@ def _setup(args):
 def _kernel(args) -> int:
     data, cfg, params, _ = _setup(args)
     start = time.perf_counter()
-    K = ntk_rnn.empirical_ntk(cfg, params, data.x, positions=args.positions, method=args.method)
+    K = ntk_rnn.empirical_ntk(cfg, params, data.x, positions=args.positions, method=args.method,
+                              lengths1=data.lengths)  # fmt: skip
     seconds = time.perf_counter() - start
     eig = scipy.linalg.eigvalsh(K)
     summary = {

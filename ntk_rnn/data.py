@@ -10,13 +10,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk_rnn.checks import check_float_array, numpy_rng
+from ntk_rnn.checks import check_float_array, check_lengths, numpy_rng
 from ntk_rnn.storage import atomic_write
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class SequenceData:
-    """x: (n, L, d_x) float64 tokens; y: (n, L, d) float64 targets at every step; name: str.
+    """x: (n, L, d_x) float64 tokens; y: (n, L, d) float64 targets at every step; name: str; lengths: (n,)
+    int32 lengths of right-padded sequences, ints in [1, L], or None when every sequence has length L.
 
     Compared by identity (the fields are arrays); compare ``x`` and ``y`` explicitly.
     """
@@ -24,6 +25,7 @@ class SequenceData:
     x: jax.Array
     y: jax.Array
     name: str = "data"
+    lengths: jax.Array | None = None
 
     def __post_init__(self) -> None:
         x = check_float_array(self.x, "SequenceData.x", "(n, L, d_x)")
@@ -36,6 +38,7 @@ class SequenceData:
             raise ValueError(f"SequenceData.y must have shape {expected_y} with d >= 1, got shape {y.shape}")
         if not isinstance(self.name, str):
             raise ValueError(f"SequenceData.name must be a str, got {self.name!r}")
+        object.__setattr__(self, "lengths", check_lengths(self.lengths, x, "SequenceData.lengths"))
         object.__setattr__(self, "x", jnp.asarray(x, dtype=jnp.float64))
         object.__setattr__(self, "y", jnp.asarray(y, dtype=jnp.float64))
 
@@ -74,12 +77,14 @@ class SequenceData:
             raise ValueError("idx must select at least one sample")
         if arr.min() < 0 or arr.max() >= self.n:
             raise ValueError(f"idx must lie in [0, n) = [0, {self.n}), got values in [{arr.min()}, {arr.max()}]")
-        return SequenceData(self.x[arr], self.y[arr], self.name)
+        lengths = None if self.lengths is None else self.lengths[arr]
+        return SequenceData(self.x[arr], self.y[arr], self.name, lengths)
 
     def __repr__(self) -> str:
         return (
             f"SequenceData(name={self.name!r}, n={self.n}, length={self.length}, "
-            f"input_dim={self.input_dim}, output_dim={self.output_dim})"
+            f"input_dim={self.input_dim}, output_dim={self.output_dim}, "
+            f"lengths={'all L' if self.lengths is None else 'variable'})"
         )
 
 
@@ -98,7 +103,7 @@ def train_test_split(data: SequenceData, n_test: int, *, key: jax.Array) -> tupl
 
 
 def load_npz(path: str | os.PathLike, name: str | None = None) -> SequenceData:
-    """Read a SequenceData from an .npz with arrays "x" (n, L, d_x) and "y" (n, L, d).
+    """Read a SequenceData from an .npz with arrays "x" (n, L, d_x), "y" (n, L, d) and optionally "lengths" (n,).
 
     name: None for the name stored by save_npz, else the file's stem.
     """
@@ -121,13 +126,14 @@ def load_npz(path: str | os.PathLike, name: str | None = None) -> SequenceData:
         is_str = stored is not None and stored.ndim == 0 and stored.dtype.kind == "U"
         name = str(stored) if is_str else os.path.splitext(os.path.basename(path))[0]
     try:
-        return SequenceData(x, arrays["y"], name)
+        return SequenceData(x, arrays["y"], name, arrays.get("lengths"))
     except ValueError as e:
         raise ValueError(f"{path!r}: {e}") from e
 
 
 def save_npz(path: str | os.PathLike, data: SequenceData) -> None:
-    """Write data to path exactly (no suffix added) as arrays x, y, name; atomically (ntk_rnn.storage.atomic_write)."""
+    """Write data to path exactly (no suffix added) as arrays x, y, name (and lengths); atomically
+    (ntk_rnn.storage.atomic_write)."""
     if not isinstance(data, SequenceData):
         raise TypeError(f"data must be a SequenceData, got {type(data).__name__}")
     path = os.fspath(path)
@@ -135,4 +141,6 @@ def save_npz(path: str | os.PathLike, data: SequenceData) -> None:
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"directory of {path!r} does not exist")
     arrays = {"x": np.asarray(data.x), "y": np.asarray(data.y), "name": np.asarray(data.name)}
+    if data.lengths is not None:
+        arrays["lengths"] = np.asarray(data.lengths)
     atomic_write(path, lambda handle: np.savez(handle, **arrays), binary=True)

@@ -16,12 +16,13 @@ from ntk_rnn.config import RNNConfig
 from ntk_rnn.model import apply, merge, trainable
 
 
-def taylor_outputs(cfg: RNNConfig, params0: Mapping[str, jax.Array], theta: Params, x: jax.Array) -> jax.Array:
+def taylor_outputs(cfg: RNNConfig, params0: Mapping[str, jax.Array], theta: Params, x: jax.Array,
+                   lengths: jax.Array | None = None) -> jax.Array:  # fmt: skip
     """f(params0, x) + J(params0, x) (theta - theta0), shaped like apply, by one jvp (J is never formed);
     theta holds trainable parameters, theta0 the same entries of params0. Pure."""
 
     def f(th):
-        return apply(cfg, merge(params0, th), x)
+        return apply(cfg, merge(params0, th), x, lengths)
 
     theta0 = {k: params0[k] for k in theta}
     f0, df = jax.jvp(f, (theta0,), (jax.tree.map(jnp.subtract, theta, theta0),))
@@ -29,24 +30,26 @@ def taylor_outputs(cfg: RNNConfig, params0: Mapping[str, jax.Array], theta: Para
 
 
 def model_outputs(cfg: RNNConfig, params0: Mapping[str, jax.Array], theta: Params, x: jax.Array,
-                  linear: bool) -> jax.Array:  # fmt: skip
+                  linear: bool, lengths: jax.Array | None = None) -> jax.Array:  # fmt: skip
     """The outputs of the network with trainable parameters theta (others from params0), or with linear of
     its Taylor model around params0 (taylor_outputs). Pure; linear must be static under jit."""
-    return taylor_outputs(cfg, params0, theta, x) if linear else apply(cfg, merge(params0, theta), x)
+    if linear:
+        return taylor_outputs(cfg, params0, theta, x, lengths)
+    return apply(cfg, merge(params0, theta), x, lengths)
 
 
 def linearize(cfg: RNNConfig, params0: Mapping[str, jax.Array]) -> Callable[[Params, jax.Array], jax.Array]:
     """f_lin(params, x) = f(params0, x) + J(params0, x) (params - params0), by a jvp (J is never formed).
 
-    params0 is validated here, once. f_lin is called like ntk_rnn.apply, x (n, L, d_x) -> (n, L, d), and is
+    params0 is validated here, once. f_lin is called like ntk_rnn.apply, (x (n, L, d_x), lengths) -> (n, L, d), and is
     pure (jax.jit, jax.vmap and jax.grad compose with it). Only the trainable parameters of cfg enter the
     Taylor term; the others are taken from params0.
     """
     params0 = check_params(cfg, params0)
 
-    def f_lin(params: Mapping[str, jax.Array], x: jax.Array) -> jax.Array:
+    def f_lin(params: Mapping[str, jax.Array], x: jax.Array, lengths: jax.Array | None = None) -> jax.Array:
         check_structure(cfg, params, x)
-        return taylor_outputs(cfg, params0, trainable(cfg, params), x)
+        return taylor_outputs(cfg, params0, trainable(cfg, params), x, lengths)
 
     return f_lin
 

@@ -29,7 +29,6 @@ sketch come from an explicit key, so results are deterministic.
 from __future__ import annotations
 
 import dataclasses
-import math
 import warnings
 from collections.abc import Mapping, Sequence
 from functools import partial
@@ -40,10 +39,10 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg
 
-from ntk_rnn.checks import Params, check_inputs, check_key, check_params, loss_positions
+from ntk_rnn.checks import Params, check_inputs, check_key, check_lengths, check_params, loss_positions
 from ntk_rnn.config import RNNConfig
 from ntk_rnn.kernel import DEFAULT_MAX_BYTES, empirical_ntk
-from ntk_rnn.model import output_fn, trainable
+from ntk_rnn.model import output_fn, real_rows, trainable
 
 SKETCH_RANK = 512  # columns of the Nystrom sketch (at most N / 4, and a quarter of max_bytes for its 4 copies)
 BLOCK_SIZE = 2  # LOBPCG block: the smallest eigenvalue is the least of 2 (a guard against a near-miss)
@@ -75,10 +74,11 @@ def dense_eigh_bytes(size: int) -> int:
 
 
 @partial(jax.jit, static_argnums=(0, 3))
-def _ntk_matmat(cfg: RNNConfig, params: Params, x: jax.Array, positions, V: jax.Array) -> jax.Array:
-    """K V = J (J^T V) for V (N, b), column by column with one vjp then one jvp (vmapped)."""
+def _ntk_matmat(cfg: RNNConfig, params: Params, x: jax.Array, positions, lengths, V: jax.Array) -> jax.Array:
+    """K V = J (J^T V) for V (N, b) over all rows of flat_outputs, padded ones included (those rows of J
+    are zero), column by column with one vjp then one jvp (vmapped)."""
     theta = trainable(cfg, params)
-    f = output_fn(cfg, params, x, positions)
+    f = output_fn(cfg, params, x, positions, lengths)
     _, vjp = jax.vjp(f, theta)
 
     def column(v):
@@ -92,15 +92,16 @@ class _Operator(scipy.sparse.linalg.LinearOperator):
     """K as a scipy LinearOperator. Single vectors (ARPACK) go one at a time; blocks (LOBPCG, the sketch) in
     zero-padded groups of BLOCK_SIZE columns (1 if memory is short), so only two widths are ever compiled."""
 
-    def __init__(self, cfg: RNNConfig, params: Params, x: jax.Array, positions, max_bytes: int):
-        size = math.prod(jax.eval_shape(output_fn(cfg, params, x, positions), trainable(cfg, params)).shape)
+    def __init__(self, cfg: RNNConfig, params: Params, x: jax.Array, positions, lengths, max_bytes: int):
+        self.keep = real_rows(cfg, positions, lengths, x.shape[0])  # the rows of K among flat_outputs'
+        size, rows = int(self.keep.sum()), self.keep.size
         super().__init__(dtype=np.float64, shape=(size, size))
         n, length = x.shape[:2]
-        n_params = sum(int(np.prod(params[k].shape)) for k in cfg.trainable)
-        states = 8 * 4 * n * length * cfg.width  # the forward pass and its tangents
-        per_column = 8 * (2 * n_params + size) + states
+        n_params = sum(int(np.prod(params[k].shape)) for k in cfg.trainable_names)
+        states = 8 * 4 * n * length * cfg.width * cfg.cell_spec.state_factor * cfg.num_layers * len(cfg.directions)
+        per_column = 8 * (2 * n_params + rows) + states
         self.batch = BLOCK_SIZE if states + BLOCK_SIZE * per_column <= max_bytes // 2 else 1
-        self._args = (cfg, params, x, positions)
+        self._args = (cfg, params, x, positions, lengths)
         self.matvecs = 0
 
     def _matmat(self, V):
@@ -110,9 +111,9 @@ class _Operator(scipy.sparse.linalg.LinearOperator):
         for start in range(0, V.shape[1], b):
             block = V[:, start : start + b]
             width = block.shape[1]
-            if width < b:
-                block = np.concatenate([block, np.zeros((block.shape[0], b - width))], axis=1)
-            out[:, start : start + width] = np.asarray(_ntk_matmat(*self._args, jnp.asarray(block)))[:, :width]
+            padded = np.zeros((self.keep.size, b))
+            padded[self.keep, :width] = block
+            out[:, start : start + width] = np.asarray(_ntk_matmat(*self._args, jnp.asarray(padded)))[self.keep, :width]
         self.matvecs += V.shape[1]
         return out
 
@@ -129,15 +130,19 @@ def ntk_operator(
     x,
     positions: Sequence[int] | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    *,
+    lengths=None,
 ) -> scipy.sparse.linalg.LinearOperator:
-    """K = J J^T of `empirical_ntk(cfg, params, x, positions=positions)` as a symmetric (N, N) scipy
-    LinearOperator, N = n * P * d (or n * d for readout "last"/"mean"): v (N,) -> K v by one vjp and one jvp.
-    Blocks of vectors are applied in column batches sized to max_bytes. `.matvecs` counts the products."""
+    """K = J J^T of `empirical_ntk(cfg, params, x, positions=positions, lengths1=lengths)` as a symmetric
+    (N, N) scipy LinearOperator, N = n * P * d real rows (or n * d for readout "last"/"mean"): v (N,) -> K v
+    by one vjp and one jvp. Blocks of vectors are applied in column batches sized to max_bytes. `.matvecs`
+    counts the products."""
     params = check_params(cfg, params)
     x = check_inputs(cfg, x, "x")
+    lengths = check_lengths(lengths, x, "lengths")
     pos = loss_positions(cfg, positions, x.shape[1], "positions")
     _check_max_bytes(max_bytes)
-    return _Operator(cfg, params, x, pos, max_bytes)
+    return _Operator(cfg, params, x, pos, lengths, max_bytes)
 
 
 # ----------------------------------------------------------------------------- eigenvalues
@@ -153,11 +158,13 @@ def ntk_extreme_eigenvalues(
     tol: float = 1e-10,
     maxiter: int = 2000,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    lengths=None,
 ) -> ExtremeEigenvalues:
-    """lambda_min and lambda_max of K = `empirical_ntk(cfg, params, x, positions=positions)`, matrix-free.
+    """lambda_min and lambda_max of K = `empirical_ntk(cfg, params, x, positions=positions, lengths1=lengths)`,
+    matrix-free.
 
     Args:
-      cfg, params: the model; x: (n, L, d_x) sequences; positions: as in empirical_ntk.
+      cfg, params: the model; x: (n, L, d_x) sequences; positions, lengths: as in empirical_ntk.
       key: jax.random key for the starting vectors and the sketch; None means jax.random.key(0).
       tol: relative residual tolerance, ||K v - lambda v|| <= tol * lambda_max (see the module docstring).
       maxiter: cap on LOBPCG iterations (each at most 4 products) and on ARPACK restarts for lambda_max.
@@ -171,7 +178,7 @@ def ntk_extreme_eigenvalues(
     if not isinstance(maxiter, int) or isinstance(maxiter, bool) or maxiter < 1:
         raise ValueError(f"maxiter must be a positive int, got {maxiter!r}")
     key = jax.random.key(0) if key is None else check_key(key)
-    op = ntk_operator(cfg, params, x, positions, max_bytes)
+    op = ntk_operator(cfg, params, x, positions, max_bytes, lengths=lengths)
     size = op.shape[0]
     k_start, k_sketch, k_block = jax.random.split(key, 3)
     if size < DENSE_BELOW:
@@ -189,8 +196,8 @@ def ntk_extreme_eigenvalues(
     if lam_max <= 0:
         return ExtremeEigenvalues(0.0, 0.0, size, op.matvecs)
 
-    params, x = op._args[1], op._args[2]
-    diag = _kernel_diagonal(cfg, params, x, op._args[3], max_bytes)
+    params, x, pos, lengths = op._args[1:]
+    diag = _kernel_diagonal(cfg, params, x, pos, lengths, max_bytes)
     if np.any(diag <= 0):  # a zero row of K: an exact zero eigenvalue
         return ExtremeEigenvalues(0.0, lam_max, size, op.matvecs)
 
@@ -214,19 +221,23 @@ def ntk_extreme_eigenvalues(
     return ExtremeEigenvalues(float(max(lam[best], 0.0)), lam_max, size, op.matvecs)
 
 
-def _kernel_diagonal(cfg: RNNConfig, params: Params, x: jax.Array, positions, max_bytes: int) -> np.ndarray:
+def _kernel_diagonal(cfg: RNNConfig, params: Params, x: jax.Array, positions, lengths, max_bytes: int) -> np.ndarray:
     """diag(K) (N,), from the structured kernel of sample chunks of about DIAGONAL_ROWS rows. The last chunk is
     padded with copies of the first sample so every chunk has one shape (one compile)."""
     n = x.shape[0]
     rows = cfg.output_dim * (1 if positions is None else len(positions))
     c = min(n, max(1, DIAGONAL_ROWS // rows))
     chunks = -(-n // c)
-    padded = jnp.concatenate([x, jnp.repeat(x[:1], chunks * c - n, axis=0)]) if chunks * c > n else x
-    diag = [
-        np.diag(empirical_ntk(cfg, params, padded[i * c : (i + 1) * c], positions=positions, max_bytes=max_bytes))
-        for i in range(chunks)
-    ]
-    return np.concatenate(diag)[: n * rows]
+    index = np.concatenate([np.arange(n), np.zeros(chunks * c - n, int)])
+    diag = []
+    for i in range(chunks):
+        part = index[i * c : (i + 1) * c]
+        chunk_lengths = None if lengths is None else lengths[part]
+        d = np.diag(empirical_ntk(cfg, params, x[part], positions=positions, max_bytes=max_bytes,
+                                  lengths1=chunk_lengths))  # fmt: skip
+        sample = np.repeat(np.arange(c), rows)[real_rows(cfg, positions, chunk_lengths, c)]  # of each row of d
+        diag.append(d[i * c + sample < n])
+    return np.concatenate(diag)
 
 
 def _nystrom_preconditioner(op, diag: np.ndarray, rank: int, key: jax.Array) -> scipy.sparse.linalg.LinearOperator:

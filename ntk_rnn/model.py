@@ -85,9 +85,21 @@ def select_outputs(y_pred: jax.Array, positions: Positions) -> jax.Array:
     return y_pred if positions is None else y_pred[:, np.asarray(positions)]
 
 
-def select_targets(y: jax.Array, positions: Positions) -> jax.Array:
-    """Targets (n, L, d) at the loss positions, or at the last step for a per-sequence readout."""
-    return y[:, -1] if positions is None else y[:, np.asarray(positions)]
+def select_targets(y: jax.Array, positions: Positions, lengths: jax.Array | None = None) -> jax.Array:
+    """Targets (n, L, d) at the loss positions, or at the last (real) step for a per-sequence readout."""
+    if positions is not None:
+        return y[:, np.asarray(positions)]
+    return y[:, -1] if lengths is None else y[jnp.arange(y.shape[0]), jnp.asarray(lengths) - 1]
+
+
+def position_mask(positions: Positions, lengths: jax.Array | None, n: int) -> jax.Array:
+    """1.0 at the real (sample, position) pairs (position < length), 0.0 at padded ones: (n, P), or (n,) for
+    a per-sequence readout (positions None), where every sequence counts."""
+    if positions is None:
+        return jnp.ones(n)
+    if lengths is None:
+        return jnp.ones((n, len(positions)))
+    return (jnp.asarray(positions)[None, :] < jnp.asarray(lengths)[:, None]).astype(jnp.float64)
 
 
 def flat_outputs(cfg: RNNConfig, params: Mapping[str, jax.Array], x: jax.Array, positions: Positions,

@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ntk_rnn.checks import Params, check_inputs, check_targets, loss_positions
+from ntk_rnn.checks import Params, check_inputs, check_lengths, check_targets, loss_positions
 from ntk_rnn.config import RNNConfig
 from ntk_rnn.data import SequenceData
 from ntk_rnn.kernel import empirical_ntk
 from ntk_rnn.linearized import KernelGD, model_outputs
-from ntk_rnn.model import merge, select_outputs, select_targets, trainable
+from ntk_rnn.model import merge, real_rows, select_outputs, select_targets, trainable
 from ntk_rnn.training import (
     TrainConfig,
     check_divergence,
@@ -43,8 +43,8 @@ class PairedResult:
 
 
 @partial(jax.jit, static_argnums=(0, 4, 5))
-def _flat_outputs(cfg, params0, theta, x, positions, linear):
-    return select_outputs(model_outputs(cfg, params0, theta, x, linear), positions).reshape(-1)
+def _flat_outputs(cfg, params0, theta, x, positions, linear, lengths):
+    return select_outputs(model_outputs(cfg, params0, theta, x, linear, lengths), positions).reshape(-1)
 
 
 def train_paired(
@@ -74,20 +74,28 @@ def train_paired(
     params, x, y, positions, lr = setup.params, setup.x, setup.y, setup.positions, setup.lr
     x_test = check_inputs(cfg, test_data.x, "test_data.x")
     y_test = check_targets(cfg, x_test, test_data.y, "test_data.y")
+    lengths, test_lengths = setup.lengths, check_lengths(test_data.lengths, x_test, "test_data.lengths")
     test_positions = loss_positions(cfg, tcfg.positions, x_test.shape[1], "TrainConfig.positions (test set)")
-    targets = {"train": np.asarray(select_targets(y, positions)).ravel(),
-               "test": np.asarray(select_targets(y_test, test_positions)).ravel()}  # fmt: skip
-    inputs = {"train": (x, positions), "test": (x_test, test_positions)}
+    inputs = {"train": (x, positions, lengths), "test": (x_test, test_positions, test_lengths)}
+    keep = {split: real_rows(cfg, pos, ls, xs.shape[0]) for split, (xs, pos, ls) in inputs.items()}
+    ys = {"train": y, "test": y_test}
+    targets = {split: np.asarray(select_targets(ys[split], pos, ls)).ravel()[keep[split]]
+               for split, (_, pos, ls) in inputs.items()}  # fmt: skip
+
+    def outputs(split: str, theta, linear: bool) -> np.ndarray:
+        """The outputs of one split at its real rows, (N,)."""
+        return np.asarray(_flat_outputs(cfg, params, theta, *inputs[split][:2], linear, inputs[split][2]))[keep[split]]
 
     theta0 = trainable(cfg, params)
     thetas = {"true": theta0, "lin": theta0}
     optimizer = tcfg.make_optimizer(lr)
     opt_states = {name: optimizer.init(theta0) for name in thetas}
-    f0 = {split: np.asarray(_flat_outputs(cfg, params, theta0, xs, pos, False)) for split, (xs, pos) in inputs.items()}
+    f0 = {split: outputs(split, theta0, False) for split in inputs}
     closed, K_test = None, None
     if tcfg.batch_size is None and tcfg.optimizer == "sgd" and setup.dense:
         closed = KernelGD.from_kernel(setup.K0, f0["train"], targets["train"], lr)
-        K_test = empirical_ntk(cfg, params, x_test, x, positions=tcfg.positions, max_bytes=tcfg.max_bytes)
+        K_test = empirical_ntk(cfg, params, x_test, x, positions=tcfg.positions, max_bytes=tcfg.max_bytes,
+                               lengths1=test_lengths, lengths2=lengths)  # fmt: skip
     loss0 = 0.5 * float(np.sum((f0["train"] - targets["train"]) ** 2))
     rows: list[dict] = []
     traces: list[dict] = []
@@ -95,9 +103,9 @@ def train_paired(
     def record(step: int, with_kernel: bool) -> dict:
         row: dict = {"step": step}
         outs = {}
-        for split, (xs, pos) in inputs.items():
+        for split in inputs:
             for name, linear in (("true", False), ("lin", True)):
-                outs[split, name] = np.asarray(_flat_outputs(cfg, params, thetas[name], xs, pos, linear))
+                outs[split, name] = outputs(split, thetas[name], linear)
                 row[f"{split}_loss_{name}"] = 0.5 * float(np.sum((outs[split, name] - targets[split]) ** 2))
             gap = float(np.linalg.norm(outs[split, "true"] - outs[split, "lin"]))
             moved = float(np.linalg.norm(outs[split, "true"] - f0[split]))
@@ -111,7 +119,7 @@ def train_paired(
                     np.linalg.norm(outs[split, "lin"] - cf[split]) / np.linalg.norm(cf[split])
                 )
         row["param_gap"] = math.sqrt(
-            sum(float(jnp.sum((thetas["true"][k] - thetas["lin"][k]) ** 2)) for k in cfg.trainable)
+            sum(float(jnp.sum((thetas["true"][k] - thetas["lin"][k]) ** 2)) for k in thetas["true"])
         )
         p_true = merge(params, thetas["true"])
         row["w_distance_true"] = float(jnp.linalg.norm(p_true["W"] - params["W"]))
@@ -131,7 +139,7 @@ def train_paired(
             for name, linear in (("true", False), ("lin", True)):
                 thetas[name], opt_states[name], step_losses = run_steps(
                     cfg, tcfg, params, thetas[name], opt_states[name], x, y, lr, key=key, step0=start, num_steps=k,
-                    positions=positions, linear=linear,
+                    positions=positions, linear=linear, lengths=lengths,
                 )  # fmt: skip
                 check_divergence(step_losses, start, lr, loss0, tcfg, rows)
             rows.append(record(start + k, is_kernel_step(tcfg, start + k)))

@@ -21,15 +21,15 @@ import scipy.linalg
 import scipy.sparse.linalg
 from tqdm.auto import tqdm
 
-from ntk_rnn.checks import Params, check_inputs, check_params, check_targets, loss_positions
+from ntk_rnn.checks import Params, check_inputs, check_lengths, check_params, check_targets, loss_positions
 from ntk_rnn.config import RNNConfig
 from ntk_rnn.data import SequenceData
 from ntk_rnn.fitting import fit_log_rate, predicted_log_rate
 from ntk_rnn.kernel import DEFAULT_MAX_BYTES, empirical_ntk
 from ntk_rnn.linearized import model_outputs
-from ntk_rnn.loss import gradient_sq_norm, loss
+from ntk_rnn.loss import gradient_sq_norm, loss, masked_residuals
 from ntk_rnn.matfree import dense_eigh_bytes, ntk_extreme_eigenvalues
-from ntk_rnn.model import Positions, hidden_states, merge, select_outputs, select_targets, trainable
+from ntk_rnn.model import Positions, hidden_states, merge, real_rows, trainable
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 
@@ -140,15 +140,16 @@ def train_step(
     positions: Positions,
     linear: bool = False,
     scale: float = 1.0,
+    lengths: jax.Array | None = None,
 ) -> tuple[Params, optax.OptState, jax.Array]:
     """One optimizer update of the trainable parameters theta on scale * f over the batch (x (b, L, d_x),
-    y (b, L, d)), the frozen ones taken from params0; with linear, of the first-order Taylor model around
+    y (b, L, d), lengths (b,) or None), the frozen ones taken from params0; with linear, of the Taylor model around
     params0 instead. Returns (theta, opt_state, the batch loss before the update). Pure: jit it with cfg,
     optimizer, positions and linear static."""
 
     def batch_loss(th):
-        out = select_outputs(model_outputs(cfg, params0, th, x, linear), positions)
-        return scale * 0.5 * jnp.sum((out - select_targets(y, positions)) ** 2)
+        r = masked_residuals(model_outputs(cfg, params0, th, x, linear, lengths), y, positions, lengths)
+        return scale * 0.5 * jnp.sum(r**2)
 
     value, grads = jax.value_and_grad(batch_loss)(theta)
     updates, opt_state = optimizer.update(grads, opt_state, theta)
@@ -171,6 +172,7 @@ def run_steps(
     num_steps: int,
     positions: Positions,
     linear: bool = False,
+    lengths: jax.Array | None = None,
 ) -> tuple[Params, optax.OptState, jax.Array]:
     """num_steps train_steps of tcfg's optimizer at step size lr, from step step0, in one lax.scan; returns
     (theta, opt_state, the per-step losses (num_steps,)). The minibatch of step t depends only on (key, t),
@@ -182,12 +184,13 @@ def run_steps(
     def step(carry, t):
         theta, opt_state = carry
         if batch_size is None:
-            xb, yb, scale = x, y, 1.0
+            xb, yb, lb, scale = x, y, lengths, 1.0
         else:
             idx = jax.random.choice(jax.random.fold_in(key, step0 + t), n, (batch_size,), replace=False)
             xb, yb, scale = x[idx], y[idx], n / batch_size
+            lb = None if lengths is None else lengths[idx]
         theta, opt_state, value = train_step(cfg, optimizer, params0, theta, opt_state, xb, yb, positions, linear,
-                                             scale)  # fmt: skip
+                                             scale, lb)  # fmt: skip
         return (theta, opt_state), value
 
     (theta, opt_state), losses = jax.lax.scan(step, (theta, opt_state), jnp.arange(num_steps))
@@ -228,6 +231,7 @@ class Setup:
     lambda_max0: float
     lr: float
     max_bytes: int = DEFAULT_MAX_BYTES
+    lengths: jax.Array | None = None
 
     @property
     def dense(self) -> bool:
@@ -236,7 +240,8 @@ class Setup:
 
     def kernel(self, params: Params) -> np.ndarray:
         """K_t on the training inputs at the loss positions (dense; only for `dense` setups' sizes)."""
-        return empirical_ntk(self.cfg, params, self.x, positions=self.positions, max_bytes=self.max_bytes)
+        return empirical_ntk(self.cfg, params, self.x, positions=self.positions, max_bytes=self.max_bytes,
+                             lengths1=self.lengths)  # fmt: skip
 
     def spectrum(self, params: Params) -> tuple[float, float, np.ndarray | None]:
         """(lambda_min, lambda_max, K_t) of the kernel at params; K_t is None when tracked matrix-free."""
@@ -244,7 +249,8 @@ class Setup:
             K = self.kernel(params)
             eig = scipy.linalg.eigvalsh(K)
             return float(eig[0]), float(eig[-1]), K
-        result = ntk_extreme_eigenvalues(self.cfg, params, self.x, self.positions, max_bytes=self.max_bytes)
+        result = ntk_extreme_eigenvalues(self.cfg, params, self.x, self.positions, max_bytes=self.max_bytes,
+                                         lengths=self.lengths)  # fmt: skip
         return result.lambda_min, result.lambda_max, None
 
     def kernel_drift(self, K: np.ndarray | None) -> float:
@@ -254,9 +260,10 @@ class Setup:
         return float(np.linalg.norm(K - self.K0) / np.linalg.norm(self.K0))
 
 
-def kernel_size(cfg: RNNConfig, x: jax.Array, positions: Positions) -> int:
-    """N, the side of the training kernel: n * P * d, or n * d for readout "last"/"mean"."""
-    return x.shape[0] * (1 if positions is None else len(positions)) * cfg.output_dim
+def kernel_size(cfg: RNNConfig, x: jax.Array, positions: Positions, lengths: jax.Array | None = None) -> int:
+    """N, the side of the training kernel: n * P * d (the real rows only, with lengths), or n * d for
+    readout "last"/"mean"."""
+    return int(real_rows(cfg, positions, lengths, x.shape[0]).sum())
 
 
 def prepare(cfg: RNNConfig, params: Mapping[str, jax.Array], data: SequenceData, tcfg: TrainConfig) -> Setup:
@@ -269,17 +276,18 @@ def prepare(cfg: RNNConfig, params: Mapping[str, jax.Array], data: SequenceData,
     params = check_params(cfg, params)
     x = check_inputs(cfg, data.x, "data.x")
     y = check_targets(cfg, x, data.y, "data.y")
+    lengths = check_lengths(data.lengths, x, "data.lengths")
     if tcfg.batch_size is not None and tcfg.batch_size > x.shape[0]:
         raise ValueError(f"TrainConfig.batch_size={tcfg.batch_size} exceeds the number of samples n={x.shape[0]}")
     positions = loss_positions(cfg, tcfg.positions, x.shape[1], "TrainConfig.positions")
-    size = kernel_size(cfg, x, positions)
+    size = kernel_size(cfg, x, positions, lengths)
     K0 = eig0 = None
     if dense_eigh_bytes(size) + 8 * size * size <= tcfg.max_bytes:  # K_0 is kept beside K_t and LAPACK's copy
-        K0 = empirical_ntk(cfg, params, x, positions=positions, max_bytes=tcfg.max_bytes)
+        K0 = empirical_ntk(cfg, params, x, positions=positions, max_bytes=tcfg.max_bytes, lengths1=lengths)
         eig0 = scipy.linalg.eigvalsh(K0)
         lam_min0, lam_max0 = float(eig0[0]), float(eig0[-1])
     else:
-        result = ntk_extreme_eigenvalues(cfg, params, x, positions, max_bytes=tcfg.max_bytes)
+        result = ntk_extreme_eigenvalues(cfg, params, x, positions, max_bytes=tcfg.max_bytes, lengths=lengths)
         lam_min0, lam_max0 = result.lambda_min, result.lambda_max
     if lam_max0 <= 0:
         raise ValueError("K_0 is zero (no output depends on the trainable parameters at these positions)")
@@ -290,7 +298,7 @@ def prepare(cfg: RNNConfig, params: Mapping[str, jax.Array], data: SequenceData,
             f"(lambda_max(K_0) = {lam_max0:.4g}); full-batch GD would diverge. "
             "Use lr < 2 / lambda_max(K_0) or lr_scale < 2"
         )
-    return Setup(cfg, params, x, y, positions, K0, eig0, lam_min0, lam_max0, lr, tcfg.max_bytes)
+    return Setup(cfg, params, x, y, positions, K0, eig0, lam_min0, lam_max0, lr, tcfg.max_bytes, lengths)
 
 
 def record_intervals(tcfg: TrainConfig) -> Iterator[tuple[int, int]]:
@@ -336,30 +344,30 @@ def train(
     """
     setup = prepare(cfg, params, data, tcfg)
     params, x, y, positions, lr, K0 = setup.params, setup.x, setup.y, setup.positions, setup.lr, setup.K0
+    lengths = setup.lengths
     lam_min0, lam_max0 = setup.lambda_min0, setup.lambda_max0
     m = cfg.width
 
     theta = trainable(cfg, params)
     opt_state = tcfg.make_optimizer(lr).init(theta)
-    g0 = hidden_states(cfg, params, x)[0] if cfg.is_elman else None
+    g0 = hidden_states(cfg, params, x)[0] if cfg.is_elman and lengths is None else None
     W0 = np.asarray(params["W"])
-    loss0 = float(loss(cfg, params, x, y, positions))
+    loss0 = float(loss(cfg, params, x, y, positions, lengths))
     rows: list[dict] = []
 
     def record(step: int, p: Params, with_kernel: bool) -> dict:
-        current = float(loss(cfg, p, x, y, positions))
+        current = float(loss(cfg, p, x, y, positions, lengths))
         dW = np.asarray(p["W"]) - W0
         row = {
             "step": step,
             "loss": current,
             "w_distance_fro": float(np.linalg.norm(dW)),
             "omega": math.sqrt(m) * cfg.multipliers["W"] * spectral_norm(dW),
-            "pattern_flip_fraction": pattern_flip_fraction(g0, hidden_states(cfg, p, x)[0]) if cfg.is_elman
-            else math.nan,
+            "pattern_flip_fraction": math.nan if g0 is None else pattern_flip_fraction(g0, hidden_states(cfg, p, x)[0]),
         }  # fmt: skip
         if with_kernel:
             lam_min, lam_max, K = (lam_min0, lam_max0, K0) if step == 0 else setup.spectrum(p)
-            grad_sq = float(gradient_sq_norm(cfg, p, x, y, positions))
+            grad_sq = float(gradient_sq_norm(cfg, p, x, y, positions, lengths))
             row |= {
                 "lambda_min": lam_min,
                 "lambda_max": lam_max,
@@ -375,8 +383,9 @@ def train(
     with tqdm(total=tcfg.steps, desc=f"train m={m}", disable=not progress, leave=False) as bar:
         for start, k in record_intervals(tcfg):
             theta, opt_state, step_losses = run_steps(
-                cfg, tcfg, params, theta, opt_state, x, y, lr, key=key, step0=start, num_steps=k, positions=positions
-            )
+                cfg, tcfg, params, theta, opt_state, x, y, lr, key=key, step0=start, num_steps=k, positions=positions,
+                lengths=lengths,
+            )  # fmt: skip
             check_divergence(step_losses, start, lr, loss0, tcfg, rows)
             p = merge(params, theta)
             row = record(start + k, p, is_kernel_step(tcfg, start + k))
