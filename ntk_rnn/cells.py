@@ -119,6 +119,10 @@ class TiedUse:
 
     __radd__ = __add__
 
+    def __getattr__(self, attribute: str):
+        raise AttributeError(f"the cell step may use params[{self.name!r}] only as params[{self.name!r}] @ v (W, A) "
+                        f"or z + params[{self.name!r}] (b), not .{attribute}")  # fmt: skip
+
     def __array__(self, *args, **kwargs):
         raise TypeError(f"the cell step may use params[{self.name!r}] only as params[{self.name!r}] @ v (W, A) "
                         f"or z + params[{self.name!r}] (b)")  # fmt: skip

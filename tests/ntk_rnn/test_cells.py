@@ -1,0 +1,271 @@
+"""Cells, stacked and bidirectional layers, variable lengths: the model against independent transcriptions,
+and the structured kernel of docs/theory.md §9 against autodiff."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from ntk_rnn import RNNConfig, apply, empirical_ntk, init_params
+from ntk_rnn.cells import Cell
+from ntk_rnn.checks import check_lengths
+
+
+def _x(seed, n, length, dx):
+    return np.random.default_rng(seed).standard_normal((n, length, dx)) / np.sqrt(dx)
+
+
+def _sigmoid(u):
+    return 1.0 / (1.0 + np.exp(-u))
+
+
+def _torch_gru(p, x):
+    """PyTorch's nn.GRU equations (docs), one layer, bias_hh = 0, written per gate in NumPy."""
+    m = p["W"].shape[1]
+    Wr, Wz, Wn = np.split(p["W"], 3)
+    Ar, Az, An = np.split(p["A"], 3)
+    br, bz, bn = np.split(p["b"], 3)
+    h, out = np.zeros((x.shape[0], m)), []
+    for t in range(x.shape[1]):
+        xt = x[:, t]
+        r = _sigmoid(xt @ Ar.T + br + h @ Wr.T)
+        z = _sigmoid(xt @ Az.T + bz + h @ Wz.T)
+        n = np.tanh(xt @ An.T + bn + r * (h @ Wn.T))
+        h = (1 - z) * n + z * h
+        out.append(h)
+    return np.stack(out, axis=1)
+
+
+def _torch_lstm(p, x):
+    """PyTorch's nn.LSTM equations (docs), one layer, bias_hh = 0, gates (i, f, g, o)."""
+    m = p["W"].shape[1]
+    gates_w, gates_a, gates_b = np.split(p["W"], 4), np.split(p["A"], 4), np.split(p["b"], 4)
+    h, c, out = np.zeros((x.shape[0], m)), np.zeros((x.shape[0], m)), []
+    for t in range(x.shape[1]):
+        pre = [x[:, t] @ a.T + b + h @ w.T for w, a, b in zip(gates_w, gates_a, gates_b, strict=True)]
+        i, f, g, o = _sigmoid(pre[0]), _sigmoid(pre[1]), np.tanh(pre[2]), _sigmoid(pre[3])
+        c = f * c + i * g
+        h = o * np.tanh(c)
+        out.append(h)
+    return np.stack(out, axis=1)
+
+
+@pytest.mark.parametrize(("cell", "reference"), [("gru", _torch_gru), ("lstm", _torch_lstm)])
+def test_gated_cells_follow_pytorchs_equations(cell, reference):
+    cfg = RNNConfig(6, 3, 2, cell=cell, sigma_b2=0.5, parameterization="standard")
+    params = init_params(cfg, key=jax.random.key(0))
+    x = _x(1, 4, 5, 3)
+    h = reference({k: np.asarray(v) for k, v in params.items()}, x)
+    np.testing.assert_allclose(np.asarray(apply(cfg, params, x)), h @ np.asarray(params["B"]).T, rtol=1e-12, atol=1e-14)
+
+
+def test_stacked_bidirectional_elman_by_hand():
+    cfg = RNNConfig(5, 3, 1, num_layers=2, bidirectional=True, activation="tanh", readout="last")
+    params = {k: np.asarray(v) for k, v in init_params(cfg, key=jax.random.key(0)).items()}
+    x = _x(2, 3, 4, 3)
+
+    def stack(seq, suffix):
+        h1 = h2 = np.zeros((seq.shape[0], 5))
+        for t in range(seq.shape[1]):
+            h1 = np.tanh(h1 @ params["W" + suffix].T + seq[:, t] @ params["A" + suffix].T)
+            h2 = np.tanh(h2 @ params["W_l1" + suffix].T + h1 @ params["A_l1" + suffix].T)
+        return h2
+
+    expected = stack(x, "") @ params["B"].T + stack(x[:, ::-1], "_reverse") @ params["B_reverse"].T
+    np.testing.assert_allclose(np.asarray(apply(cfg, params, x)), expected, rtol=1e-12, atol=1e-14)
+
+
+def test_parameter_names_and_shapes_follow_pytorch():
+    cfg = RNNConfig(4, 3, 2, cell="lstm", num_layers=2, bidirectional=True, sigma_b2=1.0)
+    torch_names = [
+        f"{kind}_l{j}{d}" for j in range(2) for d in ("", "_reverse") for kind in ("weight_hh", "weight_ih", "bias_ih")
+    ]
+    ours = [
+        {"weight_hh": "W", "weight_ih": "A", "bias_ih": "b"}[n.rsplit("_l", 1)[0]] + n[n.index("_l") :]
+        for n in torch_names
+    ]
+    ours = [n.replace("_l0", "") for n in ours]
+    assert cfg.param_names == (*ours, "B", "B_reverse")
+    assert cfg.param_shapes["W_l1_reverse"] == (16, 4) and cfg.param_shapes["A"] == (16, 3)
+    assert cfg.param_shapes["A_l1"] == (16, 4) and cfg.param_shapes["b_l1"] == (16,)
+
+
+def test_upper_layers_read_the_lower_state_with_fan_in_m():
+    cfg = RNNConfig(64, 3, 1, num_layers=2, parameterization="standard", sigma_u2=2.0)
+    assert cfg.init_std["A"] == pytest.approx(np.sqrt(2.0 / 3)) and cfg.init_std["A_l1"] == pytest.approx(
+        np.sqrt(2.0 / 64)
+    )
+    ntk = cfg.replace(parameterization="ntk")
+    assert ntk.multipliers["A_l1"] == pytest.approx(np.sqrt(2.0 / 64)) and ntk.init_std["A_l1"] == 1.0
+
+
+# ----------------------------------------------------------------------------- variable lengths
+
+
+@pytest.mark.parametrize("readout", ["all", "last", "mean"])
+@pytest.mark.parametrize("cell", ["elman", "lstm"])
+def test_padded_steps_change_nothing(cell, readout):
+    cfg = RNNConfig(6, 3, 2, cell=cell, bidirectional=True, readout=readout, sigma_b2=0.3, parameterization="standard")
+    params = init_params(cfg, key=jax.random.key(0))
+    x = _x(3, 4, 6, 3)
+    lengths = np.array([6, 2, 4, 1])
+    y = np.asarray(apply(cfg, params, x, lengths))
+    for i, n in enumerate(lengths):
+        alone = np.asarray(apply(cfg, params, x[i : i + 1, :n]))[0]
+        if readout == "all":
+            np.testing.assert_allclose(y[i, :n], alone, rtol=1e-12, atol=1e-14)
+            assert not y[i, n:].any()
+        else:
+            np.testing.assert_allclose(y[i], alone, rtol=1e-12, atol=1e-14)
+
+
+def test_kernel_with_lengths_is_the_kernel_of_the_truncated_sequences():
+    cfg = RNNConfig(8, 3, 1, cell="gru", num_layers=2, parameterization="standard", trainable=("W", "A", "B"))
+    params = init_params(cfg, key=jax.random.key(0))
+    theta = {k: params[k] for k in cfg.trainable_names}
+    x = _x(4, 3, 5, 3)
+    lengths, positions = np.array([5, 3, 4]), (0, 2, 4)
+    K = empirical_ntk(cfg, params, x, positions=positions, lengths1=lengths)
+
+    def rows(i):  # Jacobian rows of sample i alone, truncated to its length, at its real positions
+        def f(th):
+            y = apply(cfg, {**params, **th}, x[i : i + 1, : lengths[i]])
+            return y[0, [p for p in positions if p < lengths[i]], 0]
+
+        jac = jax.jacrev(f)(theta)
+        return np.concatenate([np.asarray(j).reshape(j.shape[0], -1) for j in jax.tree.leaves(jac)], axis=1)
+
+    J = np.concatenate([rows(i) for i in range(3)])
+    np.testing.assert_allclose(K, J @ J.T, rtol=1e-11, atol=1e-12 * np.abs(K).max())
+
+
+def test_lengths_errors_name_the_argument():
+    x = jnp.zeros((3, 4, 2))
+    for bad, match in [([1, 2], r"shape \(n,\)"), ([0, 1, 2], r"\[1, L\]"), ([1, 5, 2], r"\[1, L\]"),
+                       ([1.5, 2, 3], "integers"), (["a", "b", "c"], "integers")]:  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            check_lengths(bad, x, "lengths1")
+    cfg = RNNConfig(4, 2)
+    with pytest.raises(ValueError, match="lengths1"):
+        empirical_ntk(cfg, init_params(cfg, key=jax.random.key(0)), x + 1.0, lengths1=[1, 2, 9])
+
+
+# ----------------------------------------------------------------------------- user cells
+
+
+def mgu_step(params, h, x):
+    """A user's cell, a minimal gated unit: z = W h + A x with a forget block f = sigmoid(z_f) and a candidate
+    block, h' = (1 - f) h + f tanh(z_c)."""
+    m = h.shape[0]
+    z = params["W"] @ h + params["A"] @ x
+    z = z + params["b"] if "b" in params else z
+    f = jax.nn.sigmoid(z[:m])
+    return (1.0 - f) * h + f * jnp.tanh(z[m:])
+
+
+MGU = Cell("mgu", mgu_step, gates=2)
+
+
+def test_user_cell_kernel_matches_autodiff():
+    cfg = RNNConfig(7, 3, 1, cell=MGU, parameterization="standard", trainable=("W", "A", "B"), readout="mean")
+    params = init_params(cfg, key=jax.random.key(0))
+    x = _x(5, 4, 5, 3)
+    K = empirical_ntk(cfg, params, x)
+    np.testing.assert_allclose(K, empirical_ntk(cfg, params, x, method="jacobian"), rtol=1e-10, atol=1e-12)
+    assert cfg.to_dict()["cell"] == "mgu"
+
+
+@pytest.mark.parametrize(
+    ("step", "match"),
+    [
+        (lambda p, h, x: jnp.tanh(p["W"] @ h + p["W"] @ h + p["A"] @ x)[:4], "more than once"),
+        (lambda p, h, x: jnp.tanh(p["W"] @ h), "never uses"),
+        (lambda p, h, x: jnp.tanh(p["W"] @ h + p["A"] @ x)[:3], "shape"),
+        (lambda p, h, x: jnp.tanh(h @ p["W"].T + p["A"] @ x), "only as"),
+    ],
+)
+def test_user_cell_misuse_is_named(step, match):
+    cfg = RNNConfig(4, 2, 1, cell=Cell("bad", step), trainable=("W", "A"), readout="last")
+    params = init_params(cfg, key=jax.random.key(0))
+    with pytest.raises((ValueError, TypeError, AttributeError), match=match):
+        empirical_ntk(cfg, params, jnp.ones((2, 3, 2)))
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"cell": "rnn"}, "cell"),
+        ({"num_layers": 0}, "num_layers"),
+        ({"bidirectional": "yes"}, "bidirectional"),
+    ],
+)
+def test_bad_configs_are_named(changes, match):
+    with pytest.raises(ValueError, match=match):
+        RNNConfig(4, 2, **changes)
+
+
+def test_gate_stacked_shapes_are_checked():
+    cfg = RNNConfig(4, 2, cell="gru")
+    params = dict(init_params(cfg, key=jax.random.key(0)))
+    params["W"] = params["W"][:8]
+    with pytest.raises(ValueError, match=r"params\['W'\] must have shape \(12, 4\)"):
+        empirical_ntk(cfg, params, jnp.ones((2, 3, 2)))
+
+
+def test_generic_path_equals_the_elman_fast_path():
+    cfg = RNNConfig(16, 3, 2, sigma_b2=0.4, trainable=("W", "A", "b", "B"), parameterization="ntk")
+    params = init_params(cfg, key=jax.random.key(0))
+    x = _x(6, 5, 6, 3)
+    fast = empirical_ntk(cfg, params, x, positions=(0, 3, 5))
+    generic = empirical_ntk(cfg, params, x, positions=(0, 3, 5), lengths1=np.full(5, 6))
+    np.testing.assert_allclose(generic, fast, rtol=1e-12, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- the kernel against autodiff
+
+TRAINABLE = [("W",), ("A",), ("W", "b"), ("W", "A", "b", "B"), ("B", "A")]
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+          phases=[Phase.explicit, Phase.reuse, Phase.generate])  # fmt: skip
+@given(
+    cell=st.sampled_from(["elman", "gru", "lstm", "mgu"]),
+    num_layers=st.integers(1, 2),
+    bidirectional=st.booleans(),
+    trainable=st.sampled_from(TRAINABLE),
+    readout=st.sampled_from(["all", "last", "mean"]),
+    parameterization=st.sampled_from(["paper", "standard", "ntk"]),
+    output_dim=st.integers(1, 2),
+    variable=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_structured_kernel_matches_jacrev_and_ntvp(
+    cell, num_layers, bidirectional, trainable, readout, parameterization, output_dim, variable, seed
+):
+    rng = np.random.default_rng(seed)
+    cfg = RNNConfig(
+        int(rng.integers(3, 9)), 2, output_dim, cell=MGU if cell == "mgu" else cell, num_layers=num_layers,
+        bidirectional=bidirectional, trainable=trainable, readout=readout, parameterization=parameterization,
+        sigma_b2=0.5, activation="tanh",
+    )  # fmt: skip
+    params = init_params(cfg, key=jax.random.key(seed))
+    n1, n2, length = int(rng.integers(1, 4)), int(rng.integers(1, 3)), int(rng.integers(2, 5))
+    x1, x2 = _x(seed, n1, length, 2), _x(seed + 1, n2, length, 2)
+    lengths1 = rng.integers(1, length + 1, n1) if variable else None
+    lengths2 = rng.integers(1, length + 1, n2) if variable else None
+    positions = tuple(sorted(rng.choice(length, size=int(rng.integers(1, length + 1)), replace=False))) if (
+        readout == "all") else None  # fmt: skip
+    kwargs = dict(positions=positions, lengths1=lengths1, lengths2=lengths2)
+    K = empirical_ntk(cfg, params, x1, x2, **kwargs)
+    scale = max(np.abs(K).max(), 1e-300)
+    for method in ("jacobian", "ntvp"):
+        ref = empirical_ntk(cfg, params, x1, x2, method=method, **kwargs)
+        assert K.shape == ref.shape
+        assert np.abs(K - ref).max() <= 1e-10 * scale, method
+    sym = empirical_ntk(cfg, params, x1, positions=positions, lengths1=lengths1)
+    ref = empirical_ntk(cfg, params, x1, method="jacobian", positions=positions, lengths1=lengths1)
+    assert np.abs(sym - ref).max() <= 1e-10 * max(np.abs(ref).max(), 1e-300)
