@@ -39,7 +39,31 @@ Cost: O(n1 n2 L1 L2) dual evaluations in one lax.scan over the steps of x1, vect
 and the steps of x2 (memory O(n1 n2 L1 L2) for readout "all" and "forward_kernels", O(n1 n2 L2) for
 "mean"); readout "last" needs only the diagonal a - b = L1 - L2: O(n1 n2 min(L1, L2)). Quadrature (tanh,
 callables) multiplies the per-point cost by nodes^2 (4096 at the default). Timings: benchmarks/bench_limit.py.
-"""
+
+Stacked layers (num_layers = k). Layer j >= 2 reads the hidden states of layer j-1 through A_l{j-1},
+whose variance is sigma_u2/m in every parameterization, so in the normalization above
+    q^j_ab = sigma_w2 S^j_{a-1,b-1} + sigma_u2 S^{j-1}_ab + sigma_b2,
+and layer 1 is the recursion above. Backward, delta^j_a = phi'(g^j_a) (W_j^T delta^j_{a+1} + A_{j+1}^T
+delta^{j+1}_a) (multipliers included); each of the two factors gives c^2 Var m = sigma_w2, resp.
+sigma_u2, and the cross terms vanish, so every delta^j stays on the diagonal l - a = l' - b. As a forward
+recursion for G^j = k^j * (the pre-activation kernel of layer j), with G^0 = 0:
+    G^j_ab = k^j_ab (F^j_ab + sigma_w2 G^j_{a-1,b-1} + sigma_u2 G^{j-1}_ab),
+    F^j_ab = omega_W S^j_{a-1,b-1} + omega_A' S^{j-1}_ab + omega_b        (j >= 2),
+    Theta_{l,l'} = c0 G^k_{l,l'} + beta S^k_{l,l'},
+with omega_A' = 1 ("paper", "standard") or sigma_u2 ("ntk") when A is trained, else 0 (the A of layers
+j >= 2 has fan-in m, so its gradient is O(m) in "standard" too). For relu, "ntk", same-time pairs and
+all trained this is the RNTK recursion (Alemohammad et al. 2021) with Sigma^j = q^j, Theta^j = G^j / k^j.
+
+Bidirectional: the reverse stack has its own parameters and readout B_reverse, so the kernel is the sum
+of the forward-direction kernels of x and of the reversed sequences rev x (the real steps backwards);
+for readout "all" the reverse term at (l, l') is the reversed pair's at (len-1-l, len'-1-l').
+
+Variable lengths: padded steps freeze the state, so the limit between i and j is the recursion on the
+unpadded sequences. Readout "all" and "mean" use the padded grid (its entries with a < len_i, b < len_j
+are exact by causality), keeping real rows, resp. averaging over the len_i len_j real pairs. Readout
+"last" reads (len_i - 1, len_j - 1): it right-aligns the sequences to T = min(max len1, max len2) steps and
+scans the diagonal with the state held at 0 until both sequences of a pair have started, O(n1 n2 T).
+The GRU, the LSTM and user cells have no published limit here: they are refused."""
 
 from __future__ import annotations
 
@@ -57,6 +81,7 @@ import numpy as np
 from ntk_rnn.checks import check_inputs, check_pair
 from ntk_rnn.config import ACTIVATIONS, RNNConfig
 from ntk_rnn.dual import DEFAULT_NODES, DEFAULT_RULE, dual_pair, normal_rule, resolve
+from ntk_rnn.model import real_rows
 
 HOMOGENEOUS = ("relu", "linear")  # phi(c u) = c phi(u) for c > 0: their "paper" limit is not degenerate
 LINEARIZED_GAIN = {"tanh": 1.0, "erf": 2 / math.sqrt(math.pi)}  # phi'(0) of smooth phi with phi(0) = 0
@@ -104,8 +129,8 @@ class ForwardKernels(NamedTuple):
 
 @partial(
     jax.tree_util.register_dataclass,
-    data_fields=["gain2", "sw2", "su2", "sb2", "c0", "omega_w", "omega_a", "omega_b", "beta"],
-    meta_fields=["activation", "nodes", "rule"],
+    data_fields=["gain2", "sw2", "su2", "su2_up", "sb2", "c0", "omega_w", "omega_a", "omega_a_up", "omega_b", "beta"],
+    meta_fields=["activation", "nodes", "rule", "layers"],
 )
 @dataclasses.dataclass(frozen=True)
 class _Recursion:
@@ -118,12 +143,15 @@ class _Recursion:
     rule: str
     sw2: float
     su2: float  # sigma_u2 / nu
+    su2_up: float  # sigma_u2: the input weight of layers >= 2 (fan-in m), forward and backward
     sb2: float
     c0: float  # backward start
     omega_w: float
     omega_a: float
+    omega_a_up: float  # omega_A' of layers >= 2
     omega_b: float
     beta: float  # readout (B) term
+    layers: int
 
     def pair(self, q11, q12, q22):
         s, k = dual_pair(self.activation, q11, q12, q22, self.nodes, self.rule)
@@ -132,6 +160,11 @@ class _Recursion:
 
 def _recursion(cfg: RNNConfig, nodes: int, rule: str, kernel: str) -> _Recursion:
     """Constants for the NTK ("ntk") or the NNGP ("nngp") of cfg (table in the module docstring)."""
+    if cfg.cell != "elman":
+        raise ValueError(
+            f"cell={cfg.cell_name!r} has no published infinite-width limit: limit_ntk and nngp_kernel cover the "
+            f"Elman cell (any layers, directions and lengths); use ntk_rnn.empirical_ntk at a large width instead"
+        )
     normal_rule(nodes, rule)  # validates both
     activation, gain2 = resolve(cfg.activation), 1.0
     par = cfg.parameterization
@@ -141,11 +174,11 @@ def _recursion(cfg: RNNConfig, nodes: int, rule: str, kernel: str) -> _Recursion
     dx, d = cfg.input_dim, cfg.output_dim
     t = {name: float(name in cfg.trainable) for name in ("W", "A", "b", "B")}
     forward = dict(activation=activation, gain2=gain2, nodes=nodes, rule=rule, sw2=sw2, sb2=sb2)
+    forward |= dict(su2_up=su2, layers=cfg.num_layers)
     if kernel == "nngp":
         beta = sv2 / d if par == "paper" else sv2
-        return _Recursion(
-            **forward, su2=su2 if par == "paper" else su2 / dx, c0=0.0, omega_w=0.0, omega_a=0.0, omega_b=0.0, beta=beta
-        )
+        return _Recursion(**forward, su2=su2 if par == "paper" else su2 / dx, c0=0.0, omega_w=0.0, omega_a=0.0,
+                          omega_a_up=0.0, omega_b=0.0, beta=beta)  # fmt: skip
     if par == "paper":
         weights = dict(su2=su2, c0=sv2 / d, omega_w=t["W"], omega_a=t["A"], omega_b=t["b"], beta=0.0)
     elif par == "standard":
@@ -153,8 +186,10 @@ def _recursion(cfg: RNNConfig, nodes: int, rule: str, kernel: str) -> _Recursion
     else:
         weights = dict(su2=su2 / dx, c0=sv2, omega_w=sw2 * t["W"], omega_a=su2 / dx * t["A"], omega_b=sb2 * t["b"])
         weights["beta"] = sv2 * t["B"]
+    weights["omega_a_up"] = t["A"] * (su2 if par == "ntk" else 1.0)
     rec = _Recursion(**forward, **weights)
-    if rec.omega_w == rec.omega_a == rec.omega_b == rec.beta == 0.0:
+    upper = rec.omega_a_up if rec.layers > 1 else 0.0
+    if rec.omega_w == rec.omega_a == rec.omega_b == rec.beta == upper == 0.0:
         warnings.warn(
             f"trainable={cfg.trainable} contributes only O(1) to an O(m) kernel in the {par!r} parameterization: "
             "the normalized limit K/m is identically 0",
@@ -169,46 +204,95 @@ def _shift(a: jax.Array) -> jax.Array:
 
 
 def _variances(rec: _Recursion, x: jax.Array) -> jax.Array:
-    """Self-covariances q_aa(i, i) of each sample's pre-activations, (n, L)."""
+    """Self-covariances q^j_aa(i, i) of each layer's pre-activations, (layers, n, L)."""
 
     def step(s_prev, x_a):
-        v = rec.sw2 * s_prev + rec.su2 * jnp.sum(x_a * x_a, axis=-1) + rec.sb2
-        return rec.pair(v, v, v)[0], v
+        inputs, s_new, v_new = rec.su2 * jnp.sum(x_a * x_a, axis=-1), [], []
+        for j, s in enumerate(s_prev):
+            v_new.append(rec.sw2 * s + (inputs if j == 0 else rec.su2_up * s_new[-1]) + rec.sb2)
+            s_new.append(rec.pair(v_new[-1], v_new[-1], v_new[-1])[0])
+        return tuple(s_new), jnp.stack(v_new)
 
-    _, v = jax.lax.scan(step, jnp.zeros(x.shape[0], x.dtype), jnp.swapaxes(x, 0, 1))
-    return v.T
+    zeros = (jnp.zeros(x.shape[0], x.dtype),) * rec.layers
+    _, v = jax.lax.scan(step, zeros, jnp.swapaxes(x, 0, 1))
+    return jnp.transpose(v, (1, 2, 0))
 
 
-@partial(jax.jit, static_argnames=("mode", "pos1", "pos2"))
-def _grid(rec: _Recursion, mode: str, x1: jax.Array, x2: jax.Array, pos1=None, pos2=None):
-    """One scan over the steps a of x1; each step updates the row (n1, n2, L2) of the time grid.
+def _layer_step(rec: _Recursion, s_prev, g_prev, xx, v_a, v_b, shift):
+    """One time step of every layer (module docstring) on a row or diagonal of the time grid.
 
-    mode "all" -> (n1, P1, n2, P2) at the positions; "mean" -> (n1, n2); "forward" -> (q, S, k).
+    s_prev, g_prev: per-layer S and G of the previous step; xx: the tokens' dot products; v_a, v_b: per-layer
+    self-variances, broadcastable to xx; shift: maps the previous step's arrays to (a-1, b-1). Returns
+    per-layer (q, S, k, G).
+    """
+    out = []
+    for j in range(rec.layers):
+        s_shift = shift(s_prev[j])
+        inputs, su2, omega_a = (xx, rec.su2, rec.omega_a) if j == 0 else (out[-1][1], rec.su2_up, rec.omega_a_up)
+        q = rec.sw2 * s_shift + su2 * inputs + rec.sb2
+        s, k = rec.pair(v_a[j], q, v_b[j])
+        through = rec.sw2 * shift(g_prev[j])
+        if j:
+            through = through + rec.su2_up * out[-1][3]
+        out.append((q, s, k, k * (rec.omega_w * s_shift + omega_a * inputs + rec.omega_b + through)))
+    return out
+
+
+@partial(jax.jit, static_argnames=("mode", "pos1", "pos2", "layer"))
+def _grid(rec: _Recursion, mode: str, x1: jax.Array, x2: jax.Array, pos1=None, pos2=None, len1=None, len2=None,
+          layer: int = -1):  # fmt: skip
+    """One scan over the steps a of x1; each step updates the rows (n1, n2, L2) of every layer's time grid.
+
+    mode "all" -> (n1, P1, n2, P2) at the positions; "mean" -> (n1, n2), over the real steps when len1,
+    len2 (n1,), (n2,) are given; "forward" -> (q, S, k) of the layer.
     """
     v1, v2 = _variances(rec, x1), _variances(rec, x2)
     n1, n2, length2 = x1.shape[0], x2.shape[0], x2.shape[1]
+    real2 = None if len2 is None else jnp.arange(length2)[None] < len2[:, None]  # (n2, L2)
 
     def step(carry, inputs):
         s_prev, g_prev, total = carry
-        x_a, v_a = inputs
+        x_a, v_a, real_a = inputs
         xx = jnp.einsum("ik,jbk->ijb", x_a, x2)
-        s_shift = _shift(s_prev)
-        q = rec.sw2 * s_shift + rec.su2 * xx + rec.sb2
-        s, k = rec.pair(v_a[:, None, None], q, v2[None])
-        g = k * (rec.omega_w * s_shift + rec.omega_a * xx + rec.omega_b + rec.sw2 * _shift(g_prev))
-        theta = rec.c0 * g + rec.beta * s
-        out = {"all": theta, "forward": (q, s, k)}.get(mode)
-        return (s, g, total + theta.sum(axis=-1)), out
+        layers = _layer_step(rec, s_prev, g_prev, xx, [v[:, None, None] for v in v_a], [v[None] for v in v2], _shift)
+        theta = rec.c0 * layers[-1][3] + rec.beta * layers[-1][1]
+        if real_a is None:
+            total = total + theta.sum(axis=-1)
+        else:
+            total = total + jnp.where(real_a[:, None], jnp.where(real2[None], theta, 0.0).sum(axis=-1), 0.0)
+        out = {"all": theta, "forward": layers[layer][:3]}.get(mode)
+        return (tuple(t[1] for t in layers), tuple(t[3] for t in layers), total), out
 
-    zeros = jnp.zeros((n1, n2, length2), x1.dtype)
-    inputs = (jnp.swapaxes(x1, 0, 1), v1.T)
+    zeros = (jnp.zeros((n1, n2, length2), x1.dtype),) * rec.layers
+    real1 = None if len1 is None else jnp.arange(x1.shape[1])[:, None] < len1[None]  # (L1, n1)
+    inputs = (jnp.swapaxes(x1, 0, 1), jnp.transpose(v1, (2, 0, 1)), real1)
     (_, _, total), rows = jax.lax.scan(step, (zeros, zeros, jnp.zeros((n1, n2), x1.dtype)), inputs)
     if mode == "mean":
-        return total / (x1.shape[1] * length2)
+        return total / (x1.shape[1] * length2) if len1 is None else total / (len1[:, None] * len2[None])
     if mode == "forward":
         return tuple(jnp.transpose(r, (1, 0, 2, 3)) for r in rows)
     rows = rows[np.asarray(pos1)][..., np.asarray(pos2)]  # (P1, n1, n2, P2)
     return jnp.transpose(rows, (1, 0, 2, 3))
+
+
+def _diagonal(rec: _Recursion, x1, x2, v1, v2, started) -> jax.Array:
+    """Theta at the end of a diagonal of the grid, (n1, n2), from aligned steps x1 (n1, T, d_x), x2 (n2, T,
+    d_x), self-variances v1 (layers, n1, T), v2 (layers, n2, T) and started (T, n1, n2) (None: always)."""
+
+    def step(carry, inputs):
+        s_prev, g_prev = carry
+        x_a, x_b, v_a, v_b, on = inputs
+        layers = _layer_step(rec, s_prev, g_prev, x_a @ x_b.T, [v[:, None] for v in v_a], [v[None] for v in v_b],
+                             lambda a: a)  # fmt: skip
+        s, g = tuple(t[1] for t in layers), tuple(t[3] for t in layers)
+        if on is not None:
+            s, g = tuple(jnp.where(on, a, 0.0) for a in s), tuple(jnp.where(on, a, 0.0) for a in g)
+        return (s, g), None
+
+    zeros = (jnp.zeros((x1.shape[0], x2.shape[0]), x1.dtype),) * rec.layers
+    steps = (jnp.swapaxes(x1, 0, 1), jnp.swapaxes(x2, 0, 1), jnp.transpose(v1, (2, 0, 1)), jnp.transpose(v2, (2, 0, 1)))
+    (s, g), _ = jax.lax.scan(step, (zeros, zeros), (*steps, started))
+    return rec.c0 * g[-1] + rec.beta * s[-1]
 
 
 @jax.jit
@@ -216,71 +300,127 @@ def _last(rec: _Recursion, x1: jax.Array, x2: jax.Array) -> jax.Array:
     """Theta at (L1-1, L2-1), (n1, n2). Only the diagonal a - b = L1 - L2 of the grid enters it: a scan
     along it from where a or b is 0, O(n1 n2 min(L1, L2)) instead of O(n1 n2 L1 L2)."""
     steps = min(x1.shape[1], x2.shape[1])
-    v1, v2 = _variances(rec, x1)[:, -steps:], _variances(rec, x2)[:, -steps:]
-
-    def step(carry, inputs):
-        s_prev, g_prev = carry
-        x_a, x_b, v_a, v_b = inputs
-        xx = x_a @ x_b.T
-        s, k = rec.pair(v_a[:, None], rec.sw2 * s_prev + rec.su2 * xx + rec.sb2, v_b[None])
-        g = k * (rec.omega_w * s_prev + rec.omega_a * xx + rec.omega_b + rec.sw2 * g_prev)
-        return (s, g), None
-
-    zeros = jnp.zeros((x1.shape[0], x2.shape[0]), x1.dtype)
-    inputs = (jnp.swapaxes(x1[:, -steps:], 0, 1), jnp.swapaxes(x2[:, -steps:], 0, 1), v1.T, v2.T)
-    (s, g), _ = jax.lax.scan(step, (zeros, zeros), inputs)
-    return rec.c0 * g + rec.beta * s
+    v1, v2 = _variances(rec, x1)[..., -steps:], _variances(rec, x2)[..., -steps:]
+    return _diagonal(rec, x1[:, -steps:], x2[:, -steps:], v1, v2, None)
 
 
-def _output_kernel(rec: _Recursion, cfg: RNNConfig, x1, x2, pos1, pos2) -> np.ndarray:
-    """The scalar kernel expanded over output units ([k = k']) and flattened like empirical_ntk."""
+@partial(jax.jit, static_argnames=("steps",))
+def _last_lengths(rec: _Recursion, x1, x2, len1, len2, steps: int) -> jax.Array:
+    """Theta at (len1_i - 1, len2_j - 1), (n1, n2): the sequences right-aligned to `steps` = min(max len1,
+    max len2) steps, the state of a pair held at 0 until both have started. O(n1 n2 steps)."""
+
+    def align(x, lengths):  # step tau of the window is step lengths - steps + tau of the sequence
+        index = lengths[:, None] - steps + jnp.arange(steps)[None]  # (n, T)
+        valid, index = index >= 0, jnp.maximum(index, 0)
+        xa = jnp.where(valid[..., None], jnp.take_along_axis(x, index[..., None], axis=1), 0.0)
+        va = jnp.where(valid, jnp.take_along_axis(_variances(rec, x), index[None], axis=2), 1.0)
+        return xa, va
+
+    (x1a, v1a), (x2a, v2a) = align(x1, len1), align(x2, len2)
+    started = jnp.arange(steps)[:, None, None] >= steps - jnp.minimum(len1[:, None], len2[None])[None]
+    return _diagonal(rec, x1a, x2a, v1a, v2a, started)
+
+
+def _full(lengths, x) -> np.ndarray:
+    """lengths as numpy ints, or L for every sequence."""
+    return np.full(x.shape[0], x.shape[1]) if lengths is None else np.asarray(lengths)
+
+
+def _one_direction(rec: _Recursion, cfg: RNNConfig, x1, x2, pos1, pos2, len1, len2) -> np.ndarray:
+    """The forward direction's scalar kernel: (n1, P1, n2, P2) for readout "all", else (n1, n2)."""
+    lengths = len1 is not None or len2 is not None
+    if lengths:
+        len1, len2 = jnp.asarray(_full(len1, x1), jnp.int32), jnp.asarray(_full(len2, x2), jnp.int32)
+    if cfg.readout == "last" and lengths:
+        return np.asarray(_last_lengths(rec, x1, x2, len1, len2, int(min(len1.max(), len2.max()))))
     if cfg.readout == "last":
-        theta = np.asarray(_last(rec, x1, x2))
-    else:
-        theta = np.asarray(_grid(rec, cfg.readout, x1, x2, pos1, pos2))
+        return np.asarray(_last(rec, x1, x2))
+    if cfg.readout == "mean" and lengths:
+        return np.asarray(_grid(rec, "mean", x1, x2, len1=len1, len2=len2))
+    return np.asarray(_grid(rec, cfg.readout, x1, x2, pos1, pos2))
+
+
+def _reverse(x, lengths: np.ndarray) -> jax.Array:
+    """Each sequence's real steps backwards, the padding left in place: (n, L, d_x)."""
+    t = np.arange(x.shape[1])[None]
+    order = np.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
+    return jnp.asarray(np.asarray(x)[np.arange(x.shape[0])[:, None], order])
+
+
+def _scalar_kernel(rec: _Recursion, cfg: RNNConfig, x1, x2, pos1, pos2, len1, len2) -> np.ndarray:
+    """Both directions' scalar kernels summed, shaped like _one_direction's."""
+    theta = _one_direction(rec, cfg, x1, x2, pos1, pos2, len1, len2)
+    if not cfg.bidirectional:
+        return theta
+    full1, full2 = _full(len1, x1), _full(len2, x2)
+    r1, r2 = _reverse(x1, full1), _reverse(x2, full2)
+    if cfg.readout != "all":
+        return theta + _one_direction(rec, cfg, r1, r2, None, None, len1, len2)
+    grid = np.asarray(_grid(rec, "all", r1, r2, tuple(range(x1.shape[1])), tuple(range(x2.shape[1]))))
+    at1 = np.maximum(full1[:, None] - 1 - np.asarray(pos1)[None], 0)  # (n1, P1): padded rows are dropped later
+    at2 = np.maximum(full2[:, None] - 1 - np.asarray(pos2)[None], 0)
+    n1, n2 = np.arange(x1.shape[0]), np.arange(x2.shape[0])
+    return theta + grid[n1[:, None, None, None], at1[:, :, None, None], n2[None, None, :, None], at2[None, None]]
+
+
+def _output_kernel(rec: _Recursion, cfg: RNNConfig, pair) -> np.ndarray:
+    """The scalar kernel expanded over output units ([k = k']), flattened like empirical_ntk and reduced to
+    the real rows."""
+    x1, x2, pos1, pos2, _, len1, len2 = pair
+    theta = _scalar_kernel(rec, cfg, x1, x2, pos1, pos2, len1, len2)
     if cfg.readout != "all":
         theta = theta[:, None, :, None]
     d = cfg.output_dim
     if d > 1:
         theta = theta[:, :, None, :, :, None] * np.eye(d)[None, None, :, None, None, :]
-    return theta.reshape(theta.shape[0] * theta.shape[1] * d, -1)
+    K = theta.reshape(theta.shape[0] * theta.shape[1] * d, -1)
+    if len1 is None and len2 is None:
+        return K
+    return K[np.ix_(real_rows(cfg, pos1, len1, x1.shape[0]), real_rows(cfg, pos2, len2, x2.shape[0]))]
 
 
-def limit_ntk(cfg: RNNConfig, x1, x2=None, positions: Sequence[int] | None = None, *, nodes: int = DEFAULT_NODES,
-              rule: str = DEFAULT_RULE) -> np.ndarray:  # fmt: skip
-    """Infinite-width NTK, shaped and ordered exactly like empirical_ntk(cfg, params, x1, x2, positions).
+def limit_ntk(cfg: RNNConfig, x1, x2=None, positions: Sequence[int] | None = None, *, lengths1=None, lengths2=None,
+              nodes: int = DEFAULT_NODES, rule: str = DEFAULT_RULE) -> np.ndarray:  # fmt: skip
+    """Infinite-width NTK, shaped and ordered exactly like empirical_ntk(cfg, params, x1, x2, positions,
+    lengths1=lengths1, lengths2=lengths2), for the Elman cell with any layers and directions.
 
     Returns lim K/m for the "paper" and "standard" parameterizations (their kernels grow like m) and
     lim K for "ntk"; cfg.width plays no role. Readout "all": (n1 * P1 * d, n2 * P2 * d), rows
-    (sample, position, unit), positions None meaning 1..L-1; "last"/"mean": (n1 * d, n2 * d) with
-    positions None. Float64 numpy. `nodes` (per dimension) and `rule` ("trapezoid", "hermite"): the
-    quadrature for activations without a closed form (accuracy table in ntk_rnn.dual). The recursion
-    and its constants: see the module docstring.
+    (sample, position, unit), positions None meaning 1..L-1, only real positions kept with lengths;
+    "last"/"mean": (n1 * d, n2 * d) with positions None. lengths1, lengths2: (n1,), (n2,) lengths of
+    right-padded sequences, None for full length. Float64 numpy. `nodes` (per dimension) and `rule`
+    ("trapezoid", "hermite"): the quadrature for activations without a closed form (accuracy table in
+    ntk_rnn.dual). The recursion and its constants: see the module docstring.
     """
-    x1, x2, pos1, pos2, _ = check_pair(cfg, x1, x2, positions)
-    return _output_kernel(_recursion(cfg, nodes, rule, "ntk"), cfg, x1, x2, pos1, pos2)
+    pair = check_pair(cfg, x1, x2, positions, lengths1, lengths2)
+    return _output_kernel(_recursion(cfg, nodes, rule, "ntk"), cfg, pair)
 
 
-def nngp_kernel(cfg: RNNConfig, x1, x2=None, positions: Sequence[int] | None = None, *, nodes: int = DEFAULT_NODES,
-                rule: str = DEFAULT_RULE) -> np.ndarray:  # fmt: skip
+def nngp_kernel(cfg: RNNConfig, x1, x2=None, positions: Sequence[int] | None = None, *, lengths1=None,
+                lengths2=None, nodes: int = DEFAULT_NODES, rule: str = DEFAULT_RULE) -> np.ndarray:  # fmt: skip
     """Infinite-width output covariance at initialization, lim E[y(x1) y(x2)^T], shaped like limit_ntk.
 
     It is finite in every parameterization and is NOT divided by m: "paper" gives sigma_v2/d S
-    (S = lim h.h'), "standard" and "ntk" give sigma_v2 S (S = lim h.h'/m); readouts as in limit_ntk.
+    (S = lim h.h' of the top layer), "standard" and "ntk" give sigma_v2 S (S = lim h.h'/m), summed over
+    the directions; readouts and lengths as in limit_ntk.
     """
-    x1, x2, pos1, pos2, _ = check_pair(cfg, x1, x2, positions)
-    return _output_kernel(_recursion(cfg, nodes, rule, "nngp"), cfg, x1, x2, pos1, pos2)
+    pair = check_pair(cfg, x1, x2, positions, lengths1, lengths2)
+    return _output_kernel(_recursion(cfg, nodes, rule, "nngp"), cfg, pair)
 
 
 def forward_kernels(
-    cfg: RNNConfig, x1, x2=None, *, nodes: int = DEFAULT_NODES, rule: str = DEFAULT_RULE
+    cfg: RNNConfig, x1, x2=None, *, layer: int = -1, nodes: int = DEFAULT_NODES, rule: str = DEFAULT_RULE
 ) -> ForwardKernels:
-    """Limit covariances q (pre-activations), S (hidden states), k (derivatives), each (n1, L1, n2, L2).
+    """Limit covariances q (pre-activations), S (hidden states), k (derivatives) of one layer (0-based,
+    default the top) of the forward direction, each (n1, L1, n2, L2), on full-length sequences.
 
     Normalization: lim of dot products for "paper", of dot products / m for "standard" and "ntk"
     (k is always a mean over units); see ForwardKernels.
     """
+    if not -cfg.num_layers <= layer < cfg.num_layers:
+        raise ValueError(f"layer must lie in [-{cfg.num_layers}, {cfg.num_layers}) for {cfg.num_layers} layers, "
+                         f"got {layer}")  # fmt: skip
     x1 = check_inputs(cfg, x1, "x1")
     x2 = x1 if x2 is None else check_inputs(cfg, x2, "x2")
     rec = _recursion(cfg, nodes, rule, "nngp")
-    return ForwardKernels(*(np.asarray(a) for a in _grid(rec, "forward", x1, x2)))
+    return ForwardKernels(*(np.asarray(a) for a in _grid(rec, "forward", x1, x2, layer=layer % cfg.num_layers)))
