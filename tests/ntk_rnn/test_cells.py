@@ -230,7 +230,7 @@ def test_generic_path_equals_the_elman_fast_path():
 TRAINABLE = [("W",), ("A",), ("W", "b"), ("W", "A", "b", "B"), ("B", "A")]
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow],
           phases=[Phase.explicit, Phase.reuse, Phase.generate])  # fmt: skip
 @given(
     cell=st.sampled_from(["elman", "gru", "lstm", "mgu"]),
@@ -261,11 +261,20 @@ def test_structured_kernel_matches_jacrev_and_ntvp(
         readout == "all") else None  # fmt: skip
     kwargs = dict(positions=positions, lengths1=lengths1, lengths2=lengths2)
     K = empirical_ntk(cfg, params, x1, x2, **kwargs)
-    scale = max(np.abs(K).max(), 1e-300)
-    for method in ("jacobian", "ntvp"):
-        ref = empirical_ntk(cfg, params, x1, x2, method=method, **kwargs)
-        assert K.shape == ref.shape
-        assert np.abs(K - ref).max() <= 1e-10 * scale, method
+    ref = empirical_ntk(cfg, params, x1, x2, method="jacobian", **kwargs)
+    assert K.shape == ref.shape
+    assert np.abs(K - ref).max() <= 1e-10 * max(np.abs(ref).max(), 1e-300)
+    # the symmetric path (upper blocks mirrored) against the same inputs passed as two sides
     sym = empirical_ntk(cfg, params, x1, positions=positions, lengths1=lengths1)
-    ref = empirical_ntk(cfg, params, x1, method="jacobian", positions=positions, lengths1=lengths1)
-    assert np.abs(sym - ref).max() <= 1e-10 * max(np.abs(ref).max(), 1e-300)
+    cross = empirical_ntk(cfg, params, x1, x1.copy(), positions=positions, lengths1=lengths1, lengths2=lengths1)
+    assert np.abs(sym - cross).max() <= 1e-12 * max(np.abs(cross).max(), 1e-300)
+
+
+def test_structured_kernel_matches_vjp_jvp_columns():
+    cfg = RNNConfig(6, 2, 2, cell="lstm", bidirectional=True, num_layers=2, trainable=("W", "A", "b", "B"),
+                    sigma_b2=0.5, parameterization="ntk")  # fmt: skip
+    params = init_params(cfg, key=jax.random.key(3))
+    x1, x2 = _x(7, 3, 4, 2), _x(8, 2, 4, 2)
+    kwargs = dict(positions=(1, 3), lengths1=[4, 2, 3], lengths2=[1, 4])
+    K = empirical_ntk(cfg, params, x1, x2, **kwargs)
+    np.testing.assert_allclose(K, empirical_ntk(cfg, params, x1, x2, method="ntvp", **kwargs), rtol=1e-10, atol=1e-12)
