@@ -1,5 +1,5 @@
 """The structured empirical NTK of any cell, layer count and direction, on sequences of any lengths
-(docs/theory.md §9).
+(docs/theory.md §8).
 
 Every tied weight V enters step t once, as z = c_V V v_t, so dy_o/dV = sum_t delta_{o,t} (c_V v_t)^T with
 delta_{o,t} = dy_o/dz_t, and

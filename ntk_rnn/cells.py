@@ -1,12 +1,12 @@
 """Recurrent cells: the one step  s_t = step(params, s_{t-1}, x_t)  that an RNN repeats with tied weights
-(docs/theory.md §9).
+(docs/theory.md §8).
 
 A cell's parameters are W (k m, m), the hidden-to-hidden weights; A (k m, d_in), the input weights; and
 optionally b (k m,), a bias, with k = Cell.gates blocks stacked in rows (PyTorch's weight_hh, weight_ih,
 bias_ih). The step sees them with their multipliers applied and must use each one exactly once:
 W and A as `params["W"] @ v` for a vector v it computes (h_{t-1}, r * h_{t-1}, x_t, ...), and b by adding
 it, `z + params["b"]`. That is all the structured kernel needs: the Jacobian of a weight used once as
-V @ v is a sum over steps of rank-one terms delta_t v_t^T (docs/theory.md §9). The state has
+V @ v is a sum over steps of rank-one terms delta_t v_t^T (docs/theory.md §8). The state has
 Cell.state_factor * m entries; the hidden state h (what the next layer and the readout see) is its first
 m. Steps act on one sequence: s (state_factor m,), x (d_in,); the model vmaps them over samples.
 """
@@ -87,7 +87,7 @@ def lstm_step(params: Mapping[str, Any], s: jax.Array, x: jax.Array) -> jax.Arra
 
 
 class TiedUse:
-    """A weight as a step sees it in the structured kernel's pass (docs/theory.md §9): `V @ v` (a matrix)
+    """A weight as a step sees it in the structured kernel's pass (docs/theory.md §8): `V @ v` (a matrix)
     or `z + V` (a bias) returns the usual value plus a zero tap eps, whose cotangent is delta_t, and records
     the feature c v (c V's multiplier; v = 1 for a bias) that the kernel weights delta_t by."""
 

@@ -25,7 +25,7 @@ READOUTS = ("all", "last", "mean")
 @dataclasses.dataclass(frozen=True)
 class RNNConfig:
     """Elman RNN  h_l = phi(c_W W h_{l-1} + c_A A x_l + c_b b),  y_l = c_B B h_l,  h_0 = 0  (docs/theory.md §1),
-    or any other cell, stacked and bidirectional (docs/theory.md §9).
+    or any other cell, stacked and bidirectional (docs/theory.md §8).
 
     The defaults are the paper's model: relu, W ~ N(0, 2/m), A ~ N(0, 2/m), B ~ N(0, 1/d), no
     bias, an output at every step, and only W trained.

@@ -1,4 +1,4 @@
-"""The infinite-width NTK and NNGP kernels of the RNN (docs/theory.md §3), for every RNNConfig option.
+"""The infinite-width NTK and NNGP kernels of the RNN (docs/theory.md §3, §9), for every RNNConfig option.
 
 Tensor Programs II (Yang 2020) makes the "gradient independence" calculation exact for weight-tied
 RNNs, so the limits follow from one recursion over the (a, b) time grid of two sequences i, j.

@@ -156,7 +156,7 @@ def _order(length: jax.Array, steps: int, reverse: bool) -> jax.Array:
 def _run_layer(cfg: RNNConfig, weights: dict, scales: dict, inputs: jax.Array, length: jax.Array, taps: dict | None):
     """One layer of one direction over one sequence, in scan order: states (L, s) and the features
     {name: (L, f)} that the weights with taps ({name: (L, k m)}, zeros; a subset of the weights, or
-    None) recorded (docs/theory.md §9)."""
+    None) recorded (docs/theory.md §8)."""
     cell, m = cfg.cell_spec, cfg.width
     size = cell.state_factor * m
 
@@ -187,7 +187,7 @@ def sequence_outputs(cfg: RNNConfig, params: Mapping[str, jax.Array], x: jax.Arr
     Returns (y, readout_inputs, features): y as in apply ((L, d) or (d,)); readout_inputs {direction:
     r} with r (L, m) or (m,), the vectors each readout B multiplies (zero at padded steps); and, with
     taps {param name: (L, k m)} (zeros) for some cell weights, the features {param name: (L, f)} of
-    the tapped pass, indexed by scan step (docs/theory.md §9). Pure."""
+    the tapped pass, indexed by scan step (docs/theory.md §8). Pure."""
     c = cfg.multipliers
     steps = x.shape[0]
     real = jnp.arange(steps) < length

@@ -1,5 +1,5 @@
 """Cells, stacked and bidirectional layers, variable lengths: the model against independent transcriptions,
-and the structured kernel of docs/theory.md §9 against autodiff."""
+and the structured kernel of docs/theory.md §8 against autodiff."""
 
 from __future__ import annotations
 
