@@ -9,6 +9,7 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 from ntk_rnn import probes  # noqa: E402
+from ntk_rnn.cells import Cell  # noqa: E402
 from ntk_rnn.checks import check_inputs, check_params  # noqa: E402
 from ntk_rnn.config import RNNConfig  # noqa: E402
 from ntk_rnn.data import SequenceData, load_npz, save_npz, train_test_split  # noqa: E402
@@ -30,6 +31,7 @@ from ntk_rnn.training import (  # noqa: E402
 )
 
 __all__ = [
+    "Cell",
     "EigenvalueConvergenceError",
     "KernelGD",
     "PairedResult",
