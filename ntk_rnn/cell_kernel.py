@@ -146,6 +146,15 @@ def _chunk(n: int, plan1: RowPlan, plan2: RowPlan, cfg: RNNConfig, max_bytes: in
     return c
 
 
+def _factor_bytes(cfg: RNNConfig, plan: RowPlan) -> int:
+    """Bytes of one sample's factors: kept backward vectors, features and readout inputs."""
+    shapes, total = cfg.param_shapes, 0
+    for k in _tapped_names(cfg):
+        total += plan.pairs(_causal(cfg, k))[0].size * shapes[k][0] + plan.length * cfg.fan_in(k)
+    readout_rows = 1 if plan.positions is None else len(plan.positions)
+    return 8 * (total + len(cfg.directions) * readout_rows * cfg.width)
+
+
 def cell_ntk(cfg: RNNConfig, params: Params, x1: jax.Array, x2: jax.Array, lengths1: jax.Array,
              lengths2: jax.Array, pos1, pos2, symmetric: bool, max_bytes: int) -> np.ndarray:  # fmt: skip
     """K(x1, x2) over every (sample, position, unit) row of the padded inputs, (n1 R1, n2 R2) float64."""
@@ -162,13 +171,24 @@ def cell_ntk(cfg: RNNConfig, params: Params, x1: jax.Array, x2: jax.Array, lengt
         lengths = jnp.concatenate([lengths, jnp.broadcast_to(lengths[:1], (pad,))])
         return [(x[i : i + c], lengths[i : i + c]) for i in range(0, x.shape[0], c)]
 
-    side1 = [_factors(cfg, plan1, params, xc, lc) for xc, lc in chunks(x1, lengths1)]
-    side2 = side1 if symmetric else [_factors(cfg, plan2, params, xc, lc) for xc, lc in chunks(x2, lengths2)]
+    keep = _factor_bytes(cfg, plan1) * n1 + (0 if symmetric else _factor_bytes(cfg, plan2) * n2) <= max_bytes // 2
+
+    def source(plan, x, lengths):
+        """chunk index -> its factors: computed once and kept when all fit in half of max_bytes, else
+        recomputed whenever a block needs them."""
+        parts = chunks(x, lengths)
+        if keep:
+            kept = [_factors(cfg, plan, params, *part) for part in parts]
+            return kept.__getitem__, len(parts)
+        return (lambda a: _factors(cfg, plan, params, *parts[a])), len(parts)
+
+    (side1, count1) = source(plan1, x1, lengths1)
+    (side2, count2) = (side1, count1) if symmetric else source(plan2, x2, lengths2)
     out = np.zeros((n1, plan1.rows, n2, plan2.rows))
-    pairs = [(a, b) for a in range(len(side1)) for b in range(a if symmetric else 0, len(side2))]
+    pairs = [(a, b) for a in range(count1) for b in range(a if symmetric else 0, count2)]
     for a, b in tqdm(pairs, desc="kernel blocks", delay=3.0, leave=False):
         r1, r2 = slice(a * c, min((a + 1) * c, n1)), slice(b * c, min((b + 1) * c, n2))
-        block = np.asarray(_block(cfg, plan1, plan2, side1[a], side2[b]))[: r1.stop - r1.start, :, : r2.stop - r2.start]
+        block = np.asarray(_block(cfg, plan1, plan2, side1(a), side2(b)))[: r1.stop - r1.start, :, : r2.stop - r2.start]
         out[r1, :, r2] = block
         if symmetric and a != b:
             out[r2, :, r1] = block.transpose(2, 3, 0, 1)

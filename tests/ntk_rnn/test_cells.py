@@ -278,3 +278,13 @@ def test_structured_kernel_matches_vjp_jvp_columns():
     kwargs = dict(positions=(1, 3), lengths1=[4, 2, 3], lengths2=[1, 4])
     K = empirical_ntk(cfg, params, x1, x2, **kwargs)
     np.testing.assert_allclose(K, empirical_ntk(cfg, params, x1, x2, method="ntvp", **kwargs), rtol=1e-10, atol=1e-12)
+
+
+def test_small_memory_budget_recomputes_chunks_with_the_same_kernel():
+    cfg = RNNConfig(8, 3, 1, cell="lstm", bidirectional=True, sigma_b2=0.5, parameterization="standard",
+                    trainable=("W", "A", "b", "B"))  # fmt: skip
+    params = init_params(cfg, key=jax.random.key(0))
+    x, lengths = _x(9, 7, 4, 3), np.array([4, 3, 2, 1, 4, 3, 2])
+    roomy = empirical_ntk(cfg, params, x, lengths1=lengths)
+    tight = empirical_ntk(cfg, params, x, lengths1=lengths, max_bytes=2**18)  # one-sample chunks, recomputed
+    np.testing.assert_allclose(tight, roomy, rtol=1e-13, atol=1e-13 * np.abs(roomy).max())
