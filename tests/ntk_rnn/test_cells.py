@@ -286,5 +286,5 @@ def test_small_memory_budget_recomputes_chunks_with_the_same_kernel():
     params = init_params(cfg, key=jax.random.key(0))
     x, lengths = _x(9, 7, 4, 3), np.array([4, 3, 2, 1, 4, 3, 2])
     roomy = empirical_ntk(cfg, params, x, lengths1=lengths)
-    tight = empirical_ntk(cfg, params, x, lengths1=lengths, max_bytes=2**18)  # one-sample chunks, recomputed
+    tight = empirical_ntk(cfg, params, x, lengths1=lengths, max_bytes=2**17)  # one-sample chunks, recomputed
     np.testing.assert_allclose(tight, roomy, rtol=1e-13, atol=1e-13 * np.abs(roomy).max())
