@@ -257,7 +257,7 @@ def limit_ntk(cfg: RNNConfig, x1, x2=None, positions: Sequence[int] | None = Non
     quadrature for activations without a closed form (accuracy table in ntk_rnn.dual). The recursion
     and its constants: see the module docstring.
     """
-    x1, x2, pos1, pos2, _ = check_pair(cfg, x1, x2, positions)
+    x1, x2, pos1, pos2 = check_pair(cfg, x1, x2, positions)[:4]
     return _output_kernel(_recursion(cfg, nodes, rule, "ntk"), cfg, x1, x2, pos1, pos2)
 
 
@@ -268,7 +268,7 @@ def nngp_kernel(cfg: RNNConfig, x1, x2=None, positions: Sequence[int] | None = N
     It is finite in every parameterization and is NOT divided by m: "paper" gives sigma_v2/d S
     (S = lim h.h'), "standard" and "ntk" give sigma_v2 S (S = lim h.h'/m); readouts as in limit_ntk.
     """
-    x1, x2, pos1, pos2, _ = check_pair(cfg, x1, x2, positions)
+    x1, x2, pos1, pos2 = check_pair(cfg, x1, x2, positions)[:4]
     return _output_kernel(_recursion(cfg, nodes, rule, "nngp"), cfg, x1, x2, pos1, pos2)
 
 
