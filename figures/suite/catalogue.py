@@ -10,6 +10,15 @@ my_figure(table) a matplotlib Figure and my_fits(table) its fitted numbers (figu
 
 from __future__ import annotations
 
+from analysis.cells import (
+    QUICK_MODELS,
+    CellConditioningConfig,
+    CellLazyConfig,
+    CellSpreadConfig,
+    cell_conditioning_table,
+    cell_lazy_table,
+    cell_spread_table,
+)
 from analysis.eigenvalues import (
     ConditioningConfig,
     ConvergenceConfig,
@@ -31,6 +40,14 @@ from analysis.probes import (
     training_probe_table,
 )
 from analysis.width_training import WidthTrainingConfig, training_table
+from figures.cells import (
+    cell_conditioning_figure,
+    cell_conditioning_fits,
+    cell_lazy_figure,
+    cell_lazy_fits,
+    cell_spread_figure,
+    cell_spread_fits,
+)
 from figures.eigenvalues import (
     conditioning_figure,
     conditioning_numbers,
@@ -221,3 +238,45 @@ add_figure("fig14_sign_flips_in_training", "training_probes", sign_flip_figure, 
     same ω flips (black). Tested: the paper's sign-flip counting, which bounds the flips of any
     perturbation of radius ω by O(ω^(2/3) m): training stays in the small-ω region where few signs flip.
     The table compares the flips at the end of training with a random perturbation of the same ω.""")  # fmt: skip
+CELL_WIDTHS_QUICK = (64, 128, 256)
+add_study("cell_conditioning", cell_conditioning_table, title="Conditioning of K_0 against L for every cell",
+          quick=CellConditioningConfig(models=QUICK_MODELS, seeds=SEEDS_QUICK, lengths=(2, 3, 4, 6, 8), width=128),
+          full=CellConditioningConfig(seeds=SEEDS_FULL, lengths=(2, 3, 4, 6, 8, 12, 16, 24, 32),
+                                      width=2048))  # fmt: skip
+add_figure("fig15_cell_conditioning", "cell_conditioning", cell_conditioning_figure, fits=cell_conditioning_fits,
+           title="λ_min(K₀)/m and the condition number against L for every cell",
+           caption="""λ_min(K₀)/m (left) and λ_max/λ_min (right) of the empirical kernel at initialization against
+    the sequence length L, log-log, per model: the paper's relu Elman RNN (its parameterization), a tanh
+    Elman RNN, a GRU and an LSTM (PyTorch's equations, the standard parameterization, K/m the normalized
+    kernel), and two stacked relu Elman layers; points are seeds, the kernel of the first L steps of
+    the same sequences. Tested: that the paper's polynomial-in-L conditioning, on which every bound of
+    its convergence proof rests, is not special to the relu Elman RNN. The table gives per model the
+    log-log slope in L and the rate per step of log λ (exponential growth) with 95% intervals: a
+    polynomial law shows as a straight line here.""")  # fmt: skip
+add_study("cell_lazy", cell_lazy_table, title="The lazy regime for every cell: kernel drift and the linearization gap",
+          quick=CellLazyConfig(models=("gru", "lstm"), widths=(64, 256), seeds=(0, 1), steps=50),
+          full=CellLazyConfig(models=(*QUICK_MODELS, "elman-relu-2layer"), widths=WIDTHS_FULL, seeds=SEEDS_FULL,
+                              steps=200))  # fmt: skip
+add_figure("fig16_cell_lazy_regime", "cell_lazy", cell_lazy_figure, fits=cell_lazy_fits,
+           title="The lazy regime for every cell",
+           caption="""After full-batch GD at η = c/λ_max(K₀) for a fixed number of steps (the same training time
+    in the kernel's units at every width), the relative kernel drift ‖K_T − K₀‖_F/‖K₀‖_F and the gap
+    between the true network and its linearization trained side by side, relative to how far the
+    outputs moved, ‖f_true − f_lin‖/‖f_true − f₀‖, on train and test sequences, against width, log-log,
+    per model, seeds as points, with fitted slopes and 95% intervals. Tested: does the lazy regime hold
+    for GRU and LSTM, and at what rate? In the lazy regime every quantity falls like m^(−1/2), as it does
+    for the Elman RNN (docs/theory.md §5); a slope near 0 would mean the gated cells leave the kernel
+    regime.""")  # fmt: skip
+add_study("cell_spread", cell_spread_table, title="Concentration of K_0/m without a limit: the spread between seeds",
+          quick=CellSpreadConfig(models=("elman-relu", "gru", "lstm"), widths=CELL_WIDTHS_QUICK, seeds=SEEDS_QUICK),
+          full=CellSpreadConfig(models=(*QUICK_MODELS, "elman-relu-2layer"), widths=WIDTHS_FULL,
+                                seeds=SEEDS_FULL))  # fmt: skip
+add_figure("fig17_cell_spread", "cell_spread", cell_spread_figure, fits=cell_spread_fits,
+           title="K₀/m concentrates for every cell: the spread between seeds against width",
+           caption="""Left: the relative Frobenius distance between the kernels K₀/m of two initializations on the
+    same sequences, ‖K_s/m − K_s'/m‖_F / mean ‖K/m‖_F, against width, log-log, per model, seed pairs as
+    points, with fitted slopes and 95% intervals. Right, for the Elman models, whose infinite-width
+    kernel Θ is known (ntk_rnn.limit_ntk): the distance ‖K_s/m − Θ‖_F/‖Θ‖_F beside the spread/√2, which
+    it equals when K/m is Θ plus independent noise. Tested: that the kernel of a GRU or an LSTM
+    concentrates at initialization like the Elman kernel, at the rate m^(−1/2), although no limit has
+    been derived for them: the spread is a limit-free test of convergence, validated on Elman.""")  # fmt: skip

@@ -1,0 +1,145 @@
+"""Figures for the every-cell studies: conditioning against L, the lazy regime against width, and the
+seed-to-seed spread of K_0/m against width."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from analysis.cells import MODELS
+from figures.style import MARKERS, apply_style, power_law_panel
+from ntk_rnn.fitting import linear_fit, power_law_fit
+
+CONDITIONING = (
+    ("lambda_min", r"$\lambda_{\min}(K_0)/m$"),
+    ("condition", r"condition number $\lambda_{\max}/\lambda_{\min}$"),
+)
+LAZY = (
+    ("kernel_drift", r"kernel drift $\|K_T - K_0\|_F / \|K_0\|_F$"),
+    ("gap_train_rel", r"$\|f_{\rm true} - f_{\rm lin}\| / \|f_{\rm true} - f_0\|$, train"),
+    ("gap_test_rel", r"$\|f_{\rm true} - f_{\rm lin}\| / \|f_{\rm true} - f_0\|$, test"),
+)
+
+
+def model_styles(models) -> dict[str, tuple]:
+    """(colour, marker) per model, fixed by its place in analysis.cells.MODELS so every figure agrees."""
+    colors = sns.color_palette("colorblind", len(MODELS))
+    order = {name: i for i, name in enumerate(MODELS)}
+    return {m: (colors[order[m] % len(colors)], MARKERS[order[m] % len(MARKERS)]) for m in dict.fromkeys(models)}
+
+
+def _fit_row(fit: dict, **labels) -> dict:
+    return {**labels, "slope": fit["slope"], "intercept": fit["intercept"], "ci_low": fit["ci95"][0],
+            "ci_high": fit["ci95"][1], "points": fit["points"]}  # fmt: skip
+
+
+def width_fits(table: pd.DataFrame, quantities) -> pd.DataFrame:
+    """Log-log slope against width with its 95% interval per (model, quantity), over all seeds' points;
+    table has columns model, width and the quantities."""
+    rows = []
+    for model, runs in table.groupby("model", sort=False):
+        for column in quantities:
+            rows.append(_fit_row(power_law_fit(runs["width"], runs[column]), model=model, quantity=column))
+    return pd.DataFrame(rows)
+
+
+def cell_conditioning_fits(table: pd.DataFrame) -> pd.DataFrame:
+    """table: cell_conditioning rows. Per (model, quantity): the log-log slope against L ("slope",
+    polynomial growth L^slope) and the slope of log y against L ("rate_per_step", exponential growth
+    e^(rate L)), each with its 95% interval, over all seeds."""
+    rows = []
+    for model, runs in table.groupby("model", sort=False):
+        for column, _ in CONDITIONING:
+            power = power_law_fit(runs["length"], runs[column])
+            ok = runs[column] > 0
+            rate = linear_fit(runs.loc[ok, "length"], np.log(runs.loc[ok, column]))
+            rows.append(_fit_row(power, model=model, quantity=column)
+                        | {"rate_per_step": rate["slope"], "rate_ci_low": rate["ci95"][0],
+                           "rate_ci_high": rate["ci95"][1]})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def cell_conditioning_figure(table: pd.DataFrame) -> plt.Figure:
+    """lambda_min(K_0)/m and the condition number against L, log-log, per model, seeds as points,
+    fitted power laws in the legends."""
+    apply_style()
+    styles = model_styles(table["model"])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for ax, (column, label) in zip(axes, CONDITIONING, strict=True):
+        for model, runs in table.groupby("model", sort=False):
+            color, marker = styles[model]
+            power_law_panel(ax, runs["length"], runs[column], color, marker, f"{model}: ")
+        ax.set_xlabel("sequence length L")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=7, title="slope in log L, 95% interval", title_fontsize=8)
+    widths = ", ".join(str(int(w)) for w in sorted(table["width"].unique()))
+    fig.suptitle(f"the kernel at initialization per cell, m = {widths} (points: seeds)")
+    fig.tight_layout()
+    return fig
+
+
+def cell_lazy_fits(table: pd.DataFrame) -> pd.DataFrame:
+    """table: cell_lazy rows. Log-log slope against width with its 95% interval of the kernel drift and
+    the relative train and test gaps, per model."""
+    return width_fits(table, [column for column, _ in LAZY])
+
+
+def cell_lazy_figure(table: pd.DataFrame) -> plt.Figure:
+    """Kernel drift and the relative true-vs-linearized gaps at the end of training against width,
+    log-log, per model, seeds as points, fitted slopes in the legends."""
+    apply_style()
+    styles = model_styles(table["model"])
+    fig, axes = plt.subplots(1, len(LAZY), figsize=(5.2 * len(LAZY), 4.5))
+    for ax, (column, label) in zip(axes, LAZY, strict=True):
+        for model, runs in table.groupby("model", sort=False):
+            color, marker = styles[model]
+            power_law_panel(ax, runs["width"], runs[column], color, marker, f"{model}: ")
+        ax.set_xlabel("width m")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=7, title=r"lazy regime: slope $-1/2$", title_fontsize=8)
+    steps = int(table["steps"].max())
+    fig.suptitle(f"after {steps} GD steps at $\\eta = c/\\lambda_{{\\max}}(K_0)$, true and linearized side by side")
+    fig.tight_layout()
+    return fig
+
+
+def cell_spread_fits(table: pd.DataFrame) -> pd.DataFrame:
+    """table: cell_spread rows. Log-log slope against width with its 95% interval per (model, quantity):
+    the seed-to-seed spread, and the distance to the limit where the table has it."""
+    rows = []
+    for (model, quantity), runs in table.groupby(["model", "quantity"], sort=False):
+        rows.append(_fit_row(power_law_fit(runs["width"], runs["value"]), model=model, quantity=quantity))
+    return pd.DataFrame(rows)
+
+
+def cell_spread_figure(table: pd.DataFrame) -> plt.Figure:
+    """Left: the seed-to-seed spread of K_0/m against width per model (points: seed pairs). Right, for the
+    models with a limit: the distance to the limit (points: seeds) beside spread/sqrt(2) (hollow)."""
+    apply_style()
+    styles = model_styles(table["model"])
+    limited = table.loc[table["quantity"] == "limit_distance", "model"].unique()
+    fig, axes = plt.subplots(1, 2 if len(limited) else 1, figsize=(11 if len(limited) else 6, 4.5), squeeze=False)
+    spread = table[table["quantity"] == "spread"]
+    for model, runs in spread.groupby("model", sort=False):
+        color, marker = styles[model]
+        power_law_panel(axes[0, 0], runs["width"], runs["value"], color, marker, f"{model}: ")
+    axes[0, 0].set_ylabel(r"$\|K_s/m - K_{s'}/m\|_F \,/\, \mathrm{mean}_s \|K_s/m\|_F$")
+    axes[0, 0].set_title("seed-to-seed spread (every cell)")
+    if len(limited):
+        ax = axes[0, 1]
+        for model in limited:
+            color, marker = styles[model]
+            runs = table[(table["model"] == model) & (table["quantity"] == "limit_distance")]
+            power_law_panel(ax, runs["width"], runs["value"], color, marker, f"{model} to limit: ")
+            pairs = spread[spread["model"] == model]
+            ax.scatter(pairs["width"], pairs["value"] / np.sqrt(2), facecolors="none", edgecolors=color, marker=marker,
+                       s=30, label=f"{model}: spread" + r"$/\sqrt{2}$")  # fmt: skip
+        ax.set_ylabel(r"$\|K_s/m - \Theta\|_F / \|\Theta\|_F$")
+        ax.set_title("Elman: distance to the limit and the spread")
+    for ax in axes[0]:
+        ax.set_xlabel("width m")
+        ax.legend(fontsize=7, title=r"concentration: slope $-1/2$", title_fontsize=8)
+    fig.tight_layout()
+    return fig
