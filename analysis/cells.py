@@ -1,4 +1,4 @@
-"""Studies: the kernel regime for every cell (Elman, GRU, LSTM, stacked Elman; docs/theory.md §9).
+"""Studies: the kernel regime for every cell (Elman, GRU, LSTM, stacked Elman; docs/theory.md §8).
 
 Three questions per model: how the kernel's conditioning grows with the sequence length L, whether
 training is lazy (kernel drift and true-vs-linearized gap falling with width), and whether K_0/m
