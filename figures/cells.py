@@ -61,19 +61,25 @@ def cell_conditioning_fits(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _model_panels(axes, table: pd.DataFrame, x: str, panels, styles, xlabel: str, legend_title: str) -> None:
+    """One log-log panel per (column, label) of panels: every model's points against table[x], with its
+    fitted power law in the legend."""
+    for ax, (column, label) in zip(axes, panels, strict=True):
+        for model, runs in table.groupby("model", sort=False):
+            color, marker = styles[model]
+            power_law_panel(ax, runs[x], runs[column], color, marker, f"{model}: ")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(label)
+        ax.legend(fontsize=7, title=legend_title, title_fontsize=8)
+
+
 def cell_conditioning_figure(table: pd.DataFrame) -> plt.Figure:
     """lambda_min(K_0)/m and the condition number against L, log-log, per model, seeds as points,
     fitted power laws in the legends."""
     apply_style()
     styles = model_styles(table["model"])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    for ax, (column, label) in zip(axes, CONDITIONING, strict=True):
-        for model, runs in table.groupby("model", sort=False):
-            color, marker = styles[model]
-            power_law_panel(ax, runs["length"], runs[column], color, marker, f"{model}: ")
-        ax.set_xlabel("sequence length L")
-        ax.set_ylabel(label)
-        ax.legend(fontsize=7, title="slope in log L, 95% interval", title_fontsize=8)
+    _model_panels(axes, table, "length", CONDITIONING, styles, "sequence length L", "slope in log L, 95% interval")
     widths = ", ".join(str(int(w)) for w in sorted(table["width"].unique()))
     fig.suptitle(f"the kernel at initialization per cell, m = {widths} (points: seeds)")
     fig.tight_layout()
@@ -92,13 +98,7 @@ def cell_lazy_figure(table: pd.DataFrame) -> plt.Figure:
     apply_style()
     styles = model_styles(table["model"])
     fig, axes = plt.subplots(1, len(LAZY), figsize=(5.2 * len(LAZY), 4.5))
-    for ax, (column, label) in zip(axes, LAZY, strict=True):
-        for model, runs in table.groupby("model", sort=False):
-            color, marker = styles[model]
-            power_law_panel(ax, runs["width"], runs[column], color, marker, f"{model}: ")
-        ax.set_xlabel("width m")
-        ax.set_ylabel(label)
-        ax.legend(fontsize=7, title=r"lazy regime: slope $-1/2$", title_fontsize=8)
+    _model_panels(axes, table, "width", LAZY, styles, "width m", r"lazy regime: slope $-1/2$")
     steps = int(table["steps"].max())
     fig.suptitle(f"after {steps} GD steps at $\\eta = c/\\lambda_{{\\max}}(K_0)$, true and linearized side by side")
     fig.tight_layout()
