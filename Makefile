@@ -7,7 +7,7 @@ NT_VENV := .venv-nt
 NT_STAMP := $(NT_VENV)/.installed
 ORACLE := reference/oracle/manifest.json
 
-.PHONY: test figures bench bench-nt reference lint clean
+.PHONY: test figures bench bench-nt bench-cells reference lint clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -40,6 +40,9 @@ reference: $(ORACLE)
 
 bench-nt: $(STAMP) $(NT_STAMP)
 	$(VENV)/bin/python benchmarks/bench_nt.py
+
+bench-cells: $(STAMP) $(NT_STAMP)
+	$(VENV)/bin/python benchmarks/bench_cells.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -127,14 +127,20 @@ def _kernel_call(kind: str, m: int, max_bytes: int = 0):
         return lambda: ntk_rnn.empirical_ntk(cfg, params, x, method=method, **budget)
     x, params = problem(m)
     nt, f = _nt_model(m, params)
-    import jax
     import jax.numpy as jnp
+
+    return nt_kernel_call(nt, f, kind.removeprefix("nt_"), {"W": jnp.asarray(params["W"])}, jnp.asarray(x))
+
+
+def nt_kernel_call(nt, f, implementation: str, theta: dict, xj):
+    """A zero-argument function computing jax.jit(nt.empirical_ntk_fn(f, ...))(xj, None, theta) as a
+    (rows, rows) numpy array, rows ordered (sample, position, unit); its `precompile` compiles only."""
+    import jax
     import numpy as np
 
-    impl = getattr(nt.NtkImplementation, kind.removeprefix("nt_"))
+    impl = getattr(nt.NtkImplementation, implementation)
     fn = jax.jit(nt.empirical_ntk_fn(f, trace_axes=(), vmap_axes=0, implementation=impl))
-    theta, xj = {"W": jnp.asarray(params["W"])}, jnp.asarray(x)
-    rows = N * (LENGTH - 1) * D
+    rows = math.prod(jax.eval_shape(f, theta, xj).shape)
     compiled = {}
 
     def precompile() -> None:  # ahead-of-time compilation (AUTO's choice included), without a run
@@ -230,9 +236,15 @@ def worker(kind: str, m: int, repeats: int, warmup: str, max_bytes: int = 0) -> 
     """Warm-up, then `repeats` timed calls; the result summary of one run. warmup: "call" (one untimed
     call), "compile" (neural-tangents' kernels: ahead-of-time compilation only, for slow sizes; other
     kinds make a call) or "none" (the timed call includes compilation)."""
+    call = _step_call(kind, m) if kind in STEP_KINDS else _kernel_call(kind, m, max_bytes)
+    return time_call(call, repeats, warmup, fingerprint=kind not in STEP_KINDS)[0]
+
+
+def time_call(call, repeats: int, warmup: str, fingerprint: bool = True) -> tuple[dict, object]:
+    """worker's timing of a zero-argument `call` (warm-up as there): the result summary and the last output.
+    fingerprint: add the Frobenius norm and trace of the output (a kernel)."""
     import numpy as np
 
-    call = _step_call(kind, m) if kind in STEP_KINDS else _kernel_call(kind, m, max_bytes)
     base = _rss_gib()
     start = time.perf_counter()
     out = None
@@ -254,10 +266,10 @@ def worker(kind: str, m: int, repeats: int, warmup: str, max_bytes: int = 0) -> 
         "warmup": "call" if warmup == "call" or not hasattr(call, "precompile") else warmup,
         "load_average": os.getloadavg()[0],
     }
-    if kind not in STEP_KINDS:  # a fingerprint of the kernel, to check that all compute the same thing
+    if fingerprint:  # a fingerprint of the kernel, to check that all compute the same thing
         result["frobenius"] = float(np.linalg.norm(out))
         result["trace"] = float(np.trace(out))
-    return result
+    return result, out
 
 
 # ----------------------------------------------------------------------------- driver (main environment)
@@ -270,7 +282,13 @@ def run_one(
     python = str(NT_PYTHON) if kind.startswith("nt") or kind == "lin_nt" else sys.executable
     cmd = [python, str(Path(__file__).resolve()), "--worker", kind, str(m), "--repeats", str(repeats)]
     cmd += ["--warmup", warmup, "--max-bytes", str(max_bytes)]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return watch(cmd, timeout, max_rss)
+
+
+def watch(cmd: list[str], timeout: float, max_rss: float, env: dict | None = None) -> dict:
+    """Run a worker command, killing it past `timeout` seconds or `max_rss` GiB resident (or when the host
+    runs out of memory); its last stdout line is its JSON result."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, start_new_session=True)
         start, peak, reason = time.monotonic(), 0.0, None
@@ -349,9 +367,11 @@ def predicted_skip(kind: str, m: int, results: list[dict], budget: float, max_rs
     return None
 
 
-def run_grid(kinds: tuple[str, ...], sizes, args, results: list[dict], save) -> None:
+def run_grid(kinds: tuple[str, ...], sizes, args, results: list[dict], save, runner=None) -> None:
     """For each size: `args.rounds` rounds, one run of every (not skipped) implementation per round.
-    neural-tangents' kernels predicted above `args.warmup_limit` s per call warm up by compiling only."""
+    neural-tangents' kernels predicted above `args.warmup_limit` s per call warm up by compiling only.
+    runner: run_one (the default) or a function with its signature."""
+    runner = runner or run_one
     for m in sizes:
         skip = {kind: None if args.no_forecast else predicted_skip(kind, m, results, args.budget, args.max_rss)
                 for kind in kinds}  # fmt: skip
@@ -369,7 +389,7 @@ def run_grid(kinds: tuple[str, ...], sizes, args, results: list[dict], save) -> 
             for kind in order:
                 if any(r["kind"] == kind and r["m"] == m and r["status"] != "ok" and r["round"] > 0 for r in results):
                     continue  # failed or killed in an earlier round: do not retry
-                run = run_one(kind, m, args.repeats, args.timeout, args.max_rss, warmup[kind])
+                run = runner(kind, m, args.repeats, args.timeout, args.max_rss, warmup[kind])
                 r = {"kind": kind, "m": m, "round": rnd, **run}
                 results.append(r)
                 shown = f"{r['seconds']:.3f} s" if r["status"] == "ok" else r["status"][:160]
@@ -456,7 +476,6 @@ def plot(results: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import matplotlib.ticker
     import seaborn as sns
 
     order = (*KERNEL_KINDS, "jacrev_vmap", *STEP_KINDS)
@@ -497,6 +516,14 @@ def plot(results: list[dict], path: Path) -> None:
         "speed-up of ntk_rnn over each baseline (alternated runs)",
         "one full-batch GD step of the linearized model",
     )
+    finish_figure(fig, axes, titles, path)
+
+
+def finish_figure(fig, axes, titles, path: Path) -> None:
+    """Log-log axes against the width m (ticks at the plotted widths), titles, one legend below, saved."""
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
     for ax, title in zip(axes, titles, strict=True):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
