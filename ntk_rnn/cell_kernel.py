@@ -68,29 +68,43 @@ def _tapped_names(cfg: RNNConfig) -> tuple[str, ...]:
     return tuple(k for k in cfg.trainable_names if base_name(k) in ("W", "A", "b"))
 
 
+def _groups(cfg: RNNConfig) -> dict[str, tuple[str, ...]]:
+    """{owner: trained members}: the trained cell weights of each layer and direction grouped by the cell's
+    shared pre-activations (Cell.shared); the owner's tap carries the group's backward vectors."""
+    trained, groups = _tapped_names(cfg), {}
+    for name in trained:
+        base = base_name(name)
+        suffix = name[len(base) :]
+        members = tuple(k + suffix for k in cfg.cell_spec.group_of(base) if k + suffix in trained)
+        groups.setdefault(members[0], members)
+    return groups
+
+
 @partial(jax.jit, static_argnums=(0, 1))
 def _factors(cfg: RNNConfig, plan: RowPlan, params: Params, x: jax.Array, lengths: jax.Array):
     """For a chunk x (c, L, d_x) with lengths (c,): the backward vectors of the kept (row, step) pairs
-    {name: (c, T, k m)}, the features {name: (c, L, f)}, and the readout inputs {direction: (c, R', m)}
-    (R' = P, or 1 for a per-sequence readout)."""
-    names = _tapped_names(cfg)
+    {owner: (c, T, k m)}, the features of each group's members side by side {owner: (c, L, f)}, and the
+    readout inputs {direction: (c, R', m)} (R' = P, or 1 for a per-sequence readout)."""
+    groups = _groups(cfg)
     shapes = cfg.param_shapes
     n, length = x.shape[:2]
-    taps = {k: jnp.zeros((n, length, shapes[k][0]), x.dtype) for k in names}
+    taps = {k: jnp.zeros((n, length, shapes[k][0]), x.dtype) for k in _tapped_names(cfg)}
+    owned = {k: taps.pop(k) for k in groups}  # the others only record their features
 
-    def outputs(taps):
-        y, readin, features = jax.vmap(partial(sequence_outputs, cfg, params))(x, lengths, taps)
+    def outputs(owned):
+        y, readin, features = jax.vmap(partial(sequence_outputs, cfg, params))(x, lengths, {**taps, **owned})
         if plan.positions is not None:
             y = y[:, np.asarray(plan.positions)]
         return y.reshape(n, -1), (readin, features)
 
-    y, pullback, (readin, features) = jax.vjp(outputs, taps, has_aux=True)
+    y, pullback, (readin, features) = jax.vjp(outputs, owned, has_aux=True)
     eye = jnp.eye(plan.rows, dtype=x.dtype)
-    deltas = jax.vmap(lambda e: pullback(jnp.broadcast_to(e, y.shape))[0])(eye)  # {name: (R, c, L, k m)}
+    deltas = jax.vmap(lambda e: pullback(jnp.broadcast_to(e, y.shape))[0])(eye)  # {owner: (R, c, L, k m)}
     kept = {}
-    for k in names:
+    for k in groups:
         rows, steps = plan.pairs(_causal(cfg, k))
         kept[k] = jnp.moveaxis(deltas[k], 1, 0)[:, rows, steps]
+    features = {k: jnp.concatenate([features[member] for member in members], axis=-1) for k, members in groups.items()}
     if plan.positions is not None:
         readin = {d: r[:, np.asarray(plan.positions)] for d, r in readin.items()}
     else:
@@ -128,7 +142,7 @@ def _block(cfg: RNNConfig, plan1: RowPlan, plan2: RowPlan, factors1, factors2) -
 def _chunk(n: int, plan1: RowPlan, plan2: RowPlan, cfg: RNNConfig, max_bytes: int) -> int:
     """Samples per chunk: about GRAM_ROWS (sample, row, step) triples, halved until the working set of
     the backward vectors (all rows, every step) and the Gram fits in half of max_bytes."""
-    widths = sum(cfg.param_shapes[k][0] for k in _tapped_names(cfg))
+    widths = sum(cfg.param_shapes[k][0] for k in _groups(cfg))
     triples = max(plan1.rows * plan1.length, plan2.rows * plan2.length, 1)
 
     def working_set(c: int) -> int:
@@ -149,8 +163,8 @@ def _chunk(n: int, plan1: RowPlan, plan2: RowPlan, cfg: RNNConfig, max_bytes: in
 def _factor_bytes(cfg: RNNConfig, plan: RowPlan) -> int:
     """Bytes of one sample's factors: kept backward vectors, features and readout inputs."""
     shapes, total = cfg.param_shapes, 0
-    for k in _tapped_names(cfg):
-        total += plan.pairs(_causal(cfg, k))[0].size * shapes[k][0] + plan.length * cfg.fan_in(k)
+    for k, members in _groups(cfg).items():
+        total += plan.pairs(_causal(cfg, k))[0].size * shapes[k][0] + plan.length * sum(map(cfg.fan_in, members))
     readout_rows = 1 if plan.positions is None else len(plan.positions)
     return 8 * (total + len(cfg.directions) * readout_rows * cfg.width)
 

@@ -34,12 +34,16 @@ class Cell:
       step: the step function; params holds "W", "A" and, when the model has a bias, "b".
       gates: k, the number of m-row blocks of W, A and b (1 for Elman, 3 for GRU, 4 for LSTM).
       state_factor: the state has state_factor * m entries, h = s[:m] first (2 for LSTM: s = [h; c]).
+      shared: groups of weights whose products the step adds into one pre-activation before anything
+        else touches them (Elman and LSTM: ("W", "A", "b"); GRU: ("A", "b")). Their backward vectors
+        are equal, so the kernel computes one Gram matrix per group. A wrong group gives a wrong kernel.
     """
 
     name: str
     step: Step
     gates: int = 1
     state_factor: int = 1
+    shared: tuple[tuple[str, ...], ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -50,6 +54,13 @@ class Cell:
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"Cell.{field} must be a positive int, got {value!r}")
+        names = [k for group in self.shared for k in group]
+        if not set(names) <= set(CELL_WEIGHTS) or len(set(names)) != len(names):
+            raise ValueError(f"Cell.shared must be disjoint groups of {CELL_WEIGHTS}, got {self.shared!r}")
+
+    def group_of(self, weight: str) -> tuple[str, ...]:
+        """The shared group of a weight ("W", "A" or "b"), or the weight alone."""
+        return next((group for group in self.shared if weight in group), (weight,))
 
 
 def _affine(params: Mapping[str, Any], x: jax.Array) -> jax.Array:
@@ -128,8 +139,8 @@ class TiedUse:
                         f"or z + params[{self.name!r}] (b)")  # fmt: skip
 
 
-GRU = Cell("gru", gru_step, gates=3)
-LSTM = Cell("lstm", lstm_step, gates=4, state_factor=2)
+GRU = Cell("gru", gru_step, gates=3, shared=(("A", "b"),))
+LSTM = Cell("lstm", lstm_step, gates=4, state_factor=2, shared=(CELL_WEIGHTS,))
 CELLS = ("elman", "gru", "lstm")
 
 
@@ -137,7 +148,7 @@ CELLS = ("elman", "gru", "lstm")
 def elman_cell(activation: Callable[[jax.Array], jax.Array]) -> Cell:
     """The Elman cell h' = phi(W h + A x + b) for an activation function (one Cell per function, so that
     jit sees the same static config each time)."""
-    return Cell("elman", functools.partial(_elman_step, activation))
+    return Cell("elman", functools.partial(_elman_step, activation), shared=(CELL_WEIGHTS,))
 
 
 def builtin_cell(name: str, activation: Callable[[jax.Array], jax.Array]) -> Cell:

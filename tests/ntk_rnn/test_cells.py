@@ -174,8 +174,11 @@ def mgu_step(params, h, x):
 MGU = Cell("mgu", mgu_step, gates=2)
 
 
-def test_user_cell_kernel_matches_autodiff():
-    cfg = RNNConfig(7, 3, 1, cell=MGU, parameterization="standard", trainable=("W", "A", "B"), readout="mean")
+@pytest.mark.parametrize("shared", [(), (("W", "A", "b"),)])
+def test_user_cell_kernel_matches_autodiff(shared):
+    cell = Cell("mgu", mgu_step, gates=2, shared=shared)  # W h, A x and b add into one pre-activation
+    cfg = RNNConfig(7, 3, 1, cell=cell, parameterization="standard", trainable=("W", "A", "b", "B"), readout="mean",
+                    sigma_b2=0.3)  # fmt: skip
     params = init_params(cfg, key=jax.random.key(0))
     x = _x(5, 4, 5, 3)
     K = empirical_ntk(cfg, params, x)
