@@ -209,6 +209,32 @@ steps = 4
 record_every = 2
 kernel_every = 2
 omegas = [0.5, 2.0]
+
+[cell_conditioning]
+models = ["gru"]
+seeds = [0]
+lengths = [2, 3]
+width = 8
+n = 2
+input_dim = 3
+
+[cell_lazy]
+models = ["gru"]
+widths = [8]
+seeds = [0]
+n_train = 2
+n_test = 1
+length = 3
+input_dim = 3
+steps = 4
+
+[cell_spread]
+models = ["gru"]
+widths = [8]
+seeds = [0, 1]
+n = 2
+length = 3
+input_dim = 3
 """
 
 
