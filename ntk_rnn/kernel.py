@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from ntk_rnn.cell_kernel import cell_ntk
 from ntk_rnn.checks import Params, check_pair, check_params
 from ntk_rnn.config import RNNConfig
-from ntk_rnn.model import activation_derivative, hidden_states, output_fn, real_rows, trainable
+from ntk_rnn.model import activation_derivative, full_lengths, hidden_states, output_fn, real_rows, trainable
 
 METHODS = ("structured", "jacobian", "ntvp")
 DEFAULT_MAX_BYTES = 2 * 2**30
@@ -46,7 +46,7 @@ def empirical_ntk(
       positions: 0-based output positions kept on both sides; None means the paper's loss
         positions 1..L-1 of each input.
       method: "structured" (fast: docs/theory.md §2 for one Elman layer on full-length sequences,
-        §9 otherwise), "jacobian" (contracts autodiff Jacobians) or "ntvp" (kernel columns from vjp/jvp
+        §8 otherwise), "jacobian" (contracts autodiff Jacobians) or "ntvp" (kernel columns from vjp/jvp
         products). The last two are references.
       lengths1, lengths2: (n1,), (n2,) lengths of right-padded sequences (ints in [1, L]); None means
         full length. With readout "all" only the rows of real positions are kept.
@@ -68,8 +68,7 @@ def empirical_ntk(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method == "structured" and cfg.is_elman and len1 is None and len2 is None:
         return _structured_ntk(cfg, params, x1, x2, pos1, pos2, symmetric, max_bytes)
-    full1 = jnp.full(x1.shape[0], x1.shape[1], jnp.int32) if len1 is None else len1
-    full2 = jnp.full(x2.shape[0], x2.shape[1], jnp.int32) if len2 is None else len2
+    full1, full2 = full_lengths(x1, len1), full_lengths(x2, len2)
     if method == "structured":
         K = cell_ntk(cfg, params, x1, x2, full1, full2, pos1, pos2, symmetric, max_bytes)
     elif method == "jacobian":

@@ -65,7 +65,7 @@ def apply(cfg: RNNConfig, params: Mapping[str, jax.Array], x: jax.Array, lengths
     unchanged and output 0; "last" and "mean" use each sequence's own steps. Pure: jit it with cfg static."""
     if not cfg.is_elman or lengths is not None:
         check_structure(cfg, params, x)
-        return jax.vmap(lambda xi, li: sequence_outputs(cfg, params, xi, li)[0])(x, _lengths(x, lengths))
+        return jax.vmap(lambda xi, li: sequence_outputs(cfg, params, xi, li)[0])(x, full_lengths(x, lengths))
     _, h = hidden_states(cfg, params, x)
     B = cfg.multipliers["B"] * params["B"]
     if cfg.readout == "last":
@@ -141,8 +141,8 @@ def output_fn(
 # ----------------------------------------------------------------------------- any cell, layer, direction
 
 
-def _lengths(x: jax.Array, lengths: jax.Array | None) -> jax.Array:
-    """lengths, or L for every sequence."""
+def full_lengths(x: jax.Array, lengths: jax.Array | None) -> jax.Array:
+    """lengths (n,) for x (n, L, d_x), or L for every sequence when lengths is None."""
     return jnp.full(x.shape[0], x.shape[1], jnp.int32) if lengths is None else jnp.asarray(lengths)
 
 
