@@ -84,7 +84,8 @@ def train_paired(
 
     def outputs(split: str, theta, linear: bool) -> np.ndarray:
         """The outputs of one split at its real rows, (N,)."""
-        return np.asarray(_flat_outputs(cfg, params, theta, *inputs[split][:2], linear, inputs[split][2]))[keep[split]]
+        xs, pos, ls = inputs[split]
+        return np.asarray(_flat_outputs(cfg, params, theta, xs, pos, linear, ls))[keep[split]]
 
     theta0 = trainable(cfg, params)
     thetas = {"true": theta0, "lin": theta0}
