@@ -1,8 +1,10 @@
-"""Straight-line fits with confidence intervals: convergence rates and log-log width exponents."""
+"""Straight-line fits with confidence intervals: convergence rates, log-log width exponents and joint
+power laws in several variables."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import scipy.stats
@@ -33,6 +35,44 @@ def power_law_fit(x, y) -> dict:
     x, y = np.asarray(x, float), np.asarray(y, float)
     ok = (x > 0) & (y > 0)
     return linear_fit(np.log(x[ok]), np.log(y[ok]))
+
+
+def joint_power_law_fit(y, factors: Mapping[str, object]) -> dict:
+    """Fit y = C prod_k x_k^(a_k) by least squares on log y = log C + sum_k a_k log x_k (positive values only).
+
+    factors: name -> x_k, each shaped like y. Returns {"exponents": {name: a_k}, "ci95": {name: [lo, hi]}
+    (t-intervals from the residual variance), "intercept": log C, "points", "residual_sd": the standard
+    deviation of the log residuals}; NaNs when there are not more points than parameters, or a factor is
+    constant over them.
+    """
+    y = np.asarray(y, float).ravel()
+    xs = {name: np.asarray(x, float).ravel() for name, x in factors.items()}
+    for name, x in xs.items():
+        if x.shape != y.shape:
+            raise ValueError(f"factor {name!r} has {x.size} values, y has {y.size}")
+    ok = y > 0
+    for x in xs.values():
+        ok &= x > 0
+    names = list(xs)
+    design = np.column_stack([np.ones(ok.sum())] + [np.log(xs[k][ok]) for k in names])
+    dof = ok.sum() - design.shape[1]
+    nan = {"exponents": dict.fromkeys(names, math.nan), "ci95": {k: [math.nan, math.nan] for k in names},
+           "intercept": math.nan, "points": int(ok.sum()), "residual_sd": math.nan}  # fmt: skip
+    if dof < 1 or np.linalg.matrix_rank(design) < design.shape[1]:
+        return nan
+    target = np.log(y[ok])
+    coef, *_ = np.linalg.lstsq(design, target, rcond=None)
+    residual = target - design @ coef
+    variance = float(residual @ residual) / dof
+    stderr = np.sqrt(np.diag(np.linalg.inv(design.T @ design)) * variance)
+    half = scipy.stats.t.ppf(0.975, dof) * stderr
+    return {
+        "exponents": {k: float(coef[j + 1]) for j, k in enumerate(names)},
+        "ci95": {k: [float(coef[j + 1] - half[j + 1]), float(coef[j + 1] + half[j + 1])] for j, k in enumerate(names)},
+        "intercept": float(coef[0]),
+        "points": int(ok.sum()),
+        "residual_sd": math.sqrt(variance),
+    }
 
 
 def predicted_log_rate(lr: float, lambda_min: float) -> float:
