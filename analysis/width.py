@@ -159,7 +159,9 @@ class RequirementConfig:
     linearized model reaches eps of the initial loss within max_steps steps (T from K_0's
     eigendecomposition), and the true network trained the same T steps stays within gap_tol of it,
     ||f_true,T - f_lin,T|| <= gap_tol ||f_true,T - f_0||, for at least `fraction` of the seeds. Data:
-    separated_data (first tokens exactly delta apart, shared tails), one draw per (L, n, delta)."""
+    separated_data (first tokens exactly delta apart, shared tails), one draw per (L, n, delta). The seeds
+    are common to every width (nested draws under the cap, analysis.paper_net), and the bisection assumes
+    the criterion is monotone in m; a noisy criterion makes m* uncertain by a grid step or more."""
 
     lengths: tuple[int, ...] = (2, 4, 8)
     ns: tuple[int, ...] = (4, 8)
@@ -195,13 +197,15 @@ class RequirementConfig:
             raise ValueError(f"RequirementConfig.fraction must lie in (0, 1], got {self.fraction!r}")
         if not self.factor > 1:
             raise ValueError(f"RequirementConfig.factor must exceed 1, got {self.factor!r}")
+        for name in ("cap", "train_cap", "min_width", "per_octave", "max_steps"):
+            _positive(self, name, (getattr(self, name),))
         if not 1 <= self.min_width <= min(self.cap, self.train_cap):
             raise ValueError(f"RequirementConfig.min_width={self.min_width} must lie in [1, min(cap, train_cap)]")
 
 
-def spectrum_passes(config: RequirementConfig, x: np.ndarray, cap: int) -> Callable[[int], bool]:
+def spectrum_passes(config: RequirementConfig, x: np.ndarray, cap: int, seen: dict) -> Callable[[int], bool]:
     """passes(m): lambda_min(K_0)/m within config.factor of the limit's lambda_min for >= config.fraction
-    of the seeds (widths nested under cap)."""
+    of the seeds (widths nested under cap); seen[m] gets {"pass_fraction"} of each probed width."""
     target = float(scipy.linalg.eigvalsh(limit_ntk(ntk_rnn.RNNConfig(width=8, input_dim=x.shape[-1]), x))[0])
 
     def passes(width: int) -> bool:
@@ -210,6 +214,7 @@ def spectrum_passes(config: RequirementConfig, x: np.ndarray, cap: int) -> Calla
             K = paper_net.kernel(paper_net.nested_params(width, cap, x.shape[-1], s), x)
             ratio = float(scipy.linalg.eigvalsh(K)[0]) / width / target
             ok += 1.0 / config.factor <= ratio <= config.factor
+        seen[width] = {"pass_fraction": ok / len(config.seeds), "slow_fraction": np.nan}
         return ok >= config.fraction * len(config.seeds)
 
     return passes
@@ -235,16 +240,20 @@ def training_run(params: dict, x: np.ndarray, y: np.ndarray, lr_scale: float, ep
     return row
 
 
-def training_passes(config: RequirementConfig, x: np.ndarray, y: np.ndarray, cap: int) -> Callable[[int], bool]:
+def training_passes(config: RequirementConfig, x: np.ndarray, y: np.ndarray, cap: int, seen: dict
+                    ) -> Callable[[int], bool]:  # fmt: skip
     """passes(m): training_run at eta = 1/lambda_max reaches eps within max_steps with gap_rel <= gap_tol,
-    for >= config.fraction of the seeds."""
+    for >= config.fraction of the seeds; seen[m] gets {"pass_fraction", "slow_fraction" (seeds whose
+    linearized T exceeds max_steps)} of each probed width."""
 
     def passes(width: int) -> bool:
-        ok = 0
+        ok = slow = 0
         for s in config.seeds:
             run = training_run(paper_net.nested_params(width, cap, x.shape[-1], s), x, y, 1.0, config.eps,
                                config.max_steps)  # fmt: skip
             ok += bool(run["gap_rel"] <= config.gap_tol)  # NaN (too slow) fails
+            slow += bool(np.isnan(run["steps"]))
+        seen[width] = {"pass_fraction": ok / len(config.seeds), "slow_fraction": slow / len(config.seeds)}
         return ok >= config.fraction * len(config.seeds)
 
     return passes
@@ -252,16 +261,21 @@ def training_passes(config: RequirementConfig, x: np.ndarray, y: np.ndarray, cap
 
 def requirement_table(config: RequirementConfig, cache_dir=None, progress: bool = True) -> pd.DataFrame:
     """One row per (criterion, length, n, delta): m_star (NaN when censored), censored (the cap failed),
-    cap, the probed widths ("w1 w2 ..." in probing order) and probes (their count)."""
+    cap, the probed widths ("w1 w2 ..." in probing order), probes (their count), and at the cap the
+    fraction of seeds that pass (pass_at_cap) and, for "training", that need more than max_steps steps
+    (slow_at_cap: a censoring by the step cap, not by the width)."""
 
     def compute(unit: dict) -> pd.DataFrame:
         training = unit["criterion"] == "training"
         cap = config.train_cap if training else config.cap
         x, y = separated_data(unit["n"], unit["length"], config.input_dim, unit["delta"], config.data_seed)
-        passes = training_passes(config, x, y, cap) if training else spectrum_passes(config, x, cap)
+        seen: dict = {}
+        passes = training_passes(config, x, y, cap, seen) if training else spectrum_passes(config, x, cap, seen)
         m_star, probed = bisect_width(passes, width_grid(config.min_width, cap, config.per_octave))
-        return pd.DataFrame([{"m_star": np.nan if m_star is None else m_star, "censored": m_star is None, "cap": cap,
-                              "probed": " ".join(map(str, probed)), "probes": len(probed)}])  # fmt: skip
+        row = {"m_star": np.nan if m_star is None else m_star, "censored": m_star is None, "cap": cap,
+               "probed": " ".join(map(str, probed)), "probes": len(probed)}  # fmt: skip
+        row |= {"pass_at_cap": seen[cap]["pass_fraction"], "slow_at_cap": seen[cap]["slow_fraction"]}
+        return pd.DataFrame([row])
 
     grids = {"spectrum": (config.lengths, config.ns, config.deltas),
              "training": (config.train_lengths, config.train_ns, config.train_deltas)}  # fmt: skip
@@ -302,6 +316,7 @@ class RateConfig:
             raise ValueError("RateConfig.seeds must not be empty")
         if self.length < 2:
             raise ValueError(f"RateConfig.length must be >= 2, got {self.length}")
+        _positive(self, "width", (self.width,))
         if not (0 < self.lr_scale < 2 and 0 < self.paper_lr_scale < 2):
             raise ValueError("RateConfig.lr_scale and paper_lr_scale must lie in (0, 2) (stable GD)")
 

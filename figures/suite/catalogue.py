@@ -322,7 +322,7 @@ add_figure("fig18_width_fluctuations", "width_fluctuations", fluctuation_figure,
     and B's c is undetermined (cL/m stays small, where B is the power law a = b = 1/2).""")  # fmt: skip
 add_study("width_requirement", requirement_table,
           title="The width requirement m* by bisection over widths, against L, n and delta",
-          quick=RequirementConfig(lengths=(2, 4, 8), ns=(4, 8), deltas=(0.25, 0.5), train_lengths=(2, 4, 8),
+          quick=RequirementConfig(lengths=(2, 4, 8), ns=(4, 8), deltas=(0.25, 0.5), train_lengths=(2, 3, 4, 6),
                                   train_ns=(4,), train_deltas=(0.5,), seeds=tuple(range(10)), cap=512, train_cap=256,
                                   per_octave=2),
           full=RequirementConfig(lengths=(2, 4, 8, 16), ns=(4, 8, 16), deltas=(0.125, 0.25, 0.5),
