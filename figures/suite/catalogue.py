@@ -336,7 +336,8 @@ add_figure("fig19_width_requirement", "width_requirement", requirement_figure, f
     factor 2 of the limit's λ_min(Θ) for at least 90% of the seeds, and (right, "training") GD at
     η = 1/λ_max(K₀) brings the linearized model to 10⁻³ of its initial loss within the step cap and the
     true network, trained the same T steps, stays within 10% of it (‖f_true − f_lin‖ ≤ 0.1 ‖f_true − f₀‖)
-    for at least 90% of the seeds; data with first tokens exactly δ apart and shared later tokens. The
+    for at least 90% of the seeds; grey guides: m* ∝ L and ∝ L² through the shortest L's median; data
+    with first tokens exactly δ apart and shared later tokens. The
     widths of one seed are nested blocks of one draw, so the criterion varies smoothly with m; the
     bisection assumes it is monotone in m, which at these seed counts holds only roughly (m* moves by a
     grid step or two between configurations). Tested: the paper's width requirement m ≥ poly(n, L, 1/δ):
