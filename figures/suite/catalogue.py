@@ -280,3 +280,91 @@ add_figure("fig17_cell_spread", "cell_spread", cell_spread_figure, fits=cell_spr
     it equals when K/m is Θ plus independent noise. Tested: that the kernel of a GRU or an LSTM
     concentrates at initialization like the Elman kernel, at the rate m^(−1/2), although no limit has
     been derived for them: the spread is a limit-free test of convergence, validated on Elman.""")  # fmt: skip
+
+# --------------------------------------------------------------------------------------------------
+# How wide is wide enough (analysis/width.py, figures/width.py)
+from analysis.width import (  # noqa: E402
+    FluctuationConfig,
+    RateConfig,
+    RequirementConfig,
+    fluctuation_table,
+    rate_table,
+    requirement_table,
+)
+from figures.width import (  # noqa: E402
+    fluctuation_figure,
+    fluctuation_fits,
+    rate_figure,
+    rate_fits,
+    requirement_figure,
+    requirement_fits,
+)
+
+add_study("width_fluctuations", fluctuation_table,
+          title="Finite-width fluctuations of K_0/m over the width m and the length L",
+          quick=FluctuationConfig(widths=WIDTHS_QUICK, lengths=(2, 4, 8, 16), seeds=(0, 1, 2, 3, 4), ns=(8,)),
+          full=FluctuationConfig(widths=WIDTHS_FULL, lengths=(2, 4, 8, 16, 32), seeds=tuple(range(8)), ns=(4, 8, 16),
+                                 deltas=(0.25, 0.5)))  # fmt: skip
+add_figure("fig18_width_fluctuations", "width_fluctuations", fluctuation_figure, fits=fluctuation_fits,
+           title="How far K₀/m is from its limit, over (m, L)",
+           caption="""Left: the median over seeds of ‖K₀/m − Θ‖_F/‖Θ‖_F, the empirical kernel of the relu paper
+    model against its infinite-width limit Θ on the same n = 8 sequences, over the width m and the
+    length L (the kernel of the first L steps of the same sequences). Middle: the medians against L/m,
+    with bars from the 10% to the 90% quantile over seeds, law A fitted per L (dotted) and law B (black).
+    Right: the same for the spread between two seeds' kernels. The distances are heavy-tailed at large
+    L/m (single seeds far above the median), so medians are fitted, not means. Tested: the width the
+    paper needs grows with L (m ≥ C ϱ^C, ϱ ∝ nL/δ, C unstated) — how fast does the kernel's error grow
+    with L at fixed m? Two laws compete on log d: (A) d = C L^a m^(−b), which depends on L/m only if
+    a = b (the table's a_plus_e_m, the exponent of m at fixed L/m, is then 0), and (B) the feed-forward
+    ReLU result of Hanin and Nica (2019), d² ∝ exp(cL/m) − 1. The table gives a, b, c with 95%
+    intervals, each law's residual sum of squares and AIC, and marks the lower AIC. At the quick sizes
+    A wins and a > b: the error grows faster in L than it falls in m, so L/m alone does not set it,
+    and B's c is undetermined (cL/m stays small, where B is the power law a = b = 1/2).""")  # fmt: skip
+add_study("width_requirement", requirement_table,
+          title="The width requirement m* by bisection over widths, against L, n and delta",
+          quick=RequirementConfig(lengths=(2, 4, 8), ns=(4, 8), deltas=(0.25, 0.5), train_lengths=(2, 3, 4, 6),
+                                  train_ns=(4,), train_deltas=(0.5,), seeds=tuple(range(10)), cap=512, train_cap=256,
+                                  per_octave=2),
+          full=RequirementConfig(lengths=(2, 4, 8, 16), ns=(4, 8, 16), deltas=(0.125, 0.25, 0.5),
+                                 train_lengths=(2, 4, 8), train_ns=(4,), train_deltas=(0.25, 0.5),
+                                 seeds=tuple(range(20)), cap=2048, train_cap=512, per_octave=4,
+                                 max_steps=3000))  # fmt: skip
+add_figure("fig19_width_requirement", "width_requirement", requirement_figure, fits=requirement_fits,
+           title="The smallest width of the kernel regime, m*, against L, n and δ",
+           caption="""The smallest width m* (bisection on the grid m = 2^(k/q) up to a cap, the cap checked first;
+    open triangles: the cap failed, m* > cap) at which (left, "spectrum") λ_min(K₀)/m lies within a
+    factor 2 of the limit's λ_min(Θ) for at least 90% of the seeds, and (right, "training") GD at
+    η = 1/λ_max(K₀) brings the linearized model to 10⁻³ of its initial loss within the step cap and the
+    true network, trained the same T steps, stays within 10% of it (‖f_true − f_lin‖ ≤ 0.1 ‖f_true − f₀‖)
+    for at least 90% of the seeds; grey guides: m* ∝ L and ∝ L² through the shortest L's median; data
+    with first tokens exactly δ apart and shared later tokens. The
+    widths of one seed are nested blocks of one draw, so the criterion varies smoothly with m; the
+    bisection assumes it is monotone in m, which at these seed counts holds only roughly (m* moves by a
+    grid step or two between configurations). Tested: the paper's width requirement m ≥ poly(n, L, 1/δ):
+    its degree is unstated, and its proofs use ϱ^C with a large C (e.g. ‖W_t − W₀‖_F ≤ ϱ^50/√m). The
+    table gives the fitted m* ~ L^a n^b δ^(−c) over the uncensored points with 95% intervals, and per row
+    the fraction of seeds passing at the cap and (training) the fraction whose linearized T exceeds the
+    step cap, a censoring by steps rather than by width. At the quick sizes the exponents are small
+    (δ's the clearest, about 1), nowhere near a large power; the intervals of a and b include 0, so the
+    data cannot decide the L and n dependence, and the training m* is the same at every L, set by the
+    one or two seeds (shared by all L through the nested draws) that fail below it.""")  # fmt: skip
+add_study("width_rate", rate_table, title="GD steps to 1e-3 of the initial loss against delta and n, two step sizes",
+          quick=RateConfig(deltas=(0.1, 0.2, 0.4), ns=(4, 8, 16), seeds=(0, 1, 2), width=256, train_max_steps=800),
+          full=RateConfig(deltas=(0.05, 0.1, 0.2, 0.4), ns=(4, 8, 16, 32), seeds=(0, 1, 2, 3, 4), width=1024,
+                          train_max_steps=2000))  # fmt: skip
+add_figure("fig20_width_rate", "width_rate", rate_figure, fits=rate_fits,
+           title="GD steps to reach ε against the separation δ and the sample count n",
+           caption="""The number of full-batch GD steps T after which the linearized model's loss is 10⁻³ of its
+    initial value (from K₀'s eigendecomposition, exact for the linearized dynamics), against the
+    separation δ of the first tokens (later tokens shared), log-log, per n, seeds as points, medians as
+    lines, at one width past m*; left: η = 1/λ_max(K₀); right: the paper's η = κδ/m (Thm 1's δ/(ρ⁴⁴m)
+    with ρ⁴⁴ absorbed into κ, chosen as 1/max over the grid of δλ_max(Θ) so the least stable point has
+    ηλ_max ≈ 1). Stars: the true network trained T steps at η = 1/λ_max; the table gives its loss ratio
+    and its gap to the linearized outputs. Tested: Thm 1's T ~ ρ^59 δ^(−2) log(1/ε), whose δ-dependence
+    the paper calls tightened. The table fits T ~ δ^(−p) n^q with 95% intervals beside the paper's p = 2.
+    With η = 1/λ_max, T follows the condition number and p is below 2; with η ∝ δ/m the step itself
+    shrinks like δ, so p is about one more, above 2 at the quick sizes: λ_min(K₀)/m falls faster than δ
+    here (Thm 3's gradient bound has λ_min ≳ δm/ρ¹⁴), at a fixed width that for the smallest δ may be
+    below the paper's requirement. The true network, trained the linearized T steps, ends at a loss a few
+    times 10⁻³ of the initial one and within about 5% of the linearized outputs: the closed-form T is the
+    true network's up to a small factor at these points.""")  # fmt: skip

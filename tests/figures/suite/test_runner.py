@@ -235,6 +235,36 @@ seeds = [0, 1]
 n = 2
 length = 3
 input_dim = 3
+
+[width_fluctuations]
+widths = [8]
+lengths = [2, 3]
+seeds = [0, 1]
+ns = [2]
+input_dim = 3
+
+[width_requirement]
+lengths = [2]
+ns = [2]
+deltas = [0.5]
+train_lengths = [2]
+train_ns = [2]
+train_deltas = [0.5]
+seeds = [0]
+input_dim = 3
+min_width = 8
+cap = 8
+train_cap = 8
+max_steps = 50
+
+[width_rate]
+deltas = [0.3, 0.6]
+ns = [2]
+seeds = [0]
+width = 8
+length = 3
+input_dim = 3
+train_max_steps = 50
 """
 
 
