@@ -39,6 +39,14 @@ from analysis.probes import (
     perturbation_table,
     training_probe_table,
 )
+from analysis.width import (
+    FluctuationConfig,
+    RateConfig,
+    RequirementConfig,
+    fluctuation_table,
+    rate_table,
+    requirement_table,
+)
 from analysis.width_training import WidthTrainingConfig, training_table
 from figures.cells import (
     cell_conditioning_figure,
@@ -72,6 +80,14 @@ from figures.probes import (
 from figures.spectrum import lambda_min_numbers, spectrum_figure
 from figures.suite.registry import add_figure, add_study
 from figures.training import loss_curves_figure, loss_rate_numbers, movement_figure, movement_fits
+from figures.width import (
+    fluctuation_figure,
+    fluctuation_fits,
+    rate_figure,
+    rate_fits,
+    requirement_figure,
+    requirement_fits,
+)
 
 WIDTHS_QUICK, SEEDS_QUICK = (64, 128, 256, 512, 1024), (0, 1, 2)
 WIDTHS_FULL, SEEDS_FULL = (64, 128, 256, 512, 1024, 2048, 4096), (0, 1, 2, 3, 4)
@@ -280,25 +296,6 @@ add_figure("fig17_cell_spread", "cell_spread", cell_spread_figure, fits=cell_spr
     it equals when K/m is Θ plus independent noise. Tested: that the kernel of a GRU or an LSTM
     concentrates at initialization like the Elman kernel, at the rate m^(−1/2), although no limit has
     been derived for them: the spread is a limit-free test of convergence, validated on Elman.""")  # fmt: skip
-
-# --------------------------------------------------------------------------------------------------
-# How wide is wide enough (analysis/width.py, figures/width.py)
-from analysis.width import (  # noqa: E402
-    FluctuationConfig,
-    RateConfig,
-    RequirementConfig,
-    fluctuation_table,
-    rate_table,
-    requirement_table,
-)
-from figures.width import (  # noqa: E402
-    fluctuation_figure,
-    fluctuation_fits,
-    rate_figure,
-    rate_fits,
-    requirement_figure,
-    requirement_fits,
-)
 
 add_study("width_fluctuations", fluctuation_table,
           title="Finite-width fluctuations of K_0/m over the width m and the length L",
