@@ -10,6 +10,8 @@ my_figure(table) a matplotlib Figure and my_fits(table) its fitted numbers (figu
 
 from __future__ import annotations
 
+import numpy as np
+
 from analysis.cells import (
     QUICK_MODELS,
     CellConditioningConfig,
@@ -59,13 +61,15 @@ from figures.eigenvalues import (
 from figures.linearization import gap_figure, gap_fits, loss_comparison_figure, trajectory_figure, trajectory_numbers
 from figures.probes import (
     backward_figure,
-    backward_numbers,
+    backward_fits,
     forward_figure,
     forward_numbers,
     gradient_bound_figure,
     gradient_bound_numbers,
     perturbation_figure,
     perturbation_fits,
+    perturbation_slice_fits,
+    perturbation_width_figure,
     sign_flip_figure,
     sign_flip_numbers,
 )
@@ -190,34 +194,61 @@ add_figure("fig10_forward_stability", "forward_stability", forward_figure, fits=
     like √m. The table gives ‖h_L‖ at the last step.""")  # fmt: skip
 add_study("backward_stability", backward_table,
           title="Backward stability: backward-product norms against the distance l - a",
-          quick=BackwardConfig(widths=(256, 1024, 4096), product_widths=(512,), seeds=SEEDS_QUICK, length=16),
-          full=BackwardConfig(widths=(256, 1024, 4096, 8192), product_widths=(512, 2048), seeds=SEEDS_FULL,
-                              length=32))  # fmt: skip
-add_figure("fig11_backward_stability", "backward_stability", backward_figure, fits=backward_numbers,
+          quick=BackwardConfig(widths=(256, 1024, 4096), product_widths=(256, 1024), product_length=66,
+                               seeds=SEEDS_QUICK, length=16),
+          full=BackwardConfig(widths=(256, 1024, 4096, 8192), product_widths=(256, 1024, 4096), product_length=130,
+                              seeds=SEEDS_FULL, length=32))  # fmt: skip
+add_figure("fig11_backward_stability", "backward_stability", backward_figure, fits=backward_fits,
            title="Backward stability: ‖B D_l W ⋯ D_a W‖₂ against l − a",
            caption="""The spectral norm of the backward products ‖B D_l W ⋯ D_a W‖₂ divided by √(m/d) against the
     distance l − a (mean over sequences and l), per activation and width, with the exact infinite-width
-    value (dashed), at σ_w² = 2; last panel: the intermediate-layer products ‖D_l W ⋯ D_2 W‖₂ on one
-    sequence, computed matrix-free by Lanczos (never forming the m × m product). Tested: the paper's
-    backward stability, ‖B D_l W ⋯ D_a W‖ ≤ O(√(m/d)) poly(L): for relu the normalized norm is a flat
-    line at 1 in the limit and stays near 1 at every width (the intermediate products grow slowly,
-    polynomially), while a linear RNN's grows like 2^((l−a+1)/2) at every width, and tanh and erf
-    follow it as far as their saturation allows. The table gives the values at the largest distance.""")  # fmt: skip
+    value (dashed), at σ_w² = 2; last panel: the relu intermediate-layer products ‖D_l W ⋯ D_a W‖₂ (a = 2) on
+    one sequence against the number of factors l − a + 1 up to 64 (128 in the full profile), log-log, per
+    width, computed matrix-free by Lanczos (never forming the m × m product), with the fitted growth
+    exponent and 95% interval in the legend. Tested: the paper's backward stability,
+    ‖B D_l W ⋯ D_a W‖ ≤ O(√(m/d)) poly(L): for relu the normalized norm is a flat line at 1 in the limit and
+    stays near 1 at every width, while a linear RNN's grows like 2^((l−a+1)/2) at every width, and tanh and
+    erf follow it as far as their saturation allows; and Lemma B.11's bound ‖D_l W ⋯ D_a W‖₂ ≤ O(L³)
+    against Remark 4.1's conjecture O(1) (grey guides, exponents 3 and 0). The measured exponents are far
+    below 3 and close to, but not exactly, 0: the products grow slowly; whether the growth levels off (the
+    conjecture) or continues as a small power cannot be decided from 64 to 128 factors, and the exponent
+    at one width is not the worst case over inputs the lemma bounds. The table gives the backward values
+    at the largest distance and the product exponents per width.""")  # fmt: skip
 add_study("perturbation", perturbation_table,
-          title="Perturbations of size omega: hidden states, sign flips, first-order error",
-          quick=PerturbationConfig(widths=(128, 256, 512), seeds=(0, 1), ascent_steps=5),
-          full=PerturbationConfig(widths=(128, 512, 2048), seeds=(0, 1, 2), ascent_steps=10))  # fmt: skip
+          title="Perturbations of size omega: sign flips, hidden states, backward products, first-order error",
+          quick=PerturbationConfig(widths=(128, 256, 512, 1024), seeds=(0, 1), ascent_steps=5),
+          full=PerturbationConfig(widths=(256, 512, 1024, 2048, 4096), seeds=(0, 1, 2),
+                                  omegas=tuple(float(w) for w in np.logspace(-1.5, 0.5, 7)),
+                                  ascent_steps=10))  # fmt: skip
+PERTURBATION_CAPTION = """W → W + Δ with ‖Δ‖₂ = ω/√m at initialization (relu paper model, the paper's data), for four
+    directions: random Gaussian, the gradient (descent) direction, adversarial (projected ascent on the
+    output change) and flip (the rank-one Δ = u hᵀ/‖h‖ that pushes the smallest-margin pre-activations of
+    one sample and step across zero, chosen by its actual flip count). Measures, over samples i and steps
+    l ≥ 2: the largest sign-flip count max ‖D'_{i,l} − D_{i,l}‖₀ and the mean flip fraction, the largest
+    hidden-state change, the mean and largest change of the backward products ‖R' − R‖₂/‖B‖₂
+    (R = B D_l W ⋯ D_a W), and the first-order Taylor error of the outputs relative to the first-order
+    term. Tested: Lemma C.2 (‖D'‖₀ ≤ O(ω^(2/3) m^(2/3)) per sample and step; hidden change O(ω)/√m), Lemma
+    C.9 (backward change O(ω^(1/3) m^(1/3) log m), i.e. ω^(1/3) m^(−1/6) relative to ‖B‖ ~ √m) and
+    Theorem 4 (semi-smoothness: the Taylor error's first term O(ω^(1/3) m^(1/3)) max‖loss‖ ‖W'‖₂ against a
+    first-order term of order ‖∇f‖‖W'‖ ~ √m ‖W'‖₂ gives a ratio ω^(1/3) m^(−1/6); this is our reading, on the
+    outputs F rather than on f, and the theorem's second-order term O(n m)‖W'‖₂² adds a ratio of order ω).
+    The paper's exponents are upper bounds: a measured exponent at or below them agrees, above them at
+    large m would contradict. A random direction is expected to flip about ω √m units per step
+    (exponents (1, 1/2), docs/theory.md §7), the flip direction about (ω m)^(2/3): the flip direction is
+    the one that can show whether Lemma C.2 is tight. Zeros (no flips at small ω) are left out of every
+    fit, which biases the smallest-ω points up; flip counts are small integers there."""
 add_figure("fig12_perturbation", "perturbation", perturbation_figure, fits=perturbation_fits,
-           title="Perturbations of size ω at initialization",
-           caption="""W → W + Δ with ‖Δ‖₂ = ω/√m, for a random Gaussian direction, the gradient (descent)
-    direction, and an adversarial direction found by projected ascent on the output change, against ω
-    on log-log axes: the largest hidden-state change max_l ‖h'_l − h_l‖, the fraction of ReLU signs
-    flipped ‖D' − D‖₀/m (steps l ≥ 2), and the first-order Taylor error of the outputs relative to the
-    first-order term. Top: the three directions at the largest width; bottom: the adversarial direction
-    per width; fitted exponents in the legends, the paper's (1, 2/3 and 1/3) as grey dotted guides.
-    Tested: the paper's perturbation lemmas: hidden states move O(ω), O(ω^(2/3) m) signs flip, and the
-    Taylor error is smaller than the first-order term by a factor ω^(1/3) (semi-smoothness). The paper's
-    exponents are worst-case bounds; the table gives the measured ones with 95% intervals.""")  # fmt: skip
+           title="Perturbations of size ω at initialization, against ω",
+           caption=PERTURBATION_CAPTION + """
+    Here: each measure against ω at the largest width, per direction, fitted exponents in ω in the legends,
+    the paper's as grey dotted guides. The table gives, per (measure, direction), the joint law
+    y ~ ω^a m^b fitted over every width, seed and ω, with 95% intervals, beside the paper's (a, b).""")  # fmt: skip
+add_figure("fig12b_perturbation_vs_width", "perturbation", perturbation_width_figure, fits=perturbation_slice_fits,
+           title="Perturbations of size ω at initialization, against the width m",
+           caption=PERTURBATION_CAPTION + """
+    Here: each measure against the width m at the ω of the grid closest to 1, per direction, fitted
+    exponents in m in the legends, the paper's as grey dotted guides. The table gives the one-variable
+    exponents: in ω at the largest width and in m at that ω, with 95% intervals.""")  # fmt: skip
 add_study("training_probes", training_probe_table, title="The gradient lower bound and sign flips along GD and SGD",
           quick=TrainingProbeConfig(width=256, seeds=(0, 1), steps=300, kernel_every=20),
           full=TrainingProbeConfig(width=2048, seeds=(0, 1, 2), steps=1000, kernel_every=50))  # fmt: skip
