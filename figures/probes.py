@@ -113,17 +113,19 @@ def backward_figure(table: pd.DataFrame) -> plt.Figure:
 def product_fits(table: pd.DataFrame) -> pd.DataFrame:
     """Per (activation, width) of the intermediate products: the log-log exponent of ||D_l W ... D_a W||_2 in the
     number of factors l - a + 1 (points with >= 2 factors) with its 95% interval, beside the paper's bound's
-    exponent (3) and the conjecture's (0)."""
+    exponent (3) and the conjecture's (0); the value at the most factors, and the largest value and where."""
     rows = []
     products = table[(table["quantity"] == "product") & (table["distance"] >= 1)]
     for (activation, width), runs in products.groupby(["activation", "width"], sort=False):
         fit = power_law_fit(runs["distance"] + 1, runs["value"])
         rows.append({"activation": activation, "width": int(width), "exponent": fit["slope"], "ci_low": fit["ci95"][0],
                      "ci_high": fit["ci95"][1], "paper_bound": PRODUCT_BOUND, "conjecture": PRODUCT_CONJECTURE,
-                     "max_factors": int(runs["distance"].max() + 1),
-                     "value_at_max": runs["value"].iloc[-1]})  # fmt: skip
-    return pd.DataFrame(rows, columns=["activation", "width", "exponent", "ci_low", "ci_high", "paper_bound",
-                                       "conjecture", "max_factors", "value_at_max"])  # fmt: skip
+                     "max_factors": int(runs["distance"].max() + 1), "value_at_max": runs["value"].iloc[-1],
+                     "peak": runs["value"].max(),
+                     "peak_factors": int(runs.loc[runs["value"].idxmax(), "distance"] + 1)})  # fmt: skip
+    columns = ["activation", "width", "exponent", "ci_low", "ci_high", "paper_bound", "conjecture", "max_factors",
+               "value_at_max", "peak", "peak_factors"]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
 
 
 def backward_fits(table: pd.DataFrame) -> pd.DataFrame:
@@ -158,12 +160,18 @@ def perturbation_fits(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _widest(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows at each kind's own largest width (the adversarial kind may stop below the others)."""
+    return table[table["width"] == table.groupby("kind")["width"].transform("max")]
+
+
 def perturbation_slice_fits(table: pd.DataFrame) -> pd.DataFrame:
-    """Per (measure, kind): the exponent in omega at the largest width and the exponent in m at the omega closest
-    to 1 (power_law_fit over seeds, zeros left out), with 95% intervals, beside the paper's."""
-    widest, omega = table["width"].max(), _fixed_omega(table)
+    """Per (measure, kind): the exponent in omega at the kind's largest width and the exponent in m at the omega
+    closest to 1 (power_law_fit over seeds, zeros left out), with 95% intervals, beside the paper's."""
+    omega = _fixed_omega(table)
     rows = []
     for kind, runs in table.groupby("kind", sort=False):
+        widest = runs["width"].max()
         for measure, (paper_a, paper_b) in PAPER_EXPONENTS.items():
             in_omega = runs[runs["width"] == widest]
             in_m = runs[np.isclose(runs["omega"], omega)]
@@ -189,7 +197,7 @@ def _perturbation_panels(table: pd.DataFrame, x: str, exponent: int, xlabel: str
             if runs.empty:
                 continue
             median = runs.groupby(x)[measure].median()
-            label = kind
+            label = kind if x == "width" else f"{kind} (m = {int(runs['width'].max())})"
             if runs[x].nunique() >= 3:
                 label += ": " + slope_label(power_law_fit(runs[x], runs[measure]), "exponent")
             ax.plot(median.index, median.values, color=colors[kind], marker=marker, ms=4, label=label)
@@ -210,12 +218,11 @@ def _perturbation_panels(table: pd.DataFrame, x: str, exponent: int, xlabel: str
 
 
 def perturbation_figure(table: pd.DataFrame) -> plt.Figure:
-    """Each perturbation measure against omega at the largest width, per direction kind (fitted exponents in
-    omega in the legends, the paper's as grey guides)."""
-    widest = int(table["width"].max())
-    return _perturbation_panels(table[table["width"] == widest], "omega", 0, r"$\omega = \sqrt{m}\,\|\Delta\|_2$",
-                                rf"perturbations $W \to W + \Delta$ against $\omega$ (relu, m = {widest}; "
-                                "points: seeds, lines: medians)")  # fmt: skip
+    """Each perturbation measure against omega at each kind's largest width (fitted exponents in omega in the
+    legends, the paper's as grey guides)."""
+    return _perturbation_panels(_widest(table), "omega", 0, r"$\omega = \sqrt{m}\,\|\Delta\|_2$",
+                                r"perturbations $W \to W + \Delta$ against $\omega$ (relu, each direction at its "
+                                "largest width; points: seeds, lines: medians)")  # fmt: skip
 
 
 def perturbation_width_figure(table: pd.DataFrame) -> plt.Figure:

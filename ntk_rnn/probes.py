@@ -193,10 +193,10 @@ def _onto_sphere(delta: jax.Array, radius: float) -> jax.Array:
 
 
 def _spectral_norm(d: np.ndarray) -> float:
-    """||d||_2 of an (m, m) matrix by Lanczos (ARPACK svds to machine precision, deterministic start): far
-    cheaper than a full SVD at large m."""
-    if not np.any(d):
-        return 0.0
+    """||d||_2 of an (m, m) matrix: a full SVD for m <= 64, else Lanczos (ARPACK svds to machine precision,
+    deterministic start), far cheaper at large m."""
+    if min(d.shape) <= 64 or not np.any(d):
+        return float(np.linalg.norm(d, 2))
     v0 = np.ones(d.shape[1]) / math.sqrt(d.shape[1])
     return float(scipy.sparse.linalg.svds(d, k=1, tol=0, v0=v0, return_singular_vectors=False)[0])
 
