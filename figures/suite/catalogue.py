@@ -220,7 +220,7 @@ add_figure("fig11_backward_stability", "backward_stability", backward_figure, fi
 add_study("perturbation", perturbation_table,
           title="Perturbations of size omega: sign flips, hidden states, backward products, first-order error",
           quick=PerturbationConfig(widths=(128, 256, 512, 1024), seeds=(0, 1), ascent_steps=5),
-          full=PerturbationConfig(widths=(256, 512, 1024, 2048, 4096), seeds=(0, 1, 2),
+          full=PerturbationConfig(widths=(256, 512, 1024, 2048, 4096), seeds=(0, 1, 2), adversarial_max_width=1024,
                                   omegas=tuple(float(w) for w in np.logspace(-1.5, 0.5, 7)),
                                   ascent_steps=10))  # fmt: skip
 PERTURBATION_CAPTION = """W → W + Δ with ‖Δ‖₂ = ω/√m at initialization (relu paper model, the paper's data), for four
@@ -239,14 +239,15 @@ PERTURBATION_CAPTION = """W → W + Δ with ‖Δ‖₂ = ω/√m at initializat
     it would, at large m, contradict; in ω (ω ≤ 1) one at or above the paper's agrees. A random direction is
     expected to flip about ω √m units per step (exponents (1, 1/2), docs/theory.md §7), the flip direction
     about (ω m)^(2/3): it is the direction that can show whether Lemma C.2 is tight. What the quick
-    profile (m ≤ 1024, adversarial m ≤ 512) shows: the flip direction flips the most units, but its count
-    grows like ω^0.49 m^0.57, below (2/3, 2/3) in both (the one-step estimate (ωm)^(2/3) holds at small ω
-    and falls short at large ω, where Δ also moves the earlier steps): the lemma holds, its tightness is
-    not shown; random directions follow the heuristic (flip fraction ~ ω^0.97 m^−0.41). Hidden changes
-    follow ω¹ m^(−1/2) for the random, gradient and adversarial directions (the lemma's exponents); the
-    flip direction's decays more slowly in m (about −0.35), which these widths cannot tell from a
-    constant factor. The largest backward change follows ω^(0.27–0.33) m^(−0.27–−0.37), at or below the
-    paper's ω^(1/3) m^(−1/6); the mean backward change grows faster in ω (about 0.6) and, for the flip
+    profile (m ≤ 1024, adversarial m ≤ 512; the full one goes to 4096 and 1024) shows: the flip
+    direction flips the most units, but its count grows like ω^0.49 m^0.57, below (2/3, 2/3) in both
+    (the one-step estimate (ωm)^(2/3) holds at small ω and falls short at large ω, where Δ also moves
+    the earlier steps): the lemma holds, its tightness is not shown; random directions follow the
+    heuristic (flip fraction ~ ω^0.97 m^−0.41). Hidden changes follow ω¹ m^(−1/2) for the random,
+    gradient and adversarial directions (the lemma's exponents); the flip direction's decays more slowly
+    in m (about −0.35), which these widths cannot tell from a constant factor. The largest backward
+    change follows ω^(0.27–0.33) m^(−0.27–−0.37), at or below the paper's ω^(1/3) m^(−1/6) in m; the
+    mean backward change grows faster in ω (about 0.6, which agrees for ω ≤ 1) and, for the flip
     direction, hardly falls with m (−0.04 ± 0.1), so Lemma C.9's m^(−1/6) is not visible in the mean at
     these widths. The first-order error's exponents in ω are ≥ 1/3 for every direction; in m they are
     below −1/6 except for the flip direction, whose interval contains both 0 and −1/6 (cannot decide).
@@ -255,7 +256,7 @@ PERTURBATION_CAPTION = """W → W + Δ with ‖Δ‖₂ = ω/√m at initializat
 add_figure("fig12_perturbation", "perturbation", perturbation_figure, fits=perturbation_fits,
            title="Perturbations of size ω at initialization, against ω",
            caption=PERTURBATION_CAPTION + """
-    Here: each measure against ω at the largest width, per direction, fitted exponents in ω in the legends,
+    Here: each measure against ω at each direction's largest width, fitted exponents in ω in the legends,
     the paper's as grey dotted guides. The table gives, per (measure, direction), the joint law
     y ~ ω^a m^b fitted over every width, seed and ω, with 95% intervals, beside the paper's (a, b).""")  # fmt: skip
 add_figure("fig12b_perturbation_vs_width", "perturbation", perturbation_width_figure, fits=perturbation_slice_fits,
