@@ -103,7 +103,7 @@ def backward_figure(table: pd.DataFrame) -> plt.Figure:
     axes[-1].set_yscale("log")
     axes[-1].set_xlabel("number of factors l - a + 1 (a = 2)")
     axes[-1].set_ylabel(r"$\|D_l W \cdots D_a W\|_2$")
-    axes[-1].set_title("intermediate products (matrix-free, one sequence)", fontsize=10)
+    axes[-1].set_title("intermediate products (one sequence)", fontsize=10)
     axes[-1].legend(fontsize=7)
     fig.suptitle(r"backward stability at initialization ($\sigma_w^2 = 2$; dashed: infinite width)", y=1.0)
     fig.tight_layout()
