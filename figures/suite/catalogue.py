@@ -212,7 +212,7 @@ add_figure("fig11_backward_stability", "backward_stability", backward_figure, fi
     against Remark 4.1's conjecture O(1) (grey guides, exponents 3 and 0). In the quick profile the relu
     products rise from about 2.3 (one factor) to a peak of 6 to 8 near 17 factors and then fall (2.8 and 4.7
     at 65 factors for m = 256 and 1024); the power-law exponents, 0.02 [−0.27, 0.31] and 0.15 [−0.08, 0.37],
-    exclude the bound's 3 and contain the conjecture's 0. But the fall is a finite-width effect: a single
+    exclude the bound's 3 and contain the conjecture's 0. But the fall looks like a finite-width effect: a single
     run at m = 4096 grew monotonically, 2.4, 3.3, 5.0, 8.8, 13.0, 15.7 at 1, 2, 5, 17, 65, 129 factors
     (exponent about 0.4), of the order of the largest singular value of a product of k independent square
     Gaussian matrices at infinite width, √((k+1)^(k+1)/k^k) ≈ √(e(k+1)) (exponent 1/2; our comparison, not
