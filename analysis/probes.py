@@ -21,7 +21,17 @@ from ntk_rnn import probes
 from ntk_rnn.data import SequenceData
 from ntk_rnn.training import TrainConfig, train
 
-AXES = ("activations", "sigma_w2s", "widths", "seeds", "kinds", "omegas", "deltas", "product_widths")
+AXES = (
+    "activations",
+    "sigma_w2s",
+    "widths",
+    "seeds",
+    "kinds",
+    "omegas",
+    "deltas",
+    "product_widths",
+    "product_activations",
+)
 ACTIVATIONS = ("relu", "tanh", "erf", "linear")
 
 
@@ -67,16 +77,28 @@ def forward_table(config: ForwardConfig, cache_dir=None, progress: bool = True) 
 @dataclasses.dataclass(frozen=True)
 class BackwardConfig:
     """||B D_l W ... D_a W||_2 / sqrt(m/d) against l - a per activation and width, with the limit; and
-    the intermediate-layer products ||D_l W ... D_1 W||_2 (one sample, matrix-free) at product_widths."""
+    the intermediate-layer products ||D_l W ... D_1 W||_2 (one sample, matrix-free) per product_activations
+    and product_widths, on sequences of product_length steps, at l - 1 = 0 and the powers of 2 below
+    product_length - 1 (product_distances)."""
 
     activations: tuple[str, ...] = ACTIVATIONS
     widths: tuple[int, ...] = (256, 1024, 4096)
-    product_widths: tuple[int, ...] = (512,)
+    product_widths: tuple[int, ...] = (256, 1024)
+    product_activations: tuple[str, ...] = ("relu",)
+    product_length: int = 66
     seeds: tuple[int, ...] = (0, 1, 2)
     n: int = 2
     length: int = 16
     input_dim: int = 8
     delta: float = 0.5
+
+
+def product_distances(length: int) -> tuple[int, ...]:
+    """The distances l - 1 at which the products D_l W ... D_1 W are measured on `length` steps: 0 and the
+    powers of 2 up to length - 2."""
+    if length < 2:
+        raise ValueError(f"product_length must be >= 2 (a product needs steps 0 and 1), got {length}")
+    return (0, *(2**k for k in range((length - 2).bit_length())))
 
 
 def _by_distance(norms: np.ndarray) -> np.ndarray:
@@ -90,20 +112,23 @@ def backward_table(config: BackwardConfig, cache_dir=None, progress: bool = True
 
     quantity "backward": ||B D_l W ... D_a W||_2 / sqrt(m/d) averaged over samples and l at distance
     l - a (kernel "empirical"; kernel "limit" is its infinite-width value, width NaN); quantity
-    "product": ||D_{1+s} W ... D_1 W||_2 on the first sample at distance s (0-based steps, empirical only).
+    "product": ||D_{1+s} W ... D_1 W||_2 (s + 1 factors) on the first sample at distance s in
+    product_distances(product_length) (0-based steps, empirical only).
     """
+    distances = product_distances(config.product_length)
 
     def compute(unit: dict) -> pd.DataFrame:
         data_key, param_key = jax.random.split(jax.random.key(unit["seed"]))
-        data = study_dataset("synthetic", config.n, config.length, config.input_dim, config.delta, key=data_key)
+        length = config.product_length if unit["quantity"] == "product" else config.length
+        data = study_dataset("synthetic", config.n, length, config.input_dim, config.delta, key=data_key)
         cfg = ntk_rnn.RNNConfig(unit.get("width", 1), config.input_dim, activation=unit["activation"])
         distance = np.arange(config.length)
         if unit["kernel"] == "limit":
             return pd.DataFrame({"distance": distance, "value": _by_distance(probes.limit_backward_norms(cfg, data.x))})
         params = ntk_rnn.init_params(cfg, key=param_key)
         if unit["quantity"] == "product":
-            norms = probes.product_norms(cfg, params, data.x, start=1)[1:]
-            return pd.DataFrame({"distance": distance[: norms.size], "value": norms})
+            norms = probes.product_norms(cfg, params, data.x, start=1, distances=distances)
+            return pd.DataFrame({"distance": distances, "value": norms[1 + np.array(distances)]})
         scale = np.sqrt(cfg.width / cfg.output_dim)
         return pd.DataFrame({"distance": distance, "value": _by_distance(probes.backward_norms(cfg, params, data.x))
                              / scale})  # fmt: skip
@@ -114,18 +139,20 @@ def backward_table(config: BackwardConfig, cache_dir=None, progress: bool = True
             units += [{"quantity": "backward", "activation": a, "kernel": "empirical", "width": m, "seed": s}
                       for m in config.widths]  # fmt: skip
             units.append({"quantity": "backward", "activation": a, "kernel": "limit", "seed": s})
-        units += [{"quantity": "product", "activation": a, "kernel": "empirical", "width": m, "seed": config.seeds[0]}
-                  for m in config.product_widths]  # fmt: skip
+    units += [{"quantity": "product", "activation": a, "kernel": "empirical", "width": m, "seed": config.seeds[0]}
+              for a in config.product_activations for m in config.product_widths]  # fmt: skip
     return run_sweep("backward_stability", config, units, compute, cache_dir, progress, AXES)
 
 
 @dataclasses.dataclass(frozen=True)
 class PerturbationConfig:
-    """W -> W + Delta, ||Delta||_2 = omega / sqrt(m), in each direction kind, over omega and width."""
+    """W -> W + Delta, ||Delta||_2 = omega / sqrt(m), in each direction kind, over omega and width; the
+    adversarial kind (a full SVD per ascent step, O(m^3)) only at the widths <= adversarial_max_width."""
 
     kinds: tuple[str, ...] = probes.KINDS
-    widths: tuple[int, ...] = (128, 256, 512)
-    omegas: tuple[float, ...] = tuple(float(w) for w in np.logspace(-2.5, 0.5, 7))
+    widths: tuple[int, ...] = (128, 256, 512, 1024)
+    adversarial_max_width: int = 512
+    omegas: tuple[float, ...] = tuple(float(w) for w in np.logspace(-1.5, 0.5, 5))
     seeds: tuple[int, ...] = (0, 1)
     n: int = 8
     length: int = 6
@@ -134,11 +161,17 @@ class PerturbationConfig:
     ascent_steps: int = 5
 
 
+PERTURBATION_MEASURES = ("max_flip_count", "flip_fraction", "hidden_change", "backward_change_mean",
+                         "backward_change_max", "first_order_error")  # fmt: skip
+
+
 def perturbation_table(config: PerturbationConfig, cache_dir=None, progress: bool = True) -> pd.DataFrame:
-    """One row per (kind, width, seed, omega, step): hidden_change = mean over sequences of
-    ||h'_l - h_l||, flip_fraction = fraction of units whose sign flipped at step l, and the run's
-    first_order_error = ||F(W+Delta) - F(W) - J Delta|| / ||J Delta|| over the outputs at the loss
-    positions (repeated on each step's row). relu paper model, the paper's data."""
+    """One row per (kind, width, seed, omega), relu paper model on the paper's data, steps l >= 1 (the
+    paper's l >= 2; step 0 does not see W): max_flip_count = max over (i, l) of ||D'_{i,l} - D_{i,l}||_0;
+    flip_fraction = its mean over (i, l) divided by m; hidden_change = max over (i, l) of ||h'_{i,l} - h_{i,l}||;
+    backward_change_mean / _max = mean / max over (i, l >= a) of ||R' - R||_2 / ||B||_2 for the backward
+    products R = B D_l W ... D_a W; first_order_error = ||F(W+Delta) - F(W) - J Delta|| / ||J Delta|| and
+    first_order = ||J Delta|| over the outputs at the loss positions."""
 
     def compute(unit: dict) -> pd.DataFrame:
         data_key, param_key, direction_key = jax.random.split(jax.random.key(unit["seed"]), 3)
@@ -149,14 +182,18 @@ def perturbation_table(config: PerturbationConfig, cache_dir=None, progress: boo
         for omega in config.omegas:
             delta = probes.perturbation_direction(cfg, params, data.x, unit["kind"], omega, key=direction_key, y=data.y,
                                                   ascent_steps=config.ascent_steps)  # fmt: skip
-            response = probes.perturbation_response(cfg, params, data.x, delta)
-            rows.append(pd.DataFrame({"omega": omega, "step": np.arange(config.length),
-                                      "hidden_change": response.hidden_change.mean(axis=0),
-                                      "flip_fraction": response.flip_fraction,
-                                      "first_order_error": response.first_order_error}))  # fmt: skip
-        return pd.concat(rows, ignore_index=True)
+            r = probes.perturbation_response(cfg, params, data.x, delta)
+            backward = r.backward_change[:, 1:]
+            rows.append({"omega": omega, "max_flip_count": int(r.flip_count[:, 1:].max()),
+                         "flip_fraction": float(r.flip_fraction[1:].mean()),
+                         "hidden_change": float(r.hidden_change[:, 1:].max()),
+                         "backward_change_mean": float(np.nanmean(backward)),
+                         "backward_change_max": float(np.nanmax(backward)),
+                         "first_order_error": r.first_order_error, "first_order": r.first_order})  # fmt: skip
+        return pd.DataFrame(rows)
 
-    units = [{"kind": k, "width": m, "seed": s} for k in config.kinds for m in config.widths for s in config.seeds]
+    units = [{"kind": k, "width": m, "seed": s} for k in config.kinds for m in config.widths for s in config.seeds
+             if k != "adversarial" or m <= config.adversarial_max_width]  # fmt: skip
     return run_sweep("perturbation", config, units, compute, cache_dir, progress, AXES)
 
 

@@ -9,17 +9,29 @@ import pandas as pd
 import seaborn as sns
 
 from figures.style import MARKERS, apply_style, slope_label, width_palette
-from ntk_rnn.fitting import power_law_fit
+from ntk_rnn.fitting import joint_power_law_fit, power_law_fit
 
 LIMIT_STYLE = {"color": "black", "ls": "--", "lw": 1.4}
-# the paper's exponents in omega (docs/theory.md §1): hidden states move O(omega), O(omega^(2/3)) of the signs
-# flip, and the first-order error is a factor omega^(1/3) below the first-order term (semi-smoothness)
-PAPER_EXPONENTS = {"hidden_change": 1.0, "flip_fraction": 2 / 3, "first_order_error": 1 / 3}
+# the paper's exponents (a, b) in y ~ omega^a m^b (docs/theory.md §7): Lemma C.2 (flips, hidden change), Lemma C.9
+# (backward change relative to ||B|| ~ sqrt(m)), Thm 4's first term over the first-order term (see the caption)
+PAPER_EXPONENTS = {
+    "max_flip_count": (2 / 3, 2 / 3),
+    "flip_fraction": (2 / 3, -1 / 3),
+    "hidden_change": (1.0, -1 / 2),
+    "backward_change_mean": (1 / 3, -1 / 6),
+    "backward_change_max": (1 / 3, -1 / 6),
+    "first_order_error": (1 / 3, -1 / 6),
+}
 MEASURES = {
-    "hidden_change": r"$\max_l \|h'_l - h_l\|$",
-    "flip_fraction": r"sign flips $\|D' - D\|_0 / m$ (steps $\geq 2$)",
+    "max_flip_count": r"$\max_{i,l} \|D'_{i,l} - D_{i,l}\|_0$",
+    "flip_fraction": r"mean flip fraction $\|D'_{i,l} - D_{i,l}\|_0 / m$",
+    "hidden_change": r"$\max_{i,l} \|h'_{i,l} - h_{i,l}\|$",
+    "backward_change_mean": r"mean $\|R' - R\|_2 / \|B\|_2$, $R = B D_l W \cdots D_a W$",
+    "backward_change_max": r"max $\|R' - R\|_2 / \|B\|_2$",
     "first_order_error": r"$\|F(W{+}\Delta) - F(W) - J\Delta\| / \|J\Delta\|$",
 }
+# intermediate products ||D_l W ... D_a W||_2: Lemma B.11 bounds them by O(L^3), Remark 4.1 conjectures O(1)
+PRODUCT_BOUND, PRODUCT_CONJECTURE = 3.0, 0.0
 
 
 def _width_panel(ax: plt.Axes, data: pd.DataFrame, x: str, y: str) -> None:
@@ -71,92 +83,155 @@ def backward_figure(table: pd.DataFrame) -> plt.Figure:
         ax.set_ylabel(r"$\|B D_l W \cdots D_a W\|_2 / \sqrt{m/d}$")
     axes[0].legend(title="width m", fontsize=7, title_fontsize=8)
     products = table[table["quantity"] == "product"]
-    colors = dict(zip(activations, sns.color_palette("colorblind"), strict=False))
+    palette = width_palette(products["width"]) if len(products) else {}
+    fits = product_fits(table)
     for marker, ((activation, width), runs) in zip(MARKERS, products.groupby(["activation", "width"], sort=False),
                                                    strict=False):  # fmt: skip
-        axes[-1].plot(runs["distance"] + 1, runs["value"], color=colors[activation], marker=marker, ms=4,
-                      label=f"{activation} (m = {int(width)})")  # fmt: skip
+        fit = fits[(fits["activation"] == activation) & (fits["width"] == width)]
+        label = f"{activation}, m = {int(width)}"
+        if len(fit) and np.isfinite(fit["exponent"].iloc[0]):
+            row = fit.iloc[0]
+            label += f": exponent {row['exponent']:+.2f} [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]"
+        axes[-1].plot(runs["distance"] + 1, runs["value"], color=palette[int(width)], marker=marker, ms=4, label=label)
+    if len(products):
+        ends = np.array([1.0, products["distance"].max() + 1.0])
+        level = products.loc[products["distance"] == 0, "value"].median()
+        axes[-1].plot(ends, level * ends**PRODUCT_BOUND, color="0.5", ls=":", lw=1.5, label="paper's bound: $L^3$")
+        axes[-1].plot(ends, level * ends**PRODUCT_CONJECTURE, color="0.3", ls="--", lw=1.2, label="conjecture: O(1)")
+        axes[-1].set_ylim(products["value"].min() / 2, products["value"].max() * 4)
     axes[-1].set_xscale("log", base=2)
     axes[-1].set_yscale("log")
-    axes[-1].set_xlabel("number of factors l (from step 2)")
-    axes[-1].set_ylabel(r"$\|D_l W \cdots D_2 W\|_2$")
-    axes[-1].set_title("intermediate products (matrix-free)", fontsize=10)
+    axes[-1].set_xlabel("number of factors l - a + 1 (a = 2)")
+    axes[-1].set_ylabel(r"$\|D_l W \cdots D_a W\|_2$")
+    axes[-1].set_title("intermediate products (one sequence)", fontsize=10)
     axes[-1].legend(fontsize=7)
     fig.suptitle(r"backward stability at initialization ($\sigma_w^2 = 2$; dashed: infinite width)", y=1.0)
     fig.tight_layout()
     return fig
 
 
-def _perturbation_measures(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per (kind, width, seed, omega): the max over steps of hidden_change, the mean over steps >= 1
-    (the paper's l >= 2) of flip_fraction, and the first_order_error."""
-    keys = ["kind", "width", "seed", "omega"]
-    grouped = table.groupby(keys, sort=False)
-    return pd.DataFrame(
-        {
-            "hidden_change": grouped["hidden_change"].max(),
-            "flip_fraction": table[table["step"] >= 1].groupby(keys, sort=False)["flip_fraction"].mean(),
-            "first_order_error": grouped["first_order_error"].first(),
-        }
-    ).reset_index()
+def product_fits(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (activation, width) of the intermediate products: the log-log exponent of ||D_l W ... D_a W||_2 in the
+    number of factors l - a + 1 (points with >= 2 factors) with its 95% interval, beside the paper's bound's
+    exponent (3) and the conjecture's (0); the value at the most factors, and the largest value and where."""
+    rows = []
+    products = table[(table["quantity"] == "product") & (table["distance"] >= 1)]
+    for (activation, width), runs in products.groupby(["activation", "width"], sort=False):
+        fit = power_law_fit(runs["distance"] + 1, runs["value"])
+        rows.append({"activation": activation, "width": int(width), "exponent": fit["slope"], "ci_low": fit["ci95"][0],
+                     "ci_high": fit["ci95"][1], "paper_bound": PRODUCT_BOUND, "conjecture": PRODUCT_CONJECTURE,
+                     "max_factors": int(runs["distance"].max() + 1), "value_at_max": runs["value"].iloc[-1],
+                     "peak": runs["value"].max(),
+                     "peak_factors": int(runs.loc[runs["value"].idxmax(), "distance"] + 1)})  # fmt: skip
+    columns = ["activation", "width", "exponent", "ci_low", "ci_high", "paper_bound", "conjecture", "max_factors",
+               "value_at_max", "peak", "peak_factors"]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
+
+
+def backward_fits(table: pd.DataFrame) -> pd.DataFrame:
+    """fig11's numbers, long form: the backward norms at the largest distance per (activation, width) and the
+    limit (backward_numbers), then the intermediate products' growth exponents (product_fits)."""
+    wide = backward_numbers(table).set_index("activation")
+    rows = [{"quantity": "backward / sqrt(m/d) at the largest l - a", "activation": a, "width": c, "value": v}
+            for a, row in wide.iterrows() for c, v in row.items()]  # fmt: skip
+    products = product_fits(table).rename(columns={"exponent": "value"})
+    products.insert(0, "quantity", "product: exponent in l - a + 1")
+    return pd.concat([pd.DataFrame(rows), products.astype({"width": str})], ignore_index=True)
+
+
+def _fixed_omega(table: pd.DataFrame) -> float:
+    """The omega of the grid closest to 1 on a log scale: where the m-dependence is read."""
+    omegas = np.unique(table["omega"])
+    return float(omegas[np.argmin(np.abs(np.log(omegas)))])
 
 
 def perturbation_fits(table: pd.DataFrame) -> pd.DataFrame:
-    """Log-log exponent in omega of each measure per (kind, width), with its 95% interval and the paper's
-    exponent (zeros, e.g. no flips at tiny omega, are left out of the fit)."""
+    """Per (measure, kind): the joint law y ~ C omega^a m^b over every (width, seed, omega) with 95% intervals
+    (ntk_rnn.fitting.joint_power_law_fit; zeros, e.g. no flips at small omega, left out), and the paper's (a, b)."""
     rows = []
-    for (kind, width), runs in _perturbation_measures(table).groupby(["kind", "width"], sort=False):
-        for measure, paper in PAPER_EXPONENTS.items():
-            keep = runs[measure] > 0
-            if keep.sum() < 3:
-                continue
-            fit = power_law_fit(runs.loc[keep, "omega"], runs.loc[keep, measure])
-            rows.append({"measure": measure, "kind": kind, "width": int(width), "exponent": fit["slope"],
-                         "ci_low": fit["ci95"][0], "ci_high": fit["ci95"][1], "paper": paper,
-                         "omega_min": runs.loc[keep, "omega"].min()})  # fmt: skip
+    for kind, runs in table.groupby("kind", sort=False):
+        for measure, (paper_a, paper_b) in PAPER_EXPONENTS.items():
+            fit = joint_power_law_fit(runs[measure], {"omega": runs["omega"], "m": runs["width"]})
+            (a_lo, a_hi), (b_lo, b_hi) = fit["ci95"]["omega"], fit["ci95"]["m"]
+            rows.append({"measure": measure, "kind": kind, "a (omega)": fit["exponents"]["omega"], "a_low": a_lo,
+                         "a_high": a_hi, "paper a": paper_a, "b (m)": fit["exponents"]["m"], "b_low": b_lo,
+                         "b_high": b_hi, "paper b": paper_b, "points": fit["points"],
+                         "residual_sd": fit["residual_sd"]})  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def perturbation_figure(table: pd.DataFrame) -> plt.Figure:
-    """Top: each measure against omega per direction kind at the largest width, fitted exponents in the
-    legend and the paper's exponent as a grey guide. Bottom: the same for the adversarial kind per width."""
+def _widest(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows at each kind's own largest width (the adversarial kind may stop below the others)."""
+    return table[table["width"] == table.groupby("kind")["width"].transform("max")]
+
+
+def perturbation_slice_fits(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (measure, kind): the exponent in omega at the kind's largest width and the exponent in m at the omega
+    closest to 1 (power_law_fit over seeds, zeros left out), with 95% intervals, beside the paper's."""
+    omega = _fixed_omega(table)
+    rows = []
+    for kind, runs in table.groupby("kind", sort=False):
+        widest = runs["width"].max()
+        for measure, (paper_a, paper_b) in PAPER_EXPONENTS.items():
+            in_omega = runs[runs["width"] == widest]
+            in_m = runs[np.isclose(runs["omega"], omega)]
+            for axis, data, x, paper in (("omega", in_omega, "omega", paper_a), ("m", in_m, "width", paper_b)):
+                fit = power_law_fit(data[x], data[measure])
+                rows.append({"measure": measure, "kind": kind, "against": axis,
+                             "at": f"m = {int(widest)}" if axis == "omega" else f"omega = {omega:.3g}",
+                             "exponent": fit["slope"], "ci_low": fit["ci95"][0], "ci_high": fit["ci95"][1],
+                             "paper": paper, "points": fit["points"]})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _perturbation_panels(table: pd.DataFrame, x: str, exponent: int, xlabel: str, title: str) -> plt.Figure:
+    """One log-log panel per measure against x, one line per kind (median over seeds; points: seeds), the
+    fitted exponent in the legend and the paper's exponent (PAPER_EXPONENTS[measure][exponent]) as a guide."""
     apply_style()
-    measures = _perturbation_measures(table)
-    widest = measures["width"].max()
-    kinds = list(dict.fromkeys(measures["kind"]))
+    kinds = list(dict.fromkeys(table["kind"]))
     colors = dict(zip(kinds, sns.color_palette("colorblind"), strict=False))
-    palette = width_palette(measures["width"])
     fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
-    rows = (
-        (measures[measures["width"] == widest], "kind", lambda v: colors[v], f"m = {widest}"),
-        (measures[measures["kind"] == kinds[-1]], "width", lambda v: palette[int(v)], f"{kinds[-1]} direction"),
-    )
-    for row, (data, by, color, title) in enumerate(rows):
-        for col, (measure, paper) in enumerate(PAPER_EXPONENTS.items()):
-            ax = axes[row, col]
-            for marker, (value, runs) in zip(MARKERS, data.groupby(by, sort=False), strict=False):
-                median = runs.groupby("omega")[measure].median()
-                positive = median[median > 0]
-                label, points = f"{value}", runs[runs[measure] > 0]
-                if points["omega"].nunique() >= 3:  # the same fit as perturbation_fits: every seed, zeros left out
-                    label += ": " + slope_label(power_law_fit(points["omega"], points[measure]), "exponent")
-                ax.plot(positive.index, positive.values, color=color(value), marker=marker, ms=4, label=label)
-                ax.scatter(runs["omega"], runs[measure].where(runs[measure] > 0), color=color(value), s=8, alpha=0.35)
-            guide = data.groupby("omega")[measure].median()
-            guide = guide[guide > 0]
-            if len(guide):
-                ends = np.array([guide.index.min(), guide.index.max()])
-                ax.plot(ends, guide.iloc[-1] * (ends / ends[-1]) ** paper, color="0.5", ls=":", lw=1.5,
-                        label=f"paper: exponent {paper:.2g}")  # fmt: skip
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_xlabel(r"$\omega = \sqrt{m}\,\|\Delta\|_2$")
-            ax.set_ylabel(MEASURES[measure], fontsize=9)
-            ax.set_title(title, fontsize=10)
-            ax.legend(fontsize=7)
-    fig.suptitle(r"perturbations $W \to W + \Delta$ at initialization (relu; points: seeds, lines: medians)", y=1.0)
+    for ax, (measure, paper) in zip(axes.flat, PAPER_EXPONENTS.items(), strict=True):
+        for marker, kind in zip(MARKERS, kinds, strict=False):
+            runs = table[(table["kind"] == kind) & (table[measure] > 0)]
+            if runs.empty:
+                continue
+            median = runs.groupby(x)[measure].median()
+            label = kind if x == "width" else f"{kind} (m = {int(runs['width'].max())})"
+            if runs[x].nunique() >= 3:
+                label += ": " + slope_label(power_law_fit(runs[x], runs[measure]), "exponent")
+            ax.plot(median.index, median.values, color=colors[kind], marker=marker, ms=4, label=label)
+            ax.scatter(runs[x], runs[measure], color=colors[kind], s=8, alpha=0.35)
+        guide = table[table[measure] > 0].groupby(x)[measure].median()
+        if len(guide) >= 2:
+            ends = np.array([guide.index.min(), guide.index.max()], float)
+            ax.plot(ends, guide.iloc[-1] * (ends / ends[-1]) ** paper[exponent], color="0.5", ls=":", lw=1.5,
+                    label=f"paper: exponent {paper[exponent]:+.2g}")  # fmt: skip
+        ax.set_xscale("log", base=2 if x == "width" else 10)
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(MEASURES[measure], fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, y=1.0)
     fig.tight_layout()
     return fig
+
+
+def perturbation_figure(table: pd.DataFrame) -> plt.Figure:
+    """Each perturbation measure against omega at each kind's largest width (fitted exponents in omega in the
+    legends, the paper's as grey guides)."""
+    return _perturbation_panels(_widest(table), "omega", 0, r"$\omega = \sqrt{m}\,\|\Delta\|_2$",
+                                r"perturbations $W \to W + \Delta$ against $\omega$ (relu, each direction at its "
+                                "largest width; points: seeds, lines: medians)")  # fmt: skip
+
+
+def perturbation_width_figure(table: pd.DataFrame) -> plt.Figure:
+    """Each perturbation measure against the width m at the omega closest to 1, per direction kind (fitted
+    exponents in m in the legends, the paper's as grey guides)."""
+    omega = _fixed_omega(table)
+    return _perturbation_panels(table[np.isclose(table["omega"], omega)], "width", 1, "width m",
+                                rf"perturbations $W \to W + \Delta$ against m at $\omega$ = {omega:.3g} (relu; "
+                                "points: seeds, lines: medians)")  # fmt: skip
 
 
 def gradient_bound_figure(table: pd.DataFrame) -> plt.Figure:
@@ -234,7 +309,8 @@ def forward_numbers(table: pd.DataFrame) -> pd.DataFrame:
 
 def backward_numbers(table: pd.DataFrame) -> pd.DataFrame:
     """||B D_l W ... D_a W||_2 / sqrt(m/d) at the largest distance per activation: median per width, and the limit."""
-    backward = table[(table["quantity"] == "backward") & (table["distance"] == table["distance"].max())]
+    backward = table[table["quantity"] == "backward"]
+    backward = backward[backward["distance"] == backward["distance"].max()]
     empirical = backward[backward["kernel"] == "empirical"].pivot_table(
         index="activation", columns="width", values="value", aggfunc="median"
     )

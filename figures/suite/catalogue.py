@@ -10,6 +10,8 @@ my_figure(table) a matplotlib Figure and my_fits(table) its fitted numbers (figu
 
 from __future__ import annotations
 
+import numpy as np
+
 from analysis.cells import (
     QUICK_MODELS,
     CellConditioningConfig,
@@ -67,13 +69,15 @@ from figures.eigenvalues import (
 from figures.linearization import gap_figure, gap_fits, loss_comparison_figure, trajectory_figure, trajectory_numbers
 from figures.probes import (
     backward_figure,
-    backward_numbers,
+    backward_fits,
     forward_figure,
     forward_numbers,
     gradient_bound_figure,
     gradient_bound_numbers,
     perturbation_figure,
     perturbation_fits,
+    perturbation_slice_fits,
+    perturbation_width_figure,
     sign_flip_figure,
     sign_flip_numbers,
 )
@@ -206,34 +210,83 @@ add_figure("fig10_forward_stability", "forward_stability", forward_figure, fits=
     like √m. The table gives ‖h_L‖ at the last step.""")  # fmt: skip
 add_study("backward_stability", backward_table,
           title="Backward stability: backward-product norms against the distance l - a",
-          quick=BackwardConfig(widths=(256, 1024, 4096), product_widths=(512,), seeds=SEEDS_QUICK, length=16),
-          full=BackwardConfig(widths=(256, 1024, 4096, 8192), product_widths=(512, 2048), seeds=SEEDS_FULL,
-                              length=32))  # fmt: skip
-add_figure("fig11_backward_stability", "backward_stability", backward_figure, fits=backward_numbers,
+          quick=BackwardConfig(widths=(256, 1024, 4096), product_widths=(256, 1024), product_length=66,
+                               seeds=SEEDS_QUICK, length=16),
+          full=BackwardConfig(widths=(256, 1024, 4096, 8192), product_widths=(256, 1024, 4096), product_length=130,
+                              seeds=SEEDS_FULL, length=32))  # fmt: skip
+add_figure("fig11_backward_stability", "backward_stability", backward_figure, fits=backward_fits,
            title="Backward stability: ‖B D_l W ⋯ D_a W‖₂ against l − a",
            caption="""The spectral norm of the backward products ‖B D_l W ⋯ D_a W‖₂ divided by √(m/d) against the
     distance l − a (mean over sequences and l), per activation and width, with the exact infinite-width
-    value (dashed), at σ_w² = 2; last panel: the intermediate-layer products ‖D_l W ⋯ D_2 W‖₂ on one
-    sequence, computed matrix-free by Lanczos (never forming the m × m product). Tested: the paper's
-    backward stability, ‖B D_l W ⋯ D_a W‖ ≤ O(√(m/d)) poly(L): for relu the normalized norm is a flat
-    line at 1 in the limit and stays near 1 at every width (the intermediate products grow slowly,
-    polynomially), while a linear RNN's grows like 2^((l−a+1)/2) at every width, and tanh and erf
-    follow it as far as their saturation allows. The table gives the values at the largest distance.""")  # fmt: skip
+    value (dashed), at σ_w² = 2; last panel: the relu intermediate-layer products ‖D_l W ⋯ D_a W‖₂ (a = 2) on
+    one sequence against the number of factors l − a + 1 up to 64 (128 in the full profile), log-log, per
+    width, computed matrix-free by Lanczos (never forming the m × m product), with the fitted growth
+    exponent and 95% interval in the legend. Tested: the paper's backward stability,
+    ‖B D_l W ⋯ D_a W‖ ≤ O(√(m/d)) poly(L): for relu the normalized norm is a flat line at 1 in the limit and
+    stays near 1 at every width, while a linear RNN's grows like 2^((l−a+1)/2) at every width, and tanh and
+    erf follow it as far as their saturation allows; and Lemma B.11's bound ‖D_l W ⋯ D_a W‖₂ ≤ O(L³)
+    against Remark 4.1's conjecture O(1) (grey guides, exponents 3 and 0). In the quick profile the relu
+    products rise from about 2.3 (one factor) to a peak of 6 to 8 near 17 factors and then fall (2.8 and 4.7
+    at 65 factors for m = 256 and 1024); the power-law exponents, 0.02 [−0.27, 0.31] and 0.15 [−0.08, 0.37],
+    exclude the bound's 3 and contain the conjecture's 0. But the fall looks like a finite-width effect: a single
+    run at m = 4096 grew monotonically, 2.4, 3.3, 5.0, 8.8, 13.0, 15.7 at 1, 2, 5, 17, 65, 129 factors
+    (exponent about 0.4), of the order of the largest singular value of a product of k independent square
+    Gaussian matrices at infinite width, √((k+1)^(k+1)/k^k) ≈ √(e(k+1)) (exponent 1/2; our comparison, not
+    the paper's). So in the paper's regime m ≫ poly(L) the data point to growth like √L: far inside Lemma
+    B.11's O(L³), and against an m-independent O(1) over L; the full profile (m = 4096, 128 factors)
+    decides. One sequence and one seed per width; the lemma bounds the worst case over inputs. The table
+    gives the backward values at the largest distance, and per width the product exponent, the value at
+    the most factors and the peak.""")  # fmt: skip
 add_study("perturbation", perturbation_table,
-          title="Perturbations of size omega: hidden states, sign flips, first-order error",
-          quick=PerturbationConfig(widths=(128, 256, 512), seeds=(0, 1), ascent_steps=5),
-          full=PerturbationConfig(widths=(128, 512, 2048), seeds=(0, 1, 2), ascent_steps=10))  # fmt: skip
+          title="Perturbations of size omega: sign flips, hidden states, backward products, first-order error",
+          quick=PerturbationConfig(widths=(128, 256, 512, 1024), seeds=(0, 1), ascent_steps=5),
+          full=PerturbationConfig(widths=(256, 512, 1024, 2048, 4096), seeds=(0, 1, 2), adversarial_max_width=1024,
+                                  omegas=tuple(float(w) for w in np.logspace(-1.5, 0.5, 7)),
+                                  ascent_steps=10))  # fmt: skip
+PERTURBATION_CAPTION = """W → W + Δ with ‖Δ‖₂ = ω/√m at initialization (relu paper model, the paper's data), for four
+    directions: random Gaussian, the gradient (descent) direction, adversarial (projected ascent on the
+    output change) and flip (the rank-one Δ = u hᵀ/‖h‖ that pushes the smallest-margin pre-activations of
+    one sample and step across zero, chosen by its actual flip count). Measures, over samples i and steps
+    l ≥ 2: the largest sign-flip count max ‖D'_{i,l} − D_{i,l}‖₀ and the mean flip fraction, the largest
+    hidden-state change, the mean and largest change of the backward products ‖R' − R‖₂/‖B‖₂
+    (R = B D_l W ⋯ D_a W), and the first-order Taylor error of the outputs relative to the first-order
+    term. Tested: Lemma C.2 (‖D'‖₀ ≤ O(ω^(2/3) m^(2/3)) per sample and step; hidden change O(ω)/√m), Lemma
+    C.9 (backward change O(ω^(1/3) m^(1/3) log m), i.e. ω^(1/3) m^(−1/6) relative to ‖B‖ ~ √m) and
+    Theorem 4 (semi-smoothness: the Taylor error's first term O(ω^(1/3) m^(1/3)) max‖loss‖ ‖W'‖₂ against a
+    first-order term of order ‖∇f‖‖W'‖ ~ √m ‖W'‖₂ gives a ratio ω^(1/3) m^(−1/6); this is our reading, on the
+    outputs F rather than on f, and the theorem's second-order term O(n m)‖W'‖₂² adds a ratio of order ω).
+    The paper's laws are upper bounds: in m a measured exponent at or below the paper's agrees and one above
+    it would, at large m, contradict; in ω (ω ≤ 1) one at or above the paper's agrees. A random direction is
+    expected to flip about ω √m units per step (exponents (1, 1/2), docs/theory.md §7), the flip direction
+    about (ω m)^(2/3): it is the direction that can show whether Lemma C.2 is tight. What the quick
+    profile (m ≤ 1024, adversarial m ≤ 512; the full one goes to 4096 and 1024) shows: the flip
+    direction flips the most units, but its count grows like ω^0.49 m^0.57, below (2/3, 2/3) in both
+    (the one-step estimate (ωm)^(2/3) holds at small ω and falls short at large ω, where Δ also moves
+    the earlier steps): the lemma holds, its tightness is not shown at these widths (one run at m = 4096,
+    ω = 1 flipped 167 units against 65 at 1024, a local exponent 0.68 in m: the full profile decides);
+    random directions follow the
+    heuristic (flip fraction ~ ω^0.97 m^−0.41). Hidden changes follow ω¹ m^(−1/2) for the random,
+    gradient and adversarial directions (the lemma's exponents); the flip direction's decays more slowly
+    in m (about −0.35), which these widths cannot tell from a constant factor. The largest backward
+    change follows ω^(0.27–0.33) m^(−0.27–−0.37), at or below the paper's ω^(1/3) m^(−1/6) in m; the
+    mean backward change grows faster in ω (about 0.6, which agrees for ω ≤ 1) and, for the flip
+    direction, hardly falls with m (−0.04 ± 0.1), so Lemma C.9's m^(−1/6) is not visible in the mean at
+    these widths. The first-order error's exponents in ω are ≥ 1/3 for every direction; in m they are
+    below −1/6 except for the flip direction, whose interval contains both 0 and −1/6 (cannot decide).
+    Zeros (no flips at small ω) are left out of every fit, which biases the smallest-ω points up; flip
+    counts are small integers there. The full profile (m up to 4096) is where these exponents firm up."""
 add_figure("fig12_perturbation", "perturbation", perturbation_figure, fits=perturbation_fits,
-           title="Perturbations of size ω at initialization",
-           caption="""W → W + Δ with ‖Δ‖₂ = ω/√m, for a random Gaussian direction, the gradient (descent)
-    direction, and an adversarial direction found by projected ascent on the output change, against ω
-    on log-log axes: the largest hidden-state change max_l ‖h'_l − h_l‖, the fraction of ReLU signs
-    flipped ‖D' − D‖₀/m (steps l ≥ 2), and the first-order Taylor error of the outputs relative to the
-    first-order term. Top: the three directions at the largest width; bottom: the adversarial direction
-    per width; fitted exponents in the legends, the paper's (1, 2/3 and 1/3) as grey dotted guides.
-    Tested: the paper's perturbation lemmas: hidden states move O(ω), O(ω^(2/3) m) signs flip, and the
-    Taylor error is smaller than the first-order term by a factor ω^(1/3) (semi-smoothness). The paper's
-    exponents are worst-case bounds; the table gives the measured ones with 95% intervals.""")  # fmt: skip
+           title="Perturbations of size ω at initialization, against ω",
+           caption=PERTURBATION_CAPTION + """
+    Here: each measure against ω at each direction's largest width, fitted exponents in ω in the legends,
+    the paper's as grey dotted guides. The table gives, per (measure, direction), the joint law
+    y ~ ω^a m^b fitted over every width, seed and ω, with 95% intervals, beside the paper's (a, b).""")  # fmt: skip
+add_figure("fig12b_perturbation_vs_width", "perturbation", perturbation_width_figure, fits=perturbation_slice_fits,
+           title="Perturbations of size ω at initialization, against the width m",
+           caption=PERTURBATION_CAPTION + """
+    Here: each measure against the width m at the ω of the grid closest to 1, per direction, fitted
+    exponents in m in the legends, the paper's as grey dotted guides. The table gives the one-variable
+    exponents: in ω at the largest width and in m at that ω, with 95% intervals.""")  # fmt: skip
 add_study("training_probes", training_probe_table, title="The gradient lower bound and sign flips along GD and SGD",
           quick=TrainingProbeConfig(width=256, seeds=(0, 1), steps=300, kernel_every=20),
           full=TrainingProbeConfig(width=2048, seeds=(0, 1, 2), steps=1000, kernel_every=50))  # fmt: skip

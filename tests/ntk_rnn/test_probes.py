@@ -106,6 +106,12 @@ def test_product_norms_match_dense_products():
     for step in range(2, 6):
         product = np.diag((g[1, step] > 0).astype(float)) @ W @ product
         assert got[step] == pytest.approx(np.linalg.norm(product, 2), rel=1e-8)
+    selected = probes.product_norms(cfg, params, x, start=2, sample=1, distances=(2, 0))
+    np.testing.assert_allclose(selected[[2, 4]], got[[2, 4]], rtol=1e-8)
+    assert np.all(np.isnan(selected[[0, 1, 3, 5]]))
+    for bad in ((), (4,), (-1,), (1.0,)):
+        with pytest.raises(ValueError, match=r"distances must be a non-empty sequence of ints l - start in 0\.\.3"):
+            probes.product_norms(cfg, params, x, start=2, distances=bad)
     with pytest.raises(ValueError, match=r"start must be in 1\.\.5"):
         probes.product_norms(cfg, params, x, start=0)
     with pytest.raises(ValueError, match=r"sample must be in 0\.\.2"):
@@ -117,6 +123,49 @@ def test_directions_have_the_requested_spectral_norm(kind):
     cfg, params, data = _setup(width=20)
     delta = probes.perturbation_direction(cfg, params, data.x, kind, 0.3, key=jax.random.key(1), y=data.y)
     assert np.linalg.norm(np.asarray(delta), 2) == pytest.approx(0.3 / np.sqrt(20), rel=1e-10)
+
+
+def test_flip_direction_flips_the_most_signs_at_one_step():
+    """At every omega the flip direction's largest per-(sample, step) flip count beats the other kinds'
+    (same key), with ||Delta||_2 = omega / sqrt(m); the counts add up to the flip fractions."""
+    cfg, params, data = _setup(width=128, n=4, length=6)
+    for omega in (0.1, 0.3, 1.0):
+        most = {}
+        for kind in probes.KINDS:
+            delta = probes.perturbation_direction(cfg, params, data.x, kind, omega, key=jax.random.key(1), y=data.y)
+            response = probes.perturbation_response(cfg, params, data.x, delta)
+            assert response.flip_count.shape == (4, 6) and response.flip_count.dtype.kind == "i"
+            np.testing.assert_array_equal(response.flip_count.sum(axis=0) / (4 * 128), response.flip_fraction)
+            most[kind] = response.flip_count[:, 1:].max()
+        assert all(most["flip"] >= most[k] for k in ("random", "gradient", "adversarial")), (omega, most)
+        assert most["flip"] > most["random"], (omega, most)
+        assert np.linalg.norm(np.asarray(delta), 2) == pytest.approx(omega / np.sqrt(128), rel=1e-10)
+
+
+def test_backward_change_matches_dense_products():
+    """||B D'_l (W + Delta) ... D'_a (W + Delta) - B D_l W ... D_a W||_2 / ||B||_2 by explicit numpy products."""
+    cfg, params, data = _setup(width=10, n=2, length=4, output_dim=2)
+    x = np.asarray(data.x)
+    zero = probes.perturbation_response(cfg, params, x, np.zeros((10, 10))).backward_change
+    lower = np.tril(np.ones((4, 4), bool))
+    assert np.all(zero[:, lower] == 0) and np.all(np.isnan(zero[:, ~lower]))
+    delta = np.asarray(probes.perturbation_direction(cfg, params, x, "random", 2.0, key=jax.random.key(8)))
+    got = probes.perturbation_response(cfg, params, x, delta).backward_change
+    moved = {**params, "W": params["W"] + delta}
+    g, _ = _numpy_states(cfg, params, x)
+    g1, _ = _numpy_states(cfg, moved, x)
+    assert np.any((g > 0) != (g1 > 0))  # the reference covers changed signs, not only W + Delta
+    W, B = np.asarray(params["W"]), np.asarray(params["B"])
+    for i in range(2):
+        for step in range(4):
+            for a in range(step + 1):
+                before, after = B, B
+                for j in range(step, a - 1, -1):
+                    before = before @ np.diag((g[i, j] > 0).astype(float)) @ W
+                    after = after @ np.diag((g1[i, j] > 0).astype(float)) @ (W + delta)
+                expected = np.linalg.norm(after - before, 2) / np.linalg.norm(B, 2)
+                assert got[i, step, a] == pytest.approx(expected, rel=1e-10)
+    assert np.all(np.isnan(got[:, ~lower]))
 
 
 def test_ntk_parameterization_perturbs_the_effective_matrix():
@@ -196,6 +245,10 @@ def test_bad_arguments_raise_clear_errors():
             probes.perturbation_direction(cfg, params, data.x, "random", omega, key=key)
     with pytest.raises(ValueError, match="kind must be one of"):
         probes.perturbation_direction(cfg, params, data.x, "sideways", 0.1, key=key)
+    with pytest.raises(ValueError, match="flip_candidates must be an int >= 1"):
+        probes.perturbation_direction(cfg, params, data.x, "flip", 0.1, key=key, flip_candidates=0)
+    with pytest.raises(ValueError, match="kind='flip' needs a step l >= 1"):
+        probes.perturbation_direction(cfg, params, data.x[:, :1], "flip", 0.1, key=key, positions=(0,))
     with pytest.raises(ValueError, match="needs the targets y"):
         probes.perturbation_direction(cfg, params, data.x, "gradient", 0.1, key=key)
     with pytest.raises(ValueError, match="positions"):

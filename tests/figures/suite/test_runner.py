@@ -183,13 +183,14 @@ input_dim = 3
 activations = ["relu"]
 widths = [8]
 product_widths = [8]
+product_length = 4
 seeds = [0]
 n = 2
 length = 3
 input_dim = 3
 
 [perturbation]
-kinds = ["random", "adversarial"]
+kinds = ["random", "flip"]
 widths = [8]
 omegas = [0.1, 0.5, 2.0]
 seeds = [0]
