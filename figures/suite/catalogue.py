@@ -281,12 +281,6 @@ add_figure("fig12_perturbation", "perturbation", perturbation_figure, fits=pertu
     Here: each measure against ω at each direction's largest width, fitted exponents in ω in the legends,
     the paper's as grey dotted guides. The table gives, per (measure, direction), the joint law
     y ~ ω^a m^b fitted over every width, seed and ω, with 95% intervals, beside the paper's (a, b).""")  # fmt: skip
-add_figure("fig12b_perturbation_vs_width", "perturbation", perturbation_width_figure, fits=perturbation_slice_fits,
-           title="Perturbations of size ω at initialization, against the width m",
-           caption=PERTURBATION_CAPTION + """
-    Here: each measure against the width m at the ω of the grid closest to 1, per direction, fitted
-    exponents in m in the legends, the paper's as grey dotted guides. The table gives the one-variable
-    exponents: in ω at the largest width and in m at that ω, with 95% intervals.""")  # fmt: skip
 add_study("training_probes", training_probe_table, title="The gradient lower bound and sign flips along GD and SGD",
           quick=TrainingProbeConfig(width=256, seeds=(0, 1), steps=300, kernel_every=20),
           full=TrainingProbeConfig(width=2048, seeds=(0, 1, 2), steps=1000, kernel_every=50))  # fmt: skip
@@ -418,3 +412,9 @@ add_figure("fig20_width_rate", "width_rate", rate_figure, fits=rate_fits,
     below the paper's requirement. The true network, trained the linearized T steps, ends at a loss a few
     times 10⁻³ of the initial one and within about 5% of the linearized outputs: the closed-form T is the
     true network's up to a small factor at these points.""")  # fmt: skip
+add_figure("fig21_lemmas_vs_width", "perturbation", perturbation_width_figure, fits=perturbation_slice_fits,
+           title="The perturbation lemmas against the width m at fixed ω",
+           caption=PERTURBATION_CAPTION + """
+    Here: each measure against the width m at the ω of the grid closest to 1, per direction, fitted
+    exponents in m in the legends, the paper's as grey dotted guides. The table gives the one-variable
+    exponents: in ω at the largest width and in m at that ω, with 95% intervals.""")  # fmt: skip
