@@ -63,7 +63,7 @@ def kernel_cases(draw):
     )
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=kernel_cases())
 def test_three_methods_agree(case):
     """structured == jacobian == ntvp to 1e-10 relative, over random shapes, seeds, positions,
