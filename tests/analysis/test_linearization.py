@@ -9,7 +9,7 @@ from figures.linearization import gap_figure, gap_fits, loss_comparison_figure, 
 
 
 def test_linearization_study_and_figures(tmp_path):
-    config = LinearizationConfig(widths=(16, 64, 256), seeds=(0, 1), n_train=4, n_test=3, length=4, input_dim=4,
+    config = LinearizationConfig(widths=(16, 64), seeds=(0, 1), n_train=4, n_test=3, length=4, input_dim=4,
                                  steps=20, record_every=10)  # fmt: skip
     table = linearization_table(config, tmp_path, progress=False)
     assert set(table.groupby(["dataset", "width", "seed"]).size()) == {3}
