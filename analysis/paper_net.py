@@ -115,27 +115,34 @@ def gradient(params: Params, x: np.ndarray, residual: np.ndarray) -> np.ndarray:
     return grad
 
 
-def gd(params: Params, x: np.ndarray, y: np.ndarray, lr: float, steps: int) -> Params:
-    """`steps` full-batch GD steps on W at step size lr; y: targets at the loss positions, (n (L-1),)."""
+def gd(params: Params, x: np.ndarray, y: np.ndarray, lr: float, steps: int, until: float = 0.0) -> tuple[Params, int]:
+    """Full-batch GD on W at step size lr for `steps` steps, or fewer: it stops before the first step at which
+    the loss 1/2 ||f - y||^2 is already <= until times the initial loss. y: targets at the loss positions,
+    (n (L-1),). Returns the parameters and the number of steps taken."""
     W, A, B = params["W"].copy(), params["A"], params["B"][0]
     x = np.asarray(x, dtype=np.float64)
     n, length, _ = x.shape
     r = np.asarray(y, dtype=np.float64).reshape(n, length - 1)
     inputs = np.einsum("nld,md->lnm", x, A)  # A x_l, (L, n, m)
-    for _ in range(int(steps)):
+    initial = None
+    for taken in range(int(steps) + 1):
         states, masks = [np.zeros((n, W.shape[0]))], []
         for t in range(length):
             g = states[-1] @ W.T + inputs[t]
             masks.append(g > 0)
             states.append(np.maximum(g, 0.0))
         residual = np.stack([states[t + 1] @ B for t in range(1, length)], axis=1) - r  # (n, L-1)
+        loss = 0.5 * float(np.sum(residual**2))
+        initial = loss if initial is None else initial
+        if taken == int(steps) or loss <= until * initial:
+            return {**params, "W": W}, taken
         grad = np.zeros_like(W)
         adjoint = np.zeros((n, W.shape[0]))
         for a in range(length - 1, 0, -1):
             adjoint = (adjoint @ W + residual[:, a - 1, None] * B) * masks[a]
             grad += adjoint.T @ states[a]  # states[a] = h_{a-1}
         W -= lr * grad
-    return {**params, "W": W}
+    raise AssertionError("unreachable: the loop returns at taken == steps")
 
 
 def linearized_loss(eigenvalues: np.ndarray, coefficients: np.ndarray, lr: float, steps) -> np.ndarray:

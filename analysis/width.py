@@ -155,10 +155,10 @@ class RequirementConfig:
 
     "spectrum": lambda_min(K_0)/m within a factor `factor` of lambda_min(Theta) (limit_ntk) for at least a
     fraction `fraction` of the seeds, over the grid (lengths, ns, deltas). "training", over the grid
-    (train_lengths, train_ns, train_deltas), capped at train_cap: GD at eta = 1/lambda_max(K_0) on the
-    linearized model reaches eps of the initial loss within max_steps steps (T from K_0's
-    eigendecomposition), and the true network trained the same T steps stays within gap_tol of it,
-    ||f_true,T - f_lin,T|| <= gap_tol ||f_true,T - f_0||, for at least `fraction` of the seeds. Data:
+    (train_lengths, train_ns, train_deltas), capped at train_cap: GD at eta = 1/lambda_max(K_0) on the true
+    network reaches eps of its initial loss within max_steps steps, at a step T where it stays within
+    gap_tol of the linearized model (closed form) at T, ||f_true,T - f_lin,T|| <= gap_tol ||f_true,T - f_0||,
+    for at least `fraction` of the seeds. Data:
     separated_data (first tokens exactly delta apart, shared tails), one draw per (L, n, delta). The seeds
     are common to every width (nested draws under the cap, analysis.paper_net), and the bisection assumes
     the criterion is monotone in m; a noisy criterion makes m* uncertain by a grid step or more."""
@@ -220,20 +220,30 @@ def spectrum_passes(config: RequirementConfig, x: np.ndarray, cap: int, seen: di
     return passes
 
 
-def training_run(params: dict, x: np.ndarray, y: np.ndarray, lr_scale: float, eps: float, max_steps: int) -> dict:
-    """GD at eta = lr_scale / lambda_max(K_0): steps = the linearized model's T to eps of its initial loss
-    (None past max_steps), then the true network trained T steps: gap_rel = ||f_true,T - f_lin,T|| /
-    ||f_true,T - f_0|| and loss_ratio_true = its loss over the initial loss. NaN when T is None."""
+def training_run(
+    params: dict, x: np.ndarray, y: np.ndarray, lr_scale: float, eps: float, max_steps: int, own_steps: bool = False
+) -> dict:
+    """GD at eta = lr_scale / lambda_max(K_0) for T steps, the true network against the linearized one (closed
+    form) at T: gap_rel = ||f_true,T - f_lin,T|| / ||f_true,T - f_0|| and loss_ratio_true = the true loss over
+    the initial loss. T ("steps") is the linearized model's step count to eps of its initial loss, or with
+    own_steps the true network's; NaN (and the rest NaN) when it needs more than max_steps."""
     K = paper_net.kernel(params, x)
     f0 = paper_net.outputs(params, x)
     lam_max = float(scipy.linalg.eigvalsh(K)[-1])
     lr = lr_scale / lam_max
-    steps = paper_net.linearized_steps(K, f0, y, lr, eps, max_steps)
-    row = {"steps": np.nan if steps is None else steps, "lr": lr, "gap_rel": np.nan, "loss_ratio_true": np.nan}
-    if steps is None:
-        return row
+    row = {"steps": np.nan, "lr": lr, "gap_rel": np.nan, "loss_ratio_true": np.nan}
+    if own_steps:
+        trained, steps = paper_net.gd(params, x, y, lr, max_steps + 1, until=eps)
+        if steps > max_steps:
+            return row
+    else:
+        steps = paper_net.linearized_steps(K, f0, y, lr, eps, max_steps)
+        if steps is None:
+            return row
+        trained, _ = paper_net.gd(params, x, y, lr, steps)
+    row["steps"] = steps
     f_lin = KernelGD.from_kernel(K, f0, y, lr).train_outputs([steps])[0]
-    f_true = paper_net.outputs(paper_net.gd(params, x, y, lr, steps), x)
+    f_true = paper_net.outputs(trained, x)
     moved = np.linalg.norm(f_true - f0)
     row["gap_rel"] = float(np.linalg.norm(f_true - f_lin) / moved) if moved > 0 else np.nan
     row["loss_ratio_true"] = float(np.sum((f_true - y) ** 2) / np.sum((f0 - y) ** 2))
@@ -242,15 +252,16 @@ def training_run(params: dict, x: np.ndarray, y: np.ndarray, lr_scale: float, ep
 
 def training_passes(config: RequirementConfig, x: np.ndarray, y: np.ndarray, cap: int, seen: dict
                     ) -> Callable[[int], bool]:  # fmt: skip
-    """passes(m): training_run at eta = 1/lambda_max reaches eps within max_steps with gap_rel <= gap_tol,
-    for >= config.fraction of the seeds; seen[m] gets {"pass_fraction", "slow_fraction" (seeds whose
-    linearized T exceeds max_steps)} of each probed width."""
+    """passes(m): true GD at eta = 1/lambda_max reaches eps of its initial loss within max_steps, at a step T
+    where gap_rel <= gap_tol against the linearized model at T, for >= config.fraction of the seeds; seen[m]
+    gets {"pass_fraction", "slow_fraction" (seeds whose true GD needs more than max_steps)} of each probed
+    width."""
 
     def passes(width: int) -> bool:
         ok = slow = 0
         for s in config.seeds:
             run = training_run(paper_net.nested_params(width, cap, x.shape[-1], s), x, y, 1.0, config.eps,
-                               config.max_steps)  # fmt: skip
+                               config.max_steps, own_steps=True)  # fmt: skip
             ok += bool(run["gap_rel"] <= config.gap_tol)  # NaN (too slow) fails
             slow += bool(np.isnan(run["steps"]))
         seen[width] = {"pass_fraction": ok / len(config.seeds), "slow_fraction": slow / len(config.seeds)}

@@ -46,9 +46,13 @@ def test_the_numpy_model_is_ntk_rnn_s_paper_model_on_nested_widths():
     state = optax.sgd(lr).init(theta)
     trained, _, _ = run_steps(cfg, TrainConfig(steps=3), jparams, theta, state, jnp.asarray(x), targets, lr,
                               key=jax.random.key(0), step0=0, num_steps=3, positions=(1, 2, 3))  # fmt: skip
-    stepped = paper_net.gd(params, x, y, lr, 3)["W"]
-    np.testing.assert_allclose(stepped, np.asarray(trained["W"]), rtol=1e-10, atol=1e-14)
-    assert np.abs(stepped - params["W"]).max() > 1e-6  # it moved
+    stepped, taken = paper_net.gd(params, x, y, lr, 3)
+    np.testing.assert_allclose(stepped["W"], np.asarray(trained["W"]), rtol=1e-10, atol=1e-14)
+    assert taken == 3 and np.abs(stepped["W"] - params["W"]).max() > 1e-6  # it moved
+    # stopping at a loss target: the steps taken are the first at which the loss is below it
+    losses = [0.5 * np.sum((paper_net.outputs(paper_net.gd(params, x, y, lr, t)[0], x) - y) ** 2) for t in range(6)]
+    target = (losses[3] + losses[4]) / 2 / losses[0]
+    assert losses[3] > losses[4] and paper_net.gd(params, x, y, lr, 50, until=target)[1] == 4
 
 
 def test_the_bisection_finds_the_threshold_of_a_monotone_criterion_and_reports_censoring():
