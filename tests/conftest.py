@@ -21,9 +21,13 @@ class _SignalsInFinalizer:
 
 @pytest.fixture
 def lost_interrupt(monkeypatch):
-    """A function that delivers SIGINT where its KeyboardInterrupt is lost; .dropped lists what Python dropped."""
+    """A function that delivers SIGINT where its KeyboardInterrupt is lost; .dropped lists what Python dropped.
+
+    Python's own SIGINT handler is reinstated for the test: a suite started as a shell's background job
+    inherits SIGINT ignored, which the code under test rightly leaves ignored."""
     dropped = []
     monkeypatch.setattr(sys, "unraisablehook", lambda info: dropped.append(info.exc_type))
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def deliver() -> None:
         cycle = _SignalsInFinalizer()
@@ -32,4 +36,5 @@ def lost_interrupt(monkeypatch):
         gc.collect()
 
     deliver.dropped = dropped
-    return deliver
+    yield deliver
+    signal.signal(signal.SIGINT, previous)
