@@ -1,6 +1,6 @@
 """Studies: how wide is wide enough? The finite-width fluctuations of K_0/m over (m, L), the smallest width
 m* at which the kernel regime holds, found by bisection, and the number of GD steps against the
-separation delta and the sample count n past m* (docs/theory.md §7: the paper's width requirement is
+separation delta and the sample count n past m* (docs/theory.md §6 and §10: the paper's width requirement is
 m >= C varrho^C, varrho = n L d delta^-1 log(m/eps), C unstated).
 
 All on the relu paper model (RNNConfig defaults), through analysis.paper_net: numpy kernels and GD on

@@ -258,7 +258,7 @@ PERTURBATION_CAPTION = """W → W + Δ with ‖Δ‖₂ = ω/√m at initializat
     outputs F rather than on f, and the theorem's second-order term O(n m)‖W'‖₂² adds a ratio of order ω).
     The paper's laws are upper bounds: in m a measured exponent at or below the paper's agrees and one above
     it would, at large m, contradict; in ω (ω ≤ 1) one at or above the paper's agrees. A random direction is
-    expected to flip about ω √m units per step (exponents (1, 1/2), docs/theory.md §7), the flip direction
+    expected to flip about ω √m units per step (exponents (1, 1/2), docs/theory.md §6), the flip direction
     about (ω m)^(2/3): it is the direction that can show whether Lemma C.2 is tight. What the quick
     profile (m ≤ 1024, adversarial m ≤ 512; the full one goes to 4096 and 1024) shows: the flip
     direction flips the most units, but its count grows like ω^0.49 m^0.57, below (2/3, 2/3) in both
