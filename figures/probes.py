@@ -13,7 +13,7 @@ from ntk_rnn.fitting import joint_power_law_fit, power_law_fit
 
 LIMIT_STYLE = {"color": "black", "ls": "--", "lw": 1.4}
 # the paper's exponents (a, b) in y ~ omega^a m^b (docs/theory.md §6 and §10): Lemma C.2 (flips, hidden change),
-# Lemma C.9 (backward change relative to ||B|| ~ sqrt(m)), Thm 4's first term over the first-order term (see the caption)
+# Lemma C.9 (backward change relative to ||B|| ~ sqrt(m)), Thm 4's first term over the first-order term (caption)
 PAPER_EXPONENTS = {
     "max_flip_count": (2 / 3, 2 / 3),
     "flip_fraction": (2 / 3, -1 / 3),
