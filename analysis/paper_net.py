@@ -100,21 +100,6 @@ def kernel(params: Params, x: np.ndarray) -> np.ndarray:
     return K.reshape(n * positions, n * positions)
 
 
-def gradient(params: Params, x: np.ndarray, residual: np.ndarray) -> np.ndarray:
-    """d/dW of 1/2 ||f - y||^2 where residual = f - y at the loss positions, (n (L-1),); (m, m)."""
-    W, B = params["W"], params["B"][0]
-    g, h = forward(params, x)
-    n, length, m = h.shape
-    r = np.asarray(residual).reshape(n, length - 1)
-    prev = np.concatenate([np.zeros((n, 1, m)), h[:, :-1]], axis=1)
-    grad = np.zeros_like(W)
-    adjoint = np.zeros((n, m))
-    for a in range(length - 1, 0, -1):
-        adjoint = (adjoint @ W + r[:, a - 1, None] * B) * (g[:, a] > 0)
-        grad += adjoint.T @ prev[:, a]
-    return grad
-
-
 def gd(params: Params, x: np.ndarray, y: np.ndarray, lr: float, steps: int, until: float = 0.0) -> tuple[Params, int]:
     """Full-batch GD on W at step size lr for `steps` steps, or fewer: it stops before the first step at which
     the loss 1/2 ||f - y||^2 is already <= until times the initial loss. y: targets at the loss positions,
