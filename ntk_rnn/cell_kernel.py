@@ -7,9 +7,13 @@ delta_{o,t} = dy_o/dz_t, and
     K[o, o'] = sum_V sum_{t,t'} (delta_{o,t} . delta_{o',t'}) c_V^2 (v_t . v'_t') + [B] [k = k'] c_B^2 r_o . r'_o',
 
 r_o the vector the readout multiplies. All delta_{o,t} of one output row o come from one reverse pass
-with zero taps eps_t added to z_t (jax.vjp, vmapped over the rows); no per-row Jacobian is formed. For
-the forward direction and readout "all", causality (delta_{o,t} = 0 for t after o's position) drops
-more than half of the (o, t) pairs.
+with zero taps eps_t added to z_t (jax.vjp, vmapped over the rows). For the forward direction and readout
+"all", causality (delta_{o,t} = 0 for t after o's position) drops more than half of the (o, t) pairs.
+
+The double sum over (t, t') costs L1 L2 (k m + f) per pair of rows (f = the features' width). For a
+per-sequence readout ("last", "mean") there are few rows, and where it is cheaper the per-row Jacobian
+G_o = sum_t delta_{o,t} (c_V v_t)^T (k m, f) is formed once per row and contracted, k m f per pair: on
+long sequences this is what keeps the kernel linear in L.
 
 Rows are ordered (sample, position, unit) over every position of the padded sequences; the caller
 (ntk_rnn.kernel.empirical_ntk) drops the padded ones.
@@ -45,6 +49,7 @@ class RowPlan:
     positions: tuple[int, ...] | None
     output_dim: int
     length: int
+    summed: tuple[str, ...] = ()  # the groups whose per-row Jacobian is formed (see _summed_groups)
 
     @property
     def rows(self) -> int:
@@ -100,11 +105,14 @@ def _factors(cfg: RNNConfig, plan: RowPlan, params: Params, x: jax.Array, length
     y, pullback, (readin, features) = jax.vjp(outputs, owned, has_aux=True)
     eye = jnp.eye(plan.rows, dtype=x.dtype)
     deltas = jax.vmap(lambda e: pullback(jnp.broadcast_to(e, y.shape))[0])(eye)  # {owner: (R, c, L, k m)}
+    features = {k: jnp.concatenate([features[member] for member in members], axis=-1) for k, members in groups.items()}
     kept = {}
     for k in groups:
-        rows, steps = plan.pairs(_causal(cfg, k))
-        kept[k] = jnp.moveaxis(deltas[k], 1, 0)[:, rows, steps]
-    features = {k: jnp.concatenate([features[member] for member in members], axis=-1) for k, members in groups.items()}
+        if k in plan.summed:  # G (c, R, k m, f)
+            kept[k] = jnp.einsum("rilk,ilf->irkf", deltas[k], features.pop(k))
+        else:
+            rows, steps = plan.pairs(_causal(cfg, k))
+            kept[k] = jnp.moveaxis(deltas[k], 1, 0)[:, rows, steps]
     if plan.positions is not None:
         readin = {d: r[:, np.asarray(plan.positions)] for d, r in readin.items()}
     else:
@@ -120,6 +128,9 @@ def _block(cfg: RNNConfig, plan1: RowPlan, plan2: RowPlan, factors1, factors2) -
     c1, c2 = next(iter(readin1.values())).shape[0], next(iter(readin2.values())).shape[0]
     out = jnp.zeros((c1, plan1.rows, c2, plan2.rows), jnp.float64)
     for k in kept1:
+        if k in plan1.summed:
+            out = out + jnp.einsum("irkf,jskf->irjs", kept1[k], kept2[k])
+            continue
         rows1, steps1 = plan1.pairs(_causal(cfg, k))
         rows2, steps2 = plan2.pairs(_causal(cfg, k))
         d1, d2 = kept1[k], kept2[k]
@@ -139,19 +150,37 @@ def _block(cfg: RNNConfig, plan1: RowPlan, plan2: RowPlan, factors1, factors2) -
     return out
 
 
+def _summed_groups(cfg: RNNConfig, length1: int, length2: int) -> tuple[str, ...]:
+    """The groups whose per-row Jacobian is formed: with a per-sequence readout, those where contracting
+    it (k m f per pair of rows) costs less than the step-by-step Gram (L1 L2 (k m + f))."""
+    if cfg.readout == "all":
+        return ()
+    shapes = cfg.param_shapes
+    summed = []
+    for owner, members in _groups(cfg).items():
+        km, f = shapes[owner][0], sum(map(cfg.fan_in, members))
+        if length1 * length2 * (km + f) > km * f:
+            summed.append(owner)
+    return tuple(summed)
+
+
 def _chunk(n: int, plan1: RowPlan, plan2: RowPlan, cfg: RNNConfig, max_bytes: int) -> int:
-    """Samples per chunk: about GRAM_ROWS (sample, row, step) triples, halved until the working set of
-    the backward vectors (all rows, every step) and the Gram fits in half of max_bytes."""
+    """Samples per chunk: about GRAM_ROWS Gram rows ((sample, row, step) triples, or (sample, row) pairs
+    when every group's Jacobian is summed), halved until the working set of the backward vectors (all
+    rows, every step), the per-row Jacobians and the Gram fits in half of max_bytes."""
     widths = sum(cfg.param_shapes[k][0] for k in _groups(cfg))
     triples = max(plan1.rows * plan1.length, plan2.rows * plan2.length, 1)
+    stepwise = any(k not in plan1.summed for k in _groups(cfg))
+    gram_rows = triples if stepwise else max(plan1.rows, plan2.rows)
 
     def working_set(c: int) -> int:
         vectors = 3 * c * triples * widths  # all rows of the reverse pass, and the kept pairs of both sides
-        gram = 3 * (c * triples) ** 2
+        vectors += 2 * c * sum(_summed_bytes(cfg, plan, 1) for plan in (plan1, plan2)) // 8
+        gram = 3 * (c * gram_rows) ** 2
         states = 8 * c * max(plan1.length, plan2.length) * cfg.width * cfg.cell_spec.state_factor * cfg.num_layers
         return 8 * (vectors + gram + states)
 
-    c = min(n, max(1, round(GRAM_ROWS / triples)))
+    c = min(n, max(1, round(GRAM_ROWS / gram_rows)))
     while c > 1 and working_set(c) > max_bytes // 2:
         c = math.ceil(c / 2)
     if working_set(c) > max_bytes // 2:
@@ -160,11 +189,18 @@ def _chunk(n: int, plan1: RowPlan, plan2: RowPlan, cfg: RNNConfig, max_bytes: in
     return c
 
 
+def _summed_bytes(cfg: RNNConfig, plan: RowPlan, n: int) -> int:
+    """Bytes of n samples' per-row Jacobians G."""
+    groups, shapes = _groups(cfg), cfg.param_shapes
+    return 8 * n * plan.rows * sum(shapes[k][0] * sum(map(cfg.fan_in, groups[k])) for k in plan.summed)
+
+
 def _factor_bytes(cfg: RNNConfig, plan: RowPlan) -> int:
-    """Bytes of one sample's factors: kept backward vectors, features and readout inputs."""
-    shapes, total = cfg.param_shapes, 0
+    """Bytes of one sample's factors: kept backward vectors or per-row Jacobians, features and readout inputs."""
+    shapes, total = cfg.param_shapes, _summed_bytes(cfg, plan, 1) // 8
     for k, members in _groups(cfg).items():
-        total += plan.pairs(_causal(cfg, k))[0].size * shapes[k][0] + plan.length * sum(map(cfg.fan_in, members))
+        if k not in plan.summed:
+            total += plan.pairs(_causal(cfg, k))[0].size * shapes[k][0] + plan.length * sum(map(cfg.fan_in, members))
     readout_rows = 1 if plan.positions is None else len(plan.positions)
     return 8 * (total + len(cfg.directions) * readout_rows * cfg.width)
 
@@ -172,8 +208,9 @@ def _factor_bytes(cfg: RNNConfig, plan: RowPlan) -> int:
 def cell_ntk(cfg: RNNConfig, params: Params, x1: jax.Array, x2: jax.Array, lengths1: jax.Array,
              lengths2: jax.Array, pos1, pos2, symmetric: bool, max_bytes: int) -> np.ndarray:  # fmt: skip
     """K(x1, x2) over every (sample, position, unit) row of the padded inputs, (n1 R1, n2 R2) float64."""
-    plan1 = RowPlan(pos1, cfg.output_dim, x1.shape[1])
-    plan2 = RowPlan(pos2, cfg.output_dim, x2.shape[1])
+    summed = _summed_groups(cfg, x1.shape[1], x2.shape[1])
+    plan1 = RowPlan(pos1, cfg.output_dim, x1.shape[1], summed)
+    plan2 = RowPlan(pos2, cfg.output_dim, x2.shape[1], summed)
     n1, n2 = x1.shape[0], x2.shape[0]
     c = _chunk(max(n1, n2), plan1, plan2, cfg, max_bytes)
 

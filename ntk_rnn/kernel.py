@@ -45,7 +45,7 @@ def empirical_ntk(
       x1: (n1, L1, d_x) sequences; x2: (n2, L2, d_x), or None for x2 = x1.
       positions: 0-based output positions kept on both sides; None means the paper's loss
         positions 1..L-1 of each input.
-      method: "structured" (fast: docs/theory.md §2 for one Elman layer on full-length sequences,
+      method: "structured" (fast: docs/theory.md §2 for one Elman layer, readout "all", full lengths;
         §8 otherwise), "jacobian" (contracts autodiff Jacobians) or "ntvp" (kernel columns from vjp/jvp
         products). The last two are references.
       lengths1, lengths2: (n1,), (n2,) lengths of right-padded sequences (ints in [1, L]); None means
@@ -53,7 +53,7 @@ def empirical_ntk(
       max_bytes: peak working-memory budget of the structured path (per device); it works in sample
         chunks sized to fit.
 
-    With several JAX devices (jax.device_count() > 1) the structured path deals its kernel blocks (a
+    With several JAX devices (jax.device_count() > 1) the §2 path (one Elman layer, readout "all") deals its kernel blocks (a
     chunk of x1 rows against a chunk of x2 columns) to all of them with jax.sharding, one block per
     device per round; with one device it runs as a plain loop. The result is the same either way.
 
@@ -66,7 +66,7 @@ def empirical_ntk(
     x1, x2, pos1, pos2, symmetric, len1, len2 = check_pair(cfg, x1, x2, positions, lengths1, lengths2)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if method == "structured" and cfg.is_elman and len1 is None and len2 is None:
+    if method == "structured" and cfg.is_elman and cfg.readout == "all" and len1 is None and len2 is None:
         return _structured_ntk(cfg, params, x1, x2, pos1, pos2, symmetric, max_bytes)
     full1, full2 = full_lengths(x1, len1), full_lengths(x2, len2)
     if method == "structured":
@@ -256,22 +256,7 @@ def _factor_source(cfg: RNNConfig, plan: BackwardPlan, params: Params, x: jax.Ar
     return lambda i: (_backward_vectors(cfg, plan, params, x[i * c : (i + 1) * c]), 0)
 
 
-def _readout_weights(cfg: RNNConfig, length: int) -> np.ndarray:
-    """Weights (L,) of the per-step outputs in a "last" or "mean" readout."""
-    return np.eye(length)[-1] if cfg.readout == "last" else np.full(length, 1.0 / length)
-
-
 def _structured_ntk(cfg, params, x1, x2, pos1, pos2, symmetric, max_bytes) -> np.ndarray:
-    if cfg.readout != "all":
-        # y = sum_l w_l y_l: contract the every-step kernel over all positions with the weights
-        full = _structured_ntk(
-            cfg.replace(readout="all"), params, x1, x2, tuple(range(x1.shape[1])), tuple(range(x2.shape[1])),
-            symmetric, max_bytes,
-        )  # fmt: skip
-        n1, n2, d = x1.shape[0], x2.shape[0], cfg.output_dim
-        full = full.reshape(n1, x1.shape[1], d, n2, x2.shape[1], d)
-        w1, w2 = _readout_weights(cfg, x1.shape[1]), _readout_weights(cfg, x2.shape[1])
-        return np.einsum("a,iakjbl,b->ikjl", w1, full, w2).reshape(n1 * d, n2 * d)
     n1, n2, d, m = x1.shape[0], x2.shape[0], cfg.output_dim, cfg.width
     first = 0 if {"A", "b"} & set(cfg.trainable) else 1
     plan1, plan2 = BackwardPlan.build(pos1, first), BackwardPlan.build(pos2, first)

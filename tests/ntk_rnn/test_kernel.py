@@ -214,7 +214,7 @@ SCRIPT = textwrap.dedent(
     cases = [  # (options, n1, n2, positions, max_bytes): 7, 5 and 9 samples are not multiples of 4;
         # the small budget takes the low-memory path (each device computes its chunks' backward vectors)
         ({}, 7, None, None, None),
-        ({"readout": "last", "trainable": ("W", "A", "B")}, 9, 6, None, None),
+        ({"trainable": ("W", "A", "B")}, 9, 6, None, None),
         ({"sigma_b2": 0.3, "activation": "tanh", "trainable": ("W", "b")}, 7, None, (3, 1), 100000),
     ]
     results = []
