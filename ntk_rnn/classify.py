@@ -211,7 +211,8 @@ def _finite_rows(train, test, cfg: RNNConfig, config: ClassifyConfig, seed: int)
     return rows
 
 
-def classify(train: LabeledSequences, test: LabeledSequences, config: ClassifyConfig = ClassifyConfig()) -> pd.DataFrame:
+def classify(train: LabeledSequences, test: LabeledSequences,
+             config: ClassifyConfig = ClassifyConfig()) -> pd.DataFrame:  # fmt: skip
     """Fit every predictor of config on train and score it on test: one row per predictor (and per
     (width, seed) for the finite networks) with its hyperparameter, cross-validated, train and test
     accuracy, wall times in seconds and, for "trained", its test agreement with "linearized" (fraction

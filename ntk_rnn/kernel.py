@@ -53,9 +53,9 @@ def empirical_ntk(
       max_bytes: peak working-memory budget of the structured path (per device); it works in sample
         chunks sized to fit.
 
-    With several JAX devices (jax.device_count() > 1) the §2 path (one Elman layer, readout "all") deals its kernel blocks (a
-    chunk of x1 rows against a chunk of x2 columns) to all of them with jax.sharding, one block per
-    device per round; with one device it runs as a plain loop. The result is the same either way.
+    With several JAX devices (jax.device_count() > 1) the §2 path (one Elman layer, readout "all") deals
+    its kernel blocks (a chunk of x1 rows against a chunk of x2 columns) to all of them with jax.sharding,
+    one block per device per round; with one device it runs as a plain loop. The result is the same either way.
 
     Returns:
       (n1 * P1 * d, n2 * P2 * d) float64 numpy array, rows ordered (sample, position, unit); with

@@ -112,7 +112,7 @@ def _class_order(names) -> tuple[str, ...]:
 @functools.cache
 def _read(name: str, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(x (n, L, d_x) padded, lengths (n,), label names (n,)) of one split, from sktime's bundled files."""
-    from sktime.datasets import load_UCR_UEA_dataset  # noqa: PLC0415 (sktime takes seconds to import)
+    from sktime.datasets import load_UCR_UEA_dataset  # here: sktime takes seconds to import
 
     frame, y = load_UCR_UEA_dataset(name, split=split, return_X_y=True, return_type="nested_univ")
     cases = [[np.asarray(frame.iat[i, j], dtype=np.float64) for j in range(frame.shape[1])] for i in range(len(frame))]
