@@ -11,9 +11,11 @@ jax.config.update("jax_enable_x64", True)
 from ntk_rnn import probes  # noqa: E402
 from ntk_rnn.cells import Cell  # noqa: E402
 from ntk_rnn.checks import check_inputs, check_params  # noqa: E402
+from ntk_rnn.classify import ClassifyConfig, classify, classify_dataset  # noqa: E402
 from ntk_rnn.config import RNNConfig  # noqa: E402
 from ntk_rnn.data import SequenceData, load_npz, save_npz, train_test_split  # noqa: E402
 from ntk_rnn.datasets import digits_sequences, first_token_separation, synthetic_sequences  # noqa: E402
+from ntk_rnn.ensemble import ensemble_moments  # noqa: E402
 from ntk_rnn.kernel import empirical_ntk  # noqa: E402
 from ntk_rnn.limit import forward_kernels, limit_ntk, nngp_kernel  # noqa: E402
 from ntk_rnn.linearized import KernelGD, linearize, taylor_outputs  # noqa: E402
@@ -21,6 +23,7 @@ from ntk_rnn.loss import loss, per_sample_losses, residuals  # noqa: E402
 from ntk_rnn.matfree import EigenvalueConvergenceError, ntk_extreme_eigenvalues, ntk_operator  # noqa: E402
 from ntk_rnn.model import apply, flat_outputs, hidden_states, init_params  # noqa: E402
 from ntk_rnn.paired import PairedResult, train_paired  # noqa: E402
+from ntk_rnn.timeseries import LabeledSequences, load_splits, standardize  # noqa: E402
 from ntk_rnn.training import (  # noqa: E402
     TrainConfig,
     TrainingDivergedError,
@@ -32,8 +35,10 @@ from ntk_rnn.training import (  # noqa: E402
 
 __all__ = [
     "Cell",
+    "ClassifyConfig",
     "EigenvalueConvergenceError",
     "KernelGD",
+    "LabeledSequences",
     "PairedResult",
     "RNNConfig",
     "SequenceData",
@@ -43,8 +48,11 @@ __all__ = [
     "apply",
     "check_inputs",
     "check_params",
+    "classify",
+    "classify_dataset",
     "digits_sequences",
     "empirical_ntk",
+    "ensemble_moments",
     "first_token_separation",
     "flat_outputs",
     "forward_kernels",
@@ -53,6 +61,7 @@ __all__ = [
     "limit_ntk",
     "linearize",
     "load_npz",
+    "load_splits",
     "loss",
     "nngp_kernel",
     "ntk_extreme_eigenvalues",
@@ -62,6 +71,7 @@ __all__ = [
     "residuals",
     "run_steps",
     "save_npz",
+    "standardize",
     "synthetic_sequences",
     "taylor_outputs",
     "train",

@@ -1,4 +1,4 @@
-"""Sequence classification with RNN kernels and RNNs on one train/test split (docs/theory.md §12).
+"""Sequence classification with RNN kernels and RNNs on one train/test split (docs/theory.md §11).
 
 The predictors, for an Elman relu RNN in the NTK parameterization with every parameter trained:
   "ntk", "nngp": the infinite ensemble trained to convergence on the squared error (ntk_rnn.ensemble),
@@ -51,7 +51,7 @@ class ClassifyConfig:
       widths, seeds: the finite networks, one per (width, seed); the seed's JAX key draws the weights.
       readouts, sigma_w2s: the model grid the limit NTK's cross-validation chooses from. The default
         stays below the relu's critical sigma_w2 = 2, where finite networks on sequences of 100+ steps
-        start with outputs many orders of magnitude above the limit's variance (docs/theory.md §12).
+        start with outputs many orders of magnitude above the limit's variance (docs/theory.md §11).
       sigma_b2: the bias variance (> 0: the model has biases).
       folds, cv_seed: stratified k-fold cross-validation (k lowered to the smallest class's size).
       steps, lr_scale: full-batch GD of the finite networks, eta = lr_scale / lambda_max(K_0).
@@ -66,7 +66,7 @@ class ClassifyConfig:
     folds: int = 5
     cv_seed: int = 0
     steps: int = 500
-    lr_scale: float = 1.0
+    lr_scale: float = 0.5
 
     def __post_init__(self) -> None:
         for name in ("predictors", "widths", "seeds", "readouts", "sigma_w2s"):
@@ -108,8 +108,17 @@ def _limit_kernels(cfg: RNNConfig, train: LabeledSequences, test: LabeledSequenc
         len_te = _lengths(test)
         out["ntk_test"] = limit_ntk(one, test.x, train.x, lengths1=len_te, lengths2=len_tr)
         out["nngp_test"] = nngp_kernel(one, test.x, train.x, lengths1=len_te, lengths2=len_tr)
-        out["nngp_diag"] = np.diag(nngp_kernel(one, test.x, lengths1=len_te))
+        out["nngp_diag"] = _diagonal(one, test)
     return out
+
+
+def _diagonal(cfg: RNNConfig, data: LabeledSequences, block: int = 16) -> np.ndarray:
+    """The NNGP prior variances (n,) of data's sequences, from blocks of `block` on the diagonal."""
+    parts = []
+    for i in range(0, data.n, block):
+        part = data.take(np.arange(i, min(i + block, data.n)))
+        parts.append(np.diag(nngp_kernel(cfg, part.x, lengths1=_lengths(part))))
+    return np.concatenate(parts)
 
 
 def select_model(train: LabeledSequences, config: ClassifyConfig, folds) -> tuple[pd.DataFrame, tuple[str, float]]:

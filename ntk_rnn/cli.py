@@ -14,10 +14,12 @@ import scipy.linalg
 
 import ntk_rnn
 from ntk_rnn.cells import CELLS
+from ntk_rnn.classify import PREDICTORS, ClassifyConfig, classify_dataset
 from ntk_rnn.data import SequenceData, load_npz, train_test_split
 from ntk_rnn.datasets import BINARY_DIGITS, digits_sequences, synthetic_sequences
 from ntk_rnn.paired import train_paired
 from ntk_rnn.storage import atomic_write, environment, write_json, write_table
+from ntk_rnn.timeseries import DATASETS
 from ntk_rnn.training import TrainConfig, TrainingDivergedError, train
 
 
@@ -145,8 +147,23 @@ def _linearized(args) -> int:
     )  # fmt: skip
 
 
+def _classify(args) -> int:
+    config = ClassifyConfig(predictors=tuple(args.predictors), widths=tuple(args.widths), seeds=tuple(args.seeds),
+                            steps=args.steps, folds=args.folds)  # fmt: skip
+    table = classify_dataset(args.dataset, config)
+    columns = ["predictor", "width", "seed", "hyperparameter", "value", "cv_accuracy", "train_accuracy",
+               "test_accuracy", "test_agreement", "kernel_seconds", "fit_seconds"]  # fmt: skip
+    print(f"{args.dataset}: readout {table['readout'].iloc[0]}, sigma_w2 {table['sigma_w2'].iloc[0]} "
+          f"(chosen by {config.folds}-fold cross-validation on the training split)")  # fmt: skip
+    print(table[[c for c in columns if c in table.columns]].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if args.out:
+        write_table(table, args.out)
+        print(f"wrote {args.out}")
+    return 0
+
+
 def add_commands(sub) -> None:
-    """Add the library's commands (kernel, train, linearized) to `sub`, what ArgumentParser.add_subparsers
+    """Add the library's commands (kernel, train, linearized, classify) to `sub`, what ArgumentParser.add_subparsers
     returns; each command sets `run(args) -> exit status`."""
     kernel = sub.add_parser("kernel", help="empirical NTK at initialization: spectrum and timing")
     _add_model_args(kernel)
@@ -180,6 +197,16 @@ def add_commands(sub) -> None:
     lin.add_argument("--trace-points", type=int, default=0, help="record the first k outputs of each split")
     lin.add_argument("--out", default="results/linearized", help="output directory (default results/linearized)")
     lin.set_defaults(run=_linearized)
+
+    cls = sub.add_parser("classify", help="RNN kernels and RNNs on a UCR/UEA dataset's official split")
+    cls.add_argument("--dataset", required=True, choices=DATASETS, help="a UCR/UEA dataset bundled with sktime")
+    cls.add_argument("--predictors", nargs="+", default=list(PREDICTORS), choices=PREDICTORS)
+    cls.add_argument("--widths", type=int, nargs="+", default=[64, 256], help="finite networks (default 64 256)")
+    cls.add_argument("--seeds", type=int, nargs="+", default=[0], help="one network per seed (default 0)")
+    cls.add_argument("--steps", type=int, default=500, help="GD steps of the finite networks (default 500)")
+    cls.add_argument("--folds", type=int, default=5, help="cross-validation folds on the training split (default 5)")
+    cls.add_argument("--out", default=None, help="optional .csv for the whole table")
+    cls.set_defaults(run=_classify)
 
 
 def build_parser() -> argparse.ArgumentParser:

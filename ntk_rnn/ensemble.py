@@ -1,4 +1,4 @@
-"""Kernel predictors of wide networks (docs/theory.md §12): the infinite ensemble of networks trained to
+"""Kernel predictors of wide networks (docs/theory.md §11): the infinite ensemble of networks trained to
 convergence by gradient descent on the squared error, and cross-validated kernel ridge and SVM fits.
 
 An ensemble member starts at f_0 ~ GP(0, K) (K the NNGP kernel) and follows the linearized dynamics with
@@ -21,7 +21,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.svm import SVC
 
 RIDGES = (1e-8, 1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # relative to the mean diagonal of the training kernel
-SVM_CS = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3)  # on the kernel scaled to mean diagonal 1
+SVM_CS = (1e-2, 1e-1, 1.0, 10.0, 1e2, 1e3, 1e4, 1e5)  # on the kernel scaled to mean diagonal 1
 
 
 def _square(a, name: str, n: int | None = None) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""UCR/UEA classification datasets as RNN inputs (docs/theory.md §12): the official train/test splits of the
+"""UCR/UEA classification datasets as RNN inputs (docs/theory.md §11): the official train/test splits of the
 archive datasets that ship inside sktime, read with sktime's own loader, nothing downloaded.
 
 A dataset is a LabeledSequences: right-padded tokens (n, L, d_x) with the lengths (n,) of the sequences

@@ -21,6 +21,7 @@ from analysis.cells import (
     cell_lazy_table,
     cell_spread_table,
 )
+from analysis.classification import ClassificationConfig, classification_table
 from analysis.eigenvalues import (
     ConditioningConfig,
     ConvergenceConfig,
@@ -58,6 +59,7 @@ from figures.cells import (
     cell_spread_figure,
     cell_spread_fits,
 )
+from figures.classification import accuracy_figure, accuracy_fits, agreement_figure, agreement_fits
 from figures.eigenvalues import (
     conditioning_figure,
     conditioning_numbers,
@@ -420,3 +422,15 @@ add_figure("fig21_lemmas_vs_width", "perturbation", perturbation_width_figure, f
     Here: each measure against the width m at the ω of the grid closest to 1, per direction, fitted
     exponents in m in the legends, the paper's as grey dotted guides. The table gives the one-variable
     exponents: in ω at the largest width and in m at that ω, with 95% intervals.""")  # fmt: skip
+add_study("classification", classification_table,
+          title="UCR/UEA time series: RNN kernels, linearized and trained RNNs, published baselines",
+          quick=ClassificationConfig(datasets=("ItalyPowerDemand", "GunPoint", "BasicMotions", "JapaneseVowels"),
+                                     finite_datasets=("ItalyPowerDemand",), widths=(16, 64, 128), steps=500,
+                                     sigma_w2s=(0.5, 1.0)),
+          full=ClassificationConfig(widths=(32, 128, 512, 2048), seeds=(0, 1, 2), steps=3000))  # fmt: skip
+add_figure("fig22_classification_accuracy", "classification", accuracy_figure, fits=accuracy_fits,
+           title="Test accuracy on UCR/UEA datasets beside the published baselines",
+           caption="""CAPTION22""")  # fmt: skip
+add_figure("fig23_classification_agreement", "classification", agreement_figure, fits=agreement_fits,
+           title="The trained RNN against its linearization on real sequences, against width",
+           caption="""CAPTION23""")  # fmt: skip

@@ -266,6 +266,14 @@ width = 8
 length = 3
 input_dim = 3
 train_max_steps = 50
+
+[classification]
+datasets = ["ItalyPowerDemand"]
+widths = [8]
+steps = 5
+readouts = ["last"]
+sigma_w2s = [1.0]
+folds = 2
 """
 
 

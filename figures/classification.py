@@ -1,0 +1,112 @@
+"""Figures of the classification study (analysis.classification): test accuracy per dataset and predictor
+beside the published baselines, and the trained against the linearized network as the width grows."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from analysis.classification import baselines
+from figures.style import MARKERS, apply_style
+from ntk_rnn.fitting import power_law_fit
+
+KERNEL_PREDICTORS = ("ntk", "nngp", "ntk-svm", "nngp-svm")
+NETWORK_PREDICTORS = ("linearized-converged", "trained")
+
+
+def accuracy_table(table: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
+    """Test accuracy per dataset (rows) and predictor (columns): the limit kernels, at the largest width the
+    linearized network trained to convergence and the trained one (seed mean), 1NN-ED computed here, then
+    the published baselines."""
+    limit = table[table["predictor"].isin((*KERNEL_PREDICTORS, "1nn-ed (here)"))]
+    wide = table[table["predictor"].isin(NETWORK_PREDICTORS)]
+    wide = wide[wide["width"] == wide.groupby("dataset")["width"].transform("max")]
+    ours = pd.concat([limit, wide]).pivot_table(index="dataset", columns="predictor", values="test_accuracy",
+                                                aggfunc="mean", sort=False)  # fmt: skip
+    ours = ours[[p for p in (*KERNEL_PREDICTORS, *NETWORK_PREDICTORS, "1nn-ed (here)") if p in ours.columns]]
+    published = baselines.pivot_table(index="dataset", columns="classifier", values="accuracy", sort=False)
+    return ours.join(published, how="left")
+
+
+def agreement_fits(table: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset: the trained network's test agreement with the linearized one (seed mean) at each width, and
+    the fitted power law of the output gap ||f_true - f_lin|| / ||f_lin - f_0|| in the width, with its
+    95% interval beside the lazy regime's m^(-1/2)."""
+    trained = table[table["predictor"] == "trained"]
+    rows = []
+    for dataset, runs in trained.groupby("dataset", sort=False):
+        fit = power_law_fit(runs["width"], runs["test_output_gap"])
+        means = runs.groupby("width")[["test_agreement", "test_output_gap", "test_accuracy"]].mean()
+        row = {"dataset": dataset, "gap_exponent": fit["slope"], "ci_low": fit["ci95"][0], "ci_high": fit["ci95"][1],
+               "lazy_exponent": -0.5}  # fmt: skip
+        for width, values in means.iterrows():
+            row[f"agreement m={int(width)}"] = values["test_agreement"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def accuracy_figure(table: pd.DataFrame) -> plt.Figure:
+    """Test accuracy per dataset (one row of points each): the kernel predictors and the widest networks as
+    colored markers, the published baselines (baselines.csv) as grey ticks."""
+    apply_style()
+    accuracy = accuracy_table(table, baselines())
+    ours = [c for c in accuracy.columns if c in (*KERNEL_PREDICTORS, *NETWORK_PREDICTORS)]
+    published = [c for c in accuracy.columns if c not in ours]
+    datasets = list(accuracy.index)
+    fig, ax = plt.subplots(figsize=(8.5, 0.75 * len(datasets) + 1.8))
+    colors = dict(zip(ours, sns.color_palette("colorblind", len(ours)), strict=True))
+    offsets = np.linspace(-0.25, 0.25, len(ours))
+    for offset, (i, name) in zip(offsets, enumerate(ours), strict=True):
+        ax.scatter(accuracy[name], np.arange(len(datasets)) + offset, color=colors[name], marker=MARKERS[i % 8], s=36,
+                   label=name if name in KERNEL_PREDICTORS else f"{name} (widest m)", zorder=3)  # fmt: skip
+    for j, name in enumerate(published):
+        ax.scatter(accuracy[name], np.arange(len(datasets)), color="0.55", marker="|", s=300 - 30 * j, lw=1.2,
+                   label="published baselines" if j == 0 else None, zorder=2)  # fmt: skip
+    ax.set_yticks(np.arange(len(datasets)), datasets)
+    ax.invert_yaxis()
+    ax.set_xlabel("test accuracy (official split)")
+    ax.legend(fontsize=7, loc="lower left", ncol=2)
+    ax.set_title("RNN kernels and RNNs against published baselines (grey: 1NN-ED, 1NN-DTW, SVMs)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def agreement_figure(table: pd.DataFrame) -> plt.Figure:
+    """Left: the fraction of test sequences the trained network and its linearization (same steps) assign the
+    same class, against width; right: their relative output gap, log-log, with m^(-1/2) for reference."""
+    apply_style()
+    trained = table[table["predictor"] == "trained"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    datasets = list(dict.fromkeys(trained["dataset"]))
+    colors = dict(zip(datasets, sns.color_palette("colorblind", len(datasets)), strict=True))
+    fits = agreement_fits(table).set_index("dataset")
+    for i, dataset in enumerate(datasets):
+        runs = trained[trained["dataset"] == dataset]
+        means = runs.groupby("width")[["test_agreement", "test_output_gap"]].mean()
+        marker = MARKERS[i % len(MARKERS)]
+        axes[0].plot(means.index, means["test_agreement"], marker=marker, color=colors[dataset], label=dataset)
+        fit = fits.loc[dataset]
+        label = f"{dataset}: m^{fit['gap_exponent']:.2f}" if math.isfinite(fit["gap_exponent"]) else dataset
+        axes[1].plot(means.index, means["test_output_gap"], marker=marker, color=colors[dataset], label=label)
+    if len(trained):
+        widths = np.sort(trained["width"].unique())
+        ref = trained.loc[trained["width"] == widths[0], "test_output_gap"].mean()
+        axes[1].plot(widths, ref * (widths / widths[0]) ** -0.5, "k--", lw=1, label=r"$m^{-1/2}$")
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("width m")
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("test agreement, trained vs linearized")
+    axes[1].set_yscale("log")
+    axes[1].set_ylabel(r"$\|f_{true} - f_{lin}\| / \|f_{lin} - f_0\|$ on test")
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_fits(table: pd.DataFrame) -> pd.DataFrame:
+    """accuracy_table beside the published baselines, one row per dataset."""
+    return accuracy_table(table, baselines()).reset_index()
