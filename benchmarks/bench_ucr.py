@@ -71,7 +71,7 @@ def main() -> None:
         steps = leaf.length // fraction
         cut = LabeledSequences(leaf.x[:, :steps], np.full(leaf.n, steps), leaf.labels, leaf.classes, leaf.name)
         times = _kernels(cut, args.width)
-        scaling.append({"L": steps, "limit_last_s": times["limit_last_s"], "empirical_last_s": times["empirical_last_s"]})
+        scaling.append({"L": steps, **{k: times[k] for k in ("limit_last_s", "empirical_last_s")}})
         print(scaling[-1], flush=True)
     exponents = {k: power_law_fit([r["L"] for r in scaling], [r[k] for r in scaling])["slope"]
                  for k in ("limit_last_s", "empirical_last_s")}  # fmt: skip
