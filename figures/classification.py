@@ -57,7 +57,7 @@ def accuracy_figure(table: pd.DataFrame) -> plt.Figure:
     ours = [c for c in accuracy.columns if c in (*KERNEL_PREDICTORS, *NETWORK_PREDICTORS)]
     published = [c for c in accuracy.columns if c not in ours]
     datasets = list(accuracy.index)
-    fig, ax = plt.subplots(figsize=(8.5, 0.75 * len(datasets) + 1.8))
+    fig, ax = plt.subplots(figsize=(10, 0.75 * len(datasets) + 1.8))
     colors = dict(zip(ours, sns.color_palette("colorblind", len(ours)), strict=True))
     offsets = np.linspace(-0.25, 0.25, len(ours))
     for offset, (i, name) in zip(offsets, enumerate(ours), strict=True):
@@ -69,7 +69,7 @@ def accuracy_figure(table: pd.DataFrame) -> plt.Figure:
     ax.set_yticks(np.arange(len(datasets)), datasets)
     ax.invert_yaxis()
     ax.set_xlabel("test accuracy (official split)")
-    ax.legend(fontsize=7, loc="lower left", ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title("RNN kernels and RNNs against published baselines (grey: 1NN-ED, 1NN-DTW, SVMs)", fontsize=9)
     fig.tight_layout()
     return fig
