@@ -14,6 +14,26 @@ from analysis.classification import baselines
 from figures.style import MARKERS, apply_style
 from ntk_rnn.fitting import power_law_fit
 
+ACCURACY_CAPTION = """Test accuracy on the official split of each UCR/UEA dataset: the infinite-width NTK and NNGP
+    as the mean of an infinite ensemble trained to convergence on the squared error, SVMs on the same
+    kernels, and at the largest width the finite network's linearization trained to convergence and the
+    network trained by full-batch GD (colored markers); grey ticks: the bake-off's published single-split
+    accuracies (1NN-ED, 1NN-DTW with full and cross-validated windows, linear and quadratic SVMs), for the
+    multivariate sets DTW_I and DTW_D from a secondary table. The readout and σ_w² (chosen by the limit
+    NTK's 5-fold cross-validation), ridges and C come from the training split alone. The table gives
+    every number beside the baselines, and 1NN-ED computed here on the raw split, which reproduces the
+    published 1NN-ED. Tested: whether the kernel regime describes RNNs on real sequences, the question
+    the RNTK papers made their headline. In the quick profile the RNN kernels beat every baseline on
+    GunPoint and JapaneseVowels, tie DTW_I on BasicMotions, and lose to 1NN-ED and the linear SVM on
+    ItalyPowerDemand (24 steps)."""
+AGREEMENT_CAPTION = """The network trained by full-batch GD (η = 0.5/λ_max(K₀)) against its linearization trained the
+    same steps (closed form from the empirical NTK at initialization), per dataset, against the width m:
+    left, the fraction of test sequences both give the same class; right, the test output gap
+    ‖f_true − f_lin‖/‖f_lin − f₀‖ with its fitted power law and the lazy regime's m^(−1/2) for reference.
+    Tested: the kernel regime's prediction that the trained RNN stays near its linearization as m grows
+    (docs/theory.md §4-5), here on real sequences rather than the paper's synthetic tokens. The quick
+    profile has one dataset, three widths and one seed: agreement 87-90% and gaps of 5-10%, with no
+    resolved trend in m. The full profile (five datasets, m to 512, three seeds) decides it."""
 KERNEL_PREDICTORS = ("ntk", "nngp", "ntk-svm", "nngp-svm")
 NETWORK_PREDICTORS = ("linearized-converged", "trained")
 

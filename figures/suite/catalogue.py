@@ -59,7 +59,14 @@ from figures.cells import (
     cell_spread_figure,
     cell_spread_fits,
 )
-from figures.classification import accuracy_figure, accuracy_fits, agreement_figure, agreement_fits
+from figures.classification import (
+    ACCURACY_CAPTION,
+    AGREEMENT_CAPTION,
+    accuracy_figure,
+    accuracy_fits,
+    agreement_figure,
+    agreement_fits,
+)
 from figures.eigenvalues import (
     conditioning_figure,
     conditioning_numbers,
@@ -432,7 +439,7 @@ add_study("classification", classification_table,
                                     steps=2000))  # fmt: skip
 add_figure("fig22_classification_accuracy", "classification", accuracy_figure, fits=accuracy_fits,
            title="Test accuracy on UCR/UEA datasets beside the published baselines",
-           caption="""CAPTION22""")  # fmt: skip
+           caption=ACCURACY_CAPTION)  # fmt: skip
 add_figure("fig23_classification_agreement", "classification", agreement_figure, fits=agreement_fits,
            title="The trained RNN against its linearization on real sequences, against width",
-           caption="""CAPTION23""")  # fmt: skip
+           caption=AGREEMENT_CAPTION)  # fmt: skip

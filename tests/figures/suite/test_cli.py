@@ -23,8 +23,8 @@ def _commands(parser: argparse.ArgumentParser) -> set[str]:
 
 
 def test_the_main_jobs_cli_has_the_library_commands_and_figures(capsys):
-    assert _commands(cli.build_parser()) == {"kernel", "train", "linearized", "figures"}
-    assert _commands(library_cli.build_parser()) == {"kernel", "train", "linearized"}
+    assert _commands(cli.build_parser()) == {"kernel", "train", "linearized", "classify", "figures"}
+    assert _commands(library_cli.build_parser()) == {"kernel", "train", "linearized", "classify"}
     with pytest.raises(SystemExit):
         library_cli.main(["figures", "--print-config"])
     assert "invalid choice: 'figures'" in capsys.readouterr().err
