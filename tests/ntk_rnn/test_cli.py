@@ -1,4 +1,4 @@
-"""The library's command line: kernel, train and linearized, their files and their errors."""
+"""The library's command line: kernel, train, linearized and classify, their files and their errors."""
 
 import json
 
@@ -46,3 +46,21 @@ def test_cli_linearized(tmp_path):
     assert list(history["step"]) == [0, 10, 20] and history["closed_form_gap_train"].max() < 1e-8
     assert set(read_table(out / "outputs.csv")["model"]) == {"true", "lin", "closed_form"}
     assert cli.main(["linearized", *args, "--lr-scale", "3", "--out", str(out)]) == 2
+
+
+def test_cli_classify_writes_the_table_and_names_bad_datasets(tmp_path, capsys):
+    """`classify` on a bundled dataset's official split: one row per predictor and width, the model chosen by
+    cross-validation printed; an unknown dataset is refused by name."""
+    out = tmp_path / "italy.csv"
+    argv = ["classify", "--dataset", "ItalyPowerDemand", "--predictors", "ntk", "linearized", "trained",
+            "--widths", "8", "--steps", "3", "--folds", "2", "--readouts", "last", "--sigma-w2s", "1.0",
+            "--out", str(out)]  # fmt: skip
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "chosen by 2-fold cross-validation on the training split" in printed
+    table = read_table(out)
+    assert list(table["predictor"]) == ["ntk", "linearized", "linearized-converged", "trained"]
+    assert set(table["n_test"]) == {1029} and table["test_accuracy"].between(0, 1).all()
+    with pytest.raises(SystemExit):
+        cli.main(["classify", "--dataset", "Beef"])
+    assert "invalid choice: 'Beef'" in capsys.readouterr().err
