@@ -256,3 +256,75 @@ def test_sharded_kernel_equals_single_device_on_four_cpu_devices():
             kinds.add(name)
     # both the replicated-factor path and the low-memory per-chunk path ran
     assert kinds == {"_sharded_pair_kernel", "_sharded_chunk_kernel"}
+
+
+# ----------------------------------------------------------------------------- per-sequence readouts
+# For readout "last"/"mean" the structured kernel forms each row's Jacobian sum_t delta_t v_t^T for the groups
+# where that is cheaper than the step Gram (ntk_rnn.cell_kernel._summed_groups) and contracts it. Every
+# configuration compiles both the structured kernel and the autodiff reference (seconds each), so the cases
+# are few: the summed path for elman "last", gru "mean", lstm "last"
+# and a bidirectional 2-layer elman "mean"; the step Gram for an elman on 2-step sequences (the hypothesis
+# test of tests/ntk_rnn/test_cells.py draws the other pairs at random).
+
+LENGTHS = np.array([12, 6, 1, 11, 12])  # variable lengths, one of a single step, and full ones
+
+
+def _per_sequence_case(cell, readout, m, length, layers=1, bidirectional=False, seed=0):
+    """cfg, params and 5 sequences x (5, length, 2): all parameters trained, biases, 2 outputs."""
+    cfg = ntk_rnn.RNNConfig(width=m, input_dim=2, output_dim=2, cell=cell, readout=readout, sigma_b2=0.3,
+                            trainable=("W", "A", "b", "B"), parameterization="ntk", num_layers=layers,
+                            bidirectional=bidirectional)  # fmt: skip
+    params = ntk_rnn.init_params(cfg, key=jax.random.key(seed))
+    return cfg, params, jax.random.normal(jax.random.key(seed + 1), (5, length, 2))
+
+
+def _max_rel(a, b):
+    return np.abs(a - b).max() / np.abs(b).max()
+
+
+def _check_against_jacobian(cfg, params, x):
+    """Structured == autodiff to 1e-12 (max entry relative) for x[:3] against x[3:] and x[:3] with itself,
+    with full lengths and with LENGTHS clipped to L; the reference is one Jacobian kernel over all 5."""
+    lengths = np.minimum(LENGTHS, x.shape[1])
+    for len1, len2, ref_lengths in ((None, None, None), (lengths[:3], lengths[3:], lengths)):
+        ref = ntk_rnn.empirical_ntk(cfg, params, x, method="jacobian", lengths1=ref_lengths)
+        cross = ntk_rnn.empirical_ntk(cfg, params, x[:3], x[3:], lengths1=len1, lengths2=len2)
+        sym = ntk_rnn.empirical_ntk(cfg, params, x[:3], lengths1=len1)
+        assert cross.shape == (6, 4) and sym.shape == (6, 6)
+        assert _max_rel(cross, ref[:6, 6:]) < 1e-12
+        assert _max_rel(sym, ref[:6, :6]) < 1e-12
+
+
+@pytest.mark.parametrize("cell, readout", [("elman", "last"), ("gru", "mean"), ("lstm", "last")])
+def test_summed_jacobian_path_matches_autodiff(cell, readout):
+    """L = 12, width 8: every group takes the summed-Jacobian path, and the kernel equals autodiff's."""
+    from ntk_rnn.cell_kernel import _groups, _summed_groups
+
+    cfg, params, x = _per_sequence_case(cell, readout, m=8, length=12)
+    assert _summed_groups(cfg, 12, 12) == tuple(_groups(cfg))
+    _check_against_jacobian(cfg, params, x)
+
+
+def test_summed_jacobian_path_bidirectional_two_layers_unequal_lengths():
+    """A bidirectional 2-layer Elman RNN, readout "mean", every one of its 4 groups summed; padded lengths
+    12 against 9 (x2 is the reference's last 2 sequences cut to their first 9 steps, lengths 9 and 4): the
+    kernel equals the autodiff reference over all 5 sequences padded to 12, to 1e-12."""
+    from ntk_rnn.cell_kernel import _groups, _summed_groups
+
+    cfg, params, x = _per_sequence_case("elman", "mean", m=8, length=12, layers=2, bidirectional=True)
+    assert len(_groups(cfg)) == 4 and _summed_groups(cfg, 12, 9) == tuple(_groups(cfg))
+    lengths = np.array([12, 6, 1, 9, 4])
+    ref = ntk_rnn.empirical_ntk(cfg, params, x, method="jacobian", lengths1=lengths)
+    got = ntk_rnn.empirical_ntk(cfg, params, x[:3], x[3:, :9], lengths1=lengths[:3], lengths2=lengths[3:])
+    assert got.shape == (6, 4)
+    assert _max_rel(got, ref[:6, 6:]) < 1e-12
+
+
+def test_gram_path_matches_autodiff():
+    """L = 2, width 16: the step Gram is cheaper (L1 L2 (k m + f) = 140 < k m f = 304), no group is summed,
+    and the kernel (readout "last") still equals autodiff's to 1e-12."""
+    from ntk_rnn.cell_kernel import _summed_groups
+
+    cfg, params, x = _per_sequence_case("elman", "last", m=16, length=2)
+    assert _summed_groups(cfg, 2, 2) == ()
+    _check_against_jacobian(cfg, params, x)
