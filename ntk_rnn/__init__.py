@@ -11,7 +11,7 @@ jax.config.update("jax_enable_x64", True)
 from ntk_rnn import probes  # noqa: E402
 from ntk_rnn.cells import Cell  # noqa: E402
 from ntk_rnn.checks import check_inputs, check_params  # noqa: E402
-from ntk_rnn.classify import ClassifyConfig, classify, classify_dataset  # noqa: E402
+from ntk_rnn.classification import ClassifyConfig, classify, classify_dataset  # noqa: E402
 from ntk_rnn.config import RNNConfig  # noqa: E402
 from ntk_rnn.data import SequenceData, load_npz, save_npz, train_test_split  # noqa: E402
 from ntk_rnn.datasets import digits_sequences, first_token_separation, synthetic_sequences  # noqa: E402

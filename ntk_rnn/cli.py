@@ -14,7 +14,7 @@ import scipy.linalg
 
 import ntk_rnn
 from ntk_rnn.cells import CELLS
-from ntk_rnn.classify import PREDICTORS, ClassifyConfig, classify_dataset
+from ntk_rnn.classification import PREDICTORS, ClassifyConfig, classify_dataset
 from ntk_rnn.data import SequenceData, load_npz, train_test_split
 from ntk_rnn.datasets import BINARY_DIGITS, digits_sequences, synthetic_sequences
 from ntk_rnn.paired import train_paired

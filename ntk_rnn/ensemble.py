@@ -58,9 +58,9 @@ def ensemble_moments(ntk_train, ntk_test_train, y_train, nngp_train, nngp_test_t
         raise ValueError(f"nngp_test_train and nngp_test_diag must cover the {theta_x.shape[0]} test points, "
                          f"got shapes {k_x.shape} and {k_xx.shape}")  # fmt: skip
     y = np.asarray(y_train, dtype=np.float64)
-    if y.shape[0] != n or y.ndim not in (1, 2):
+    if y.ndim not in (1, 2) or y.shape[0] != n:
         raise ValueError(f"y_train must have shape ({n},) or ({n}, C), got {y.shape}")
-    if not (np.isfinite(ridge) and ridge >= 0):
+    if not (isinstance(ridge, (int, float)) and np.isfinite(ridge) and ridge >= 0):
         raise ValueError(f"ridge must be a finite float >= 0, got {ridge!r}")
     lam, vec = scipy.linalg.eigh(theta + ridge * np.eye(n))
     tol = n * np.finfo(float).eps * np.abs(lam).max()

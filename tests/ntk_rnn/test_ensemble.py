@@ -101,6 +101,8 @@ def test_train_points_as_test_points_interpolate_at_zero_ridge():
         (dict(y_train=np.zeros((6, 2, 1))), r"y_train must have shape \(6,\) or \(6, C\)"),
         (dict(ridge=-1.0), "ridge must be a finite float >= 0"),
         (dict(ridge=float("nan")), "ridge must be a finite float >= 0"),
+        (dict(ridge=None), "ridge must be a finite float >= 0"),
+        (dict(y_train=np.float64(1.0)), r"y_train must have shape \(6,\) or \(6, C\)"),
     ],
 )
 def test_moments_bad_shapes_raise_clear_errors(change, match):

@@ -7,8 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import ntk_rnn.classify as classify_module
-from ntk_rnn.classify import LIMIT_PREDICTORS, PREDICTORS, ClassifyConfig, classify, classify_dataset, select_model
+import ntk_rnn.classification as classify_module
+from ntk_rnn.classification import (
+    LIMIT_PREDICTORS,
+    PREDICTORS,
+    ClassifyConfig,
+    classify,
+    classify_dataset,
+    select_model,
+)
 from ntk_rnn.ensemble import stratified_folds
 from ntk_rnn.timeseries import LabeledSequences, load_splits, standardize
 
@@ -169,10 +176,13 @@ def test_classify_dataset_standardizes_the_official_split(monkeypatch):
         (dict(lr_scale=3.5), "lr_scale must be below 2"),
         (dict(lr_scale=0.0), "must be positive"),
         (dict(widths=()), "widths must not be empty"),
-        (dict(widths=(8, 0)), "widths must be positive ints"),
-        (dict(widths=(8.0,)), "widths must be positive ints"),
-        (dict(folds=0), "folds must be positive ints"),
-        (dict(steps=True), "steps must be positive ints"),
+        (dict(widths=(8, 0)), "widths must be ints >= 1"),
+        (dict(widths=(8.0,)), "widths must be ints >= 1"),
+        (dict(seeds=(0.5,)), "seeds must be ints >= 0"),
+        (dict(seeds=(-1,)), "seeds must be ints >= 0"),
+        (dict(folds=0), "folds must be ints >= 2"),
+        (dict(folds=1), "folds must be ints >= 2"),
+        (dict(steps=True), "steps must be ints >= 1"),
         (dict(sigma_w2s=(1.0, -1.0)), "sigma_w2s and lr_scale must be positive"),
         (dict(sigma_b2=0.0), "sigma_b2, sigma_w2s and lr_scale must be positive"),
     ],

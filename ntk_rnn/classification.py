@@ -76,10 +76,10 @@ class ClassifyConfig:
         unknown = sorted(set(self.predictors) - set(PREDICTORS))
         if unknown:
             raise ValueError(f"ClassifyConfig.predictors must be a subset of {PREDICTORS}, got unknown {unknown}")
-        for name in ("widths", "folds", "steps"):
-            values = getattr(self, name) if name == "widths" else (getattr(self, name),)
-            if any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in values):
-                raise ValueError(f"ClassifyConfig.{name} must be positive ints, got {getattr(self, name)!r}")
+        for name, low in (("widths", 1), ("seeds", 0), ("folds", 2), ("steps", 1)):
+            values = getattr(self, name) if name in ("widths", "seeds") else (getattr(self, name),)
+            if any(not isinstance(v, int) or isinstance(v, bool) or v < low for v in values):
+                raise ValueError(f"ClassifyConfig.{name} must be ints >= {low}, got {getattr(self, name)!r}")
         if any(r not in ("last", "mean") for r in self.readouts):
             raise ValueError(f"ClassifyConfig.readouts must be 'last' or 'mean' (one output per sequence), "
                              f"got {self.readouts!r}")  # fmt: skip
