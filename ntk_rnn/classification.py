@@ -99,17 +99,17 @@ def _lengths(data: LabeledSequences):
     return None if data.equal_length else data.lengths
 
 
-def _limit_kernels(cfg: RNNConfig, train: LabeledSequences, test: LabeledSequences | None) -> dict:
-    """The scalar (one output) limit kernels on train x train, and test x train plus the test diagonal."""
+def _limit_kernels(cfg: RNNConfig, train: LabeledSequences, test: LabeledSequences) -> dict:
+    """The scalar (one output) limit kernels on train x train and test x train, and the test diagonal."""
     one = cfg.replace(output_dim=1)
-    len_tr = _lengths(train)
-    out = {"ntk": limit_ntk(one, train.x, lengths1=len_tr), "nngp": nngp_kernel(one, train.x, lengths1=len_tr)}
-    if test is not None:
-        len_te = _lengths(test)
-        out["ntk_test"] = limit_ntk(one, test.x, train.x, lengths1=len_te, lengths2=len_tr)
-        out["nngp_test"] = nngp_kernel(one, test.x, train.x, lengths1=len_te, lengths2=len_tr)
-        out["nngp_diag"] = _diagonal(one, test)
-    return out
+    len_tr, len_te = _lengths(train), _lengths(test)
+    return {
+        "ntk": limit_ntk(one, train.x, lengths1=len_tr),
+        "nngp": nngp_kernel(one, train.x, lengths1=len_tr),
+        "ntk_test": limit_ntk(one, test.x, train.x, lengths1=len_te, lengths2=len_tr),
+        "nngp_test": nngp_kernel(one, test.x, train.x, lengths1=len_te, lengths2=len_tr),
+        "nngp_diag": _diagonal(one, test),
+    }
 
 
 def _diagonal(cfg: RNNConfig, data: LabeledSequences, block: int = 16) -> np.ndarray:
@@ -126,8 +126,8 @@ def select_model(train: LabeledSequences, config: ClassifyConfig, folds) -> tupl
     from the training split alone: (a table of the grid, the best (readout, sigma_w2))."""
     rows = []
     for readout, sigma_w2 in itertools.product(config.readouts, config.sigma_w2s):
-        kernels = _limit_kernels(config.model(train, readout, sigma_w2), train, None)
-        ridge, score = fit_ridge(kernels["ntk"], train.targets(), folds)
+        cfg = config.model(train, readout, sigma_w2, width=1).replace(output_dim=1)
+        ridge, score = fit_ridge(limit_ntk(cfg, train.x, lengths1=_lengths(train)), train.targets(), folds)
         rows.append({"readout": readout, "sigma_w2": sigma_w2, "ridge": ridge, "cv_accuracy": score})
     grid = pd.DataFrame(rows)
     best = grid.loc[grid["cv_accuracy"].idxmax()]
