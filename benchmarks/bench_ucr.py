@@ -4,8 +4,8 @@ Per dataset (train and test together, standardized): the limit NTK with readout 
 NTK of one network at width m with readout "last" (one output per class), over the whole dataset; the limit
 NTK with readout "mean", whose cost is quadratic in L, on its first 64 sequences, with the whole dataset's
 time extrapolated by (n/64)^2. Wall time of the second of two calls (the first compiles), or of the first
-when it took over 30 s. Then the "last"
-kernels on OSULeaf cut to L/8, L/4, L/2 and L steps, with the fitted exponent of time in L (1: linear).
+when it took over 30 s. Then the "last" kernels on OSULeaf cut to L/8, L/4, L/2 and L steps, with the fitted
+exponent of time in L (1: linear).
 
     .venv/bin/python benchmarks/bench_ucr.py [--width 256] [--datasets GunPoint OSULeaf] [--out docs/bench_ucr.json]
 """
