@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 import ntk_rnn
+from ntk_rnn.classification import ClassifyConfig
 from ntk_rnn.fitting import power_law_fit
 from ntk_rnn.storage import environment, write_json
 from ntk_rnn.timeseries import DATASETS, LabeledSequences, load_splits, standardize
@@ -46,6 +47,7 @@ def _whole(name: str) -> LabeledSequences:
 
 
 MEAN_SEQUENCES = 64
+MAX_BYTES = ClassifyConfig().max_bytes  # the classification study's budget
 
 
 def _kernels(data: LabeledSequences, width: int) -> dict:
@@ -57,7 +59,8 @@ def _kernels(data: LabeledSequences, width: int) -> dict:
     one = cfg.replace(output_dim=1)
     return {
         "limit_last_s": _seconds(lambda: ntk_rnn.limit_ntk(one, data.x, lengths1=lengths)),
-        "empirical_last_s": _seconds(lambda: ntk_rnn.empirical_ntk(cfg, params, data.x, lengths1=lengths)),
+        "empirical_last_s": _seconds(lambda: ntk_rnn.empirical_ntk(cfg, params, data.x, lengths1=lengths,
+                                                                   max_bytes=MAX_BYTES)),
     }
 
 

@@ -55,6 +55,8 @@ class ClassifyConfig:
       sigma_b2: the bias variance (> 0: the model has biases).
       folds, cv_seed: stratified k-fold cross-validation (k lowered to the smallest class's size).
       steps, lr_scale: full-batch GD of the finite networks, eta = lr_scale / lambda_max(K_0).
+      max_bytes: the empirical kernels' memory budget (ntk_rnn.empirical_ntk); within it the factors of
+        every sequence are kept rather than recomputed for each block.
     """
 
     predictors: tuple[str, ...] = PREDICTORS
@@ -67,6 +69,7 @@ class ClassifyConfig:
     cv_seed: int = 0
     steps: int = 500
     lr_scale: float = 0.5
+    max_bytes: int = 4 * 2**30
 
     def __post_init__(self) -> None:
         for name in ("predictors", "widths", "seeds", "readouts", "sigma_w2s"):
@@ -76,7 +79,7 @@ class ClassifyConfig:
         unknown = sorted(set(self.predictors) - set(PREDICTORS))
         if unknown:
             raise ValueError(f"ClassifyConfig.predictors must be a subset of {PREDICTORS}, got unknown {unknown}")
-        for name, low in (("widths", 1), ("seeds", 0), ("folds", 2), ("steps", 1)):
+        for name, low in (("widths", 1), ("seeds", 0), ("folds", 2), ("steps", 1), ("max_bytes", 1)):
             values = getattr(self, name) if name in ("widths", "seeds") else (getattr(self, name),)
             if any(not isinstance(v, int) or isinstance(v, bool) or v < low for v in values):
                 raise ValueError(f"ClassifyConfig.{name} must be ints >= {low}, got {getattr(self, name)!r}")
@@ -175,8 +178,8 @@ def _finite_rows(train, test, cfg: RNNConfig, config: ClassifyConfig, seed: int)
     params = init_params(cfg, key=jax.random.key(seed))
     len_tr, len_te = _lengths(train), _lengths(test)
     start = time.perf_counter()
-    k_train = empirical_ntk(cfg, params, train.x, lengths1=len_tr)
-    k_test = empirical_ntk(cfg, params, test.x, train.x, lengths1=len_te, lengths2=len_tr)
+    k_train = empirical_ntk(cfg, params, train.x, lengths1=len_tr, max_bytes=config.max_bytes)
+    k_test = empirical_ntk(cfg, params, test.x, train.x, lengths1=len_te, lengths2=len_tr, max_bytes=config.max_bytes)
     kernel_seconds = time.perf_counter() - start
     f0_train = np.asarray(apply(cfg, params, jnp.asarray(train.x), len_tr))
     f0_test = np.asarray(apply(cfg, params, jnp.asarray(test.x), len_te))
