@@ -14,8 +14,29 @@ from ntk_rnn.checks import check_float_array, check_lengths, numpy_rng
 from ntk_rnn.storage import atomic_write
 
 
+class SequenceShape:
+    """The sizes of a container of right-padded sequences whose `x` is (n, L, d_x)."""
+
+    x: np.ndarray | jax.Array
+
+    @property
+    def n(self) -> int:
+        """Number of sequences."""
+        return self.x.shape[0]
+
+    @property
+    def length(self) -> int:
+        """The padded sequence length L."""
+        return self.x.shape[1]
+
+    @property
+    def input_dim(self) -> int:
+        """Token dimension d_x."""
+        return self.x.shape[2]
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
-class SequenceData:
+class SequenceData(SequenceShape):
     """x: (n, L, d_x) float64 tokens; y: (n, L, d) float64 targets at every step; name: str; lengths: (n,)
     int32 lengths of right-padded sequences, ints in [1, L], or None when every sequence has length L.
 
@@ -41,21 +62,6 @@ class SequenceData:
         object.__setattr__(self, "lengths", check_lengths(self.lengths, x, "SequenceData.lengths"))
         object.__setattr__(self, "x", jnp.asarray(x, dtype=jnp.float64))
         object.__setattr__(self, "y", jnp.asarray(y, dtype=jnp.float64))
-
-    @property
-    def n(self) -> int:
-        """Number of sequences."""
-        return self.x.shape[0]
-
-    @property
-    def length(self) -> int:
-        """Sequence length L."""
-        return self.x.shape[1]
-
-    @property
-    def input_dim(self) -> int:
-        """Token dimension d_x."""
-        return self.x.shape[2]
 
     @property
     def output_dim(self) -> int:

@@ -16,6 +16,7 @@ import re
 import numpy as np
 
 from ntk_rnn.checks import check_float_array
+from ntk_rnn.data import SequenceShape
 
 # the UCR (univariate) and UEA (multivariate) classification datasets bundled in sktime 1.2's wheel
 DATASETS = ("ArrowHead", "BasicMotions", "GunPoint", "ItalyPowerDemand", "JapaneseVowels", "OSULeaf")
@@ -23,7 +24,7 @@ SPLITS = ("train", "test")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class LabeledSequences:
+class LabeledSequences(SequenceShape):
     """x: (n, L, d_x) float64 tokens, zero past each sequence's length; lengths: (n,) int64 in [1, L];
     labels: (n,) int64 in [0, C); classes: the C class names (labels index them); name: the dataset."""
 
@@ -56,19 +57,6 @@ class LabeledSequences:
         object.__setattr__(self, "lengths", lengths.astype(np.int64))
         object.__setattr__(self, "labels", labels.astype(np.int64))
         object.__setattr__(self, "classes", classes)
-
-    @property
-    def n(self) -> int:
-        return self.x.shape[0]
-
-    @property
-    def length(self) -> int:
-        """The padded length L (the longest sequence)."""
-        return self.x.shape[1]
-
-    @property
-    def input_dim(self) -> int:
-        return self.x.shape[2]
 
     @property
     def num_classes(self) -> int:
