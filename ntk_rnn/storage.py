@@ -47,7 +47,8 @@ def write_table(table: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    return pd.read_csv(path)
+    """A table written by write_table, floats read back exactly (pandas' round-trip parser)."""
+    return pd.read_csv(path, float_precision="round_trip")
 
 
 def write_json(record: dict[str, Any], path: str | os.PathLike) -> Path:

@@ -1,4 +1,4 @@
-"""Atomic result files: a failed write leaves the old file."""
+"""Atomic result files: a failed write leaves the old file; tables read back exactly."""
 
 import json
 
@@ -39,3 +39,12 @@ def test_atomic_write_binary_and_failed_writes_leave_no_temporary(tmp_path):
     assert np.load(path)["v"].tolist() == [0, 1, 2]
     assert [p.name for p in path.parent.iterdir()] == ["a.npz"]
     assert (path.stat().st_mode & 0o777) == 0o644
+
+
+def test_tables_read_back_every_float_exactly(tmp_path):
+    """A cached study table must equal the one computed: write_table then read_table returns the same
+    float64 bits (pandas' default CSV float parser can be off in the last digit)."""
+    values = np.random.default_rng(0).normal(size=2000) * 10.0 ** np.random.default_rng(1).integers(-12, 12, 2000)
+    table = pd.DataFrame({"name": ["a"] * values.size, "value": values})
+    back = read_table(write_table(table, tmp_path / "t.csv"))
+    assert (back["value"].to_numpy() == values).all() and list(back["name"]) == list(table["name"])
