@@ -66,7 +66,8 @@ def agreement_fits(table: pd.DataFrame) -> pd.DataFrame:
         for width, values in means.iterrows():
             row[f"agreement m={int(width)}"] = values["test_agreement"]
         rows.append(row)
-    return pd.DataFrame(rows)
+    empty = ["dataset", "gap_exponent", "ci_low", "ci_high", "lazy_exponent"]
+    return pd.DataFrame(rows, columns=None if rows else empty)
 
 
 def accuracy_figure(table: pd.DataFrame) -> plt.Figure:
@@ -122,7 +123,8 @@ def agreement_figure(table: pd.DataFrame) -> plt.Figure:
     for ax in axes:
         ax.set_xscale("log", base=2)
         ax.set_xlabel("width m")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     axes[0].set_ylabel("test agreement, trained vs linearized")
     axes[1].set_yscale("log")
     axes[1].set_ylabel(r"$\|f_{true} - f_{lin}\| / \|f_{lin} - f_0\|$ on test")

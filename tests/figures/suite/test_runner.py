@@ -268,9 +268,8 @@ input_dim = 3
 train_max_steps = 50
 
 [classification]
-datasets = ["ItalyPowerDemand"]
-widths = [8]
-steps = 5
+datasets = ["BasicMotions"]
+finite_datasets = []
 readouts = ["last"]
 sigma_w2s = [1.0]
 folds = 2
