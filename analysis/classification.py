@@ -38,6 +38,8 @@ class ClassificationConfig:
     folds: int = 5
     steps: int = 1000
     lr_scale: float = 0.5
+    num_layers: int = 1
+    bidirectional: bool = False
 
     def __post_init__(self) -> None:
         unknown = sorted((set(self.datasets) | set(self.finite_datasets or ())) - set(DATASETS))
@@ -49,7 +51,7 @@ class ClassificationConfig:
         return ClassifyConfig(
             predictors=LIMIT_PREDICTORS + (FINITE_PREDICTORS if finite else ()), widths=self.widths, seeds=self.seeds,
             readouts=self.readouts, sigma_w2s=self.sigma_w2s, sigma_b2=self.sigma_b2, folds=self.folds,
-            steps=self.steps, lr_scale=self.lr_scale,
+            steps=self.steps, lr_scale=self.lr_scale, num_layers=self.num_layers, bidirectional=self.bidirectional,
         )  # fmt: skip
 
 

@@ -44,7 +44,8 @@ def accuracy_table(table: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame
     the published baselines."""
     limit = table[table["predictor"].isin((*KERNEL_PREDICTORS, "1nn-ed (here)"))]
     wide = table[table["predictor"].isin(NETWORK_PREDICTORS)]
-    wide = wide[wide["width"] == wide.groupby("dataset")["width"].transform("max")]
+    if len(wide):
+        wide = wide[wide["width"] == wide.groupby("dataset")["width"].transform("max")]
     ours = pd.concat([limit, wide]).pivot_table(index="dataset", columns="predictor", values="test_accuracy",
                                                 aggfunc="mean", sort=False)  # fmt: skip
     ours = ours[[p for p in (*KERNEL_PREDICTORS, *NETWORK_PREDICTORS, "1nn-ed (here)") if p in ours.columns]]

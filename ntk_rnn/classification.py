@@ -1,6 +1,7 @@
 """Sequence classification with RNN kernels and RNNs on one train/test split (docs/theory.md §11).
 
-The predictors, for an Elman relu RNN in the NTK parameterization with every parameter trained:
+The predictors, for an Elman relu RNN (stacked and bidirectional as configured) in the NTK
+parameterization with every parameter trained:
   "ntk", "nngp": the infinite ensemble trained to convergence on the squared error (ntk_rnn.ensemble),
       mean and variance, from the limit kernels; "ntk-svm", "nngp-svm": an SVM on the same kernels;
   "linearized": one finite network's Taylor model, trained by full-batch GD for `steps` steps (closed
@@ -53,6 +54,8 @@ class ClassifyConfig:
         stays below the relu's critical sigma_w2 = 2, where finite networks on sequences of 100+ steps
         start with outputs many orders of magnitude above the limit's variance (docs/theory.md §11).
       sigma_b2: the bias variance (> 0: the model has biases).
+      num_layers, bidirectional: a stacked and/or bidirectional Elman RNN (the limit kernels of
+        docs/theory.md §9); the readouts of the two directions are summed.
       folds, cv_seed: stratified k-fold cross-validation (k lowered to the smallest class's size).
       steps, lr_scale: full-batch GD of the finite networks, eta = lr_scale / lambda_max(K_0).
       max_bytes: the empirical kernels' memory budget (ntk_rnn.empirical_ntk); within it the factors of
@@ -70,6 +73,8 @@ class ClassifyConfig:
     steps: int = 500
     lr_scale: float = 0.5
     max_bytes: int = 4 * 2**30
+    num_layers: int = 1
+    bidirectional: bool = False
 
     def __post_init__(self) -> None:
         for name in ("predictors", "widths", "seeds", "readouts", "sigma_w2s"):
@@ -79,7 +84,7 @@ class ClassifyConfig:
         unknown = sorted(set(self.predictors) - set(PREDICTORS))
         if unknown:
             raise ValueError(f"ClassifyConfig.predictors must be a subset of {PREDICTORS}, got unknown {unknown}")
-        for name, low in (("widths", 1), ("seeds", 0), ("folds", 2), ("steps", 1), ("max_bytes", 1)):
+        for name, low in (("widths", 1), ("seeds", 0), ("folds", 2), ("steps", 1), ("max_bytes", 1), ("num_layers", 1)):
             values = getattr(self, name) if name in ("widths", "seeds") else (getattr(self, name),)
             if any(not isinstance(v, int) or isinstance(v, bool) or v < low for v in values):
                 raise ValueError(f"ClassifyConfig.{name} must be ints >= {low}, got {getattr(self, name)!r}")
@@ -88,6 +93,8 @@ class ClassifyConfig:
                              f"got {self.readouts!r}")  # fmt: skip
         if not (self.sigma_b2 > 0 and all(s > 0 for s in self.sigma_w2s) and self.lr_scale > 0):
             raise ValueError("ClassifyConfig.sigma_b2, sigma_w2s and lr_scale must be positive")
+        if not isinstance(self.bidirectional, bool):
+            raise ValueError(f"ClassifyConfig.bidirectional must be True or False, got {self.bidirectional!r}")
         if self.lr_scale >= 2:
             raise ValueError(f"ClassifyConfig.lr_scale must be below 2 (GD diverges at 2 / lambda_max), "
                              f"got {self.lr_scale}")  # fmt: skip
@@ -95,7 +102,8 @@ class ClassifyConfig:
     def model(self, data: LabeledSequences, readout: str, sigma_w2: float, width: int = 1) -> RNNConfig:
         return RNNConfig(width=width, input_dim=data.input_dim, output_dim=data.num_classes, parameterization="ntk",
                          sigma_w2=sigma_w2, sigma_u2=1.0, sigma_b2=self.sigma_b2, readout=readout,
-                         trainable=("W", "A", "b", "B"))  # fmt: skip
+                         trainable=("W", "A", "b", "B"), num_layers=self.num_layers,
+                         bidirectional=self.bidirectional)  # fmt: skip
 
 
 def _lengths(data: LabeledSequences):

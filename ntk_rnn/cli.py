@@ -150,7 +150,7 @@ def _linearized(args) -> int:
 def _classify(args) -> int:
     config = ClassifyConfig(predictors=tuple(args.predictors), widths=tuple(args.widths), seeds=tuple(args.seeds),
                             readouts=tuple(args.readouts), sigma_w2s=tuple(args.sigma_w2s), steps=args.steps,
-                            folds=args.folds)  # fmt: skip
+                            folds=args.folds, num_layers=args.num_layers, bidirectional=args.bidirectional)  # fmt: skip
     table = classify_dataset(args.dataset, config)
     columns = ["predictor", "width", "seed", "hyperparameter", "value", "cv_accuracy", "train_accuracy",
                "test_accuracy", "test_agreement", "kernel_seconds", "fit_seconds"]  # fmt: skip
@@ -208,6 +208,8 @@ def add_commands(sub) -> None:
                      help="readouts cross-validation chooses from (default last mean)")
     cls.add_argument("--sigma-w2s", type=float, nargs="+", default=[0.5, 1.0, 1.5],
                      help="sigma_w2 values cross-validation chooses from (default 0.5 1.0 1.5)")
+    cls.add_argument("--num-layers", type=int, default=1, help="stacked Elman layers (default 1)")
+    cls.add_argument("--bidirectional", action="store_true", help="add a reversed stack, readouts summed")
     cls.add_argument("--steps", type=int, default=500, help="GD steps of the finite networks (default 500)")
     cls.add_argument("--folds", type=int, default=5, help="cross-validation folds on the training split (default 5)")
     cls.add_argument("--out", default=None, help="optional .csv for the whole table")

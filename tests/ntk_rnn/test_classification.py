@@ -204,3 +204,20 @@ def test_classify_rejects_mismatched_splits(gunpoint):
     one_of_a_class = train.take(np.r_[0:10, 10])  # class '2' has 1 training sequence: no stratified folds
     with pytest.raises(ValueError, match="at least 2 training sequences of every class, got 1"):
         classify(one_of_a_class, test, CONFIG)
+
+
+def test_stacked_bidirectional_model_on_unequal_lengths(gunpoint):
+    """A two-layer bidirectional Elman on sequences of unequal lengths: the model is the configured one and
+    every predictor gives its rows."""
+    train, test = gunpoint
+    short = LabeledSequences(train.x, np.where(np.arange(train.n) % 2 == 0, LENGTH, LENGTH // 2), train.labels,
+                             train.classes, train.name)  # fmt: skip
+    config = dataclasses.replace(CONFIG, num_layers=2, bidirectional=True, sigma_w2s=(1.0,))
+    assert config.model(short, "mean", 1.0, 8).param_names[-2:] == ("B", "B_reverse")
+    result = classify(short, test, config)
+    assert list(result["predictor"]) == ["ntk", "ntk-svm", "nngp", "linearized", "linearized-converged", "trained"]
+    assert result["test_accuracy"].between(0, 1).all() and result["test_agreement"].dropna().between(0, 1).all()
+    with pytest.raises(ValueError, match="num_layers must be ints >= 1"):
+        ClassifyConfig(num_layers=0)
+    with pytest.raises(ValueError, match="bidirectional must be True or False"):
+        ClassifyConfig(bidirectional=1)
