@@ -22,9 +22,8 @@ Rows are ordered (sample, position, unit) over every position of the padded sequ
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
-from functools import partial
+from functools import lru_cache, partial
 
 import jax
 import jax.numpy as jnp
@@ -236,7 +235,7 @@ def cell_ntk(cfg: RNNConfig, params: Params, x1: jax.Array, x2: jax.Array, lengt
 
     (side2, count2) = source(plan2, x2, lengths2)
     (side1, count1) = (side2, count2) if symmetric else source(plan1, x1, lengths1)
-    side1 = functools.lru_cache(maxsize=1)(side1)  # the loop runs over b within a: each x1 chunk once
+    side1 = lru_cache(maxsize=1)(side1)  # the loop runs over b within a: each x1 chunk once
     out = np.zeros((n1, plan1.rows, n2, plan2.rows))
     pairs = [(a, b) for a in range(count1) for b in range(a if symmetric else 0, count2)]
     for a, b in tqdm(pairs, desc="kernel blocks", delay=3.0, leave=False):
