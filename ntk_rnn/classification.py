@@ -29,7 +29,7 @@ import pandas as pd
 import scipy.linalg
 
 from ntk_rnn.config import RNNConfig
-from ntk_rnn.ensemble import ensemble_moments, fit_ridge, fit_svm, stratified_folds, svm_scale
+from ntk_rnn.ensemble import ensemble_mean, ensemble_moments, fit_ridge, fit_svm, stratified_folds, svm_scale
 from ntk_rnn.kernel import empirical_ntk
 from ntk_rnn.limit import limit_ntk, nngp_kernel
 from ntk_rnn.linearized import KernelGD
@@ -160,7 +160,7 @@ def _limit_rows(train, test, cfg: RNNConfig, predictors, folds) -> list[dict]:
             ridge, cv = fit_ridge(k[name], y, folds)
             mean, var = ensemble_moments(k[name], k[name + "_test"], y, k["nngp"], k["nngp_test"], k["nngp_diag"],
                                          ridge)  # fmt: skip
-            train_mean, _ = ensemble_moments(k[name], k[name], y, k["nngp"], k["nngp"], np.diag(k["nngp"]), ridge)
+            train_mean = ensemble_mean(k[name], k[name], y, ridge)
             rows.append({"predictor": name, "hyperparameter": "ridge", "value": ridge, "cv_accuracy": cv,
                          "train_accuracy": _accuracy(train_mean, train), "test_accuracy": _accuracy(mean, test),
                          "test_variance": float(np.mean(var)), "kernel_seconds": kernel_seconds,
@@ -198,8 +198,7 @@ def _finite_rows(train, test, cfg: RNNConfig, config: ClassifyConfig, seed: int)
     gd = KernelGD.from_kernel(k_train, f0_train, y, lr)
     lin_train = gd.train_outputs([config.steps])[0].reshape(y.shape)
     lin_test = gd.test_outputs(k_test, f0_test, [config.steps])[0].reshape(f0_test.shape)
-    shift, _ = ensemble_moments(k_train, k_test, (y - f0_train).ravel(), k_train, k_test, np.zeros(k_test.shape[0]))
-    converged = f0_test + shift.reshape(f0_test.shape)
+    converged = f0_test + ensemble_mean(k_train, k_test, (y - f0_train).ravel()).reshape(f0_test.shape)
     lin_seconds = time.perf_counter() - start
     common = {"width": cfg.width, "seed": seed, "kernel_seconds": kernel_seconds, "steps": config.steps, "lr": lr}
     rows = []

@@ -39,6 +39,30 @@ def _cross(a, name: str, n: int) -> np.ndarray:
     return arr
 
 
+def _weights(ntk_train, ntk_test_train, y_train, ridge) -> tuple[np.ndarray, np.ndarray]:
+    """(a, y): a = Theta(x, X) (Theta + r I)^+ (N_test, N), directions of Theta + r I with eigenvalue below
+    N eps max|eigenvalue| treated as its null space (GD does not move them), and y_train checked."""
+    theta = _square(ntk_train, "ntk_train")
+    n = theta.shape[0]
+    theta_x = _cross(ntk_test_train, "ntk_test_train", n)
+    y = np.asarray(y_train, dtype=np.float64)
+    if y.ndim not in (1, 2) or y.shape[0] != n:
+        raise ValueError(f"y_train must have shape ({n},) or ({n}, C), got {y.shape}")
+    if not (isinstance(ridge, (int, float)) and np.isfinite(ridge) and ridge >= 0):
+        raise ValueError(f"ridge must be a finite float >= 0, got {ridge!r}")
+    lam, vec = scipy.linalg.eigh(theta + ridge * np.eye(n))
+    tol = n * np.finfo(float).eps * np.abs(lam).max()
+    inv = np.where(lam > tol, 1.0 / np.where(lam > tol, lam, 1.0), 0.0)
+    return (theta_x @ vec) * inv @ vec.T, y
+
+
+def ensemble_mean(ntk_train, ntk_test_train, y_train, ridge: float = 0.0) -> np.ndarray:
+    """The ensemble's mean alone, Theta(x, X) (Theta + r I)^+ Y (N_test, C): what GD to convergence
+    predicts from f_0 = 0, without the variance's O(N_test N^2). Arguments as in ensemble_moments."""
+    a, y = _weights(ntk_train, ntk_test_train, y_train, ridge)
+    return a @ y
+
+
 def ensemble_moments(ntk_train, ntk_test_train, y_train, nngp_train, nngp_test_train, nngp_test_diag,
                      ridge: float = 0.0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Mean (N_test, C) and variance (N_test,) of the infinite ensemble trained to convergence.
@@ -48,27 +72,16 @@ def ensemble_moments(ntk_train, ntk_test_train, y_train, nngp_train, nngp_test_t
     Theta + r I with eigenvalue below N eps max|eigenvalue| are treated as its null space (GD does not move
     them). The variance is per output, the same for every output column.
     """
-    theta = _square(ntk_train, "ntk_train")
-    n = theta.shape[0]
-    theta_x = _cross(ntk_test_train, "ntk_test_train", n)
+    a, y = _weights(ntk_train, ntk_test_train, y_train, ridge)
+    n_test, n = a.shape
     k = _square(nngp_train, "nngp_train", n)
     k_x = _cross(nngp_test_train, "nngp_test_train", n)
     k_xx = np.asarray(nngp_test_diag, dtype=np.float64)
-    if k_xx.shape != (theta_x.shape[0],) or k_x.shape[0] != theta_x.shape[0]:
-        raise ValueError(f"nngp_test_train and nngp_test_diag must cover the {theta_x.shape[0]} test points, "
+    if k_xx.shape != (n_test,) or k_x.shape[0] != n_test:
+        raise ValueError(f"nngp_test_train and nngp_test_diag must cover the {n_test} test points, "
                          f"got shapes {k_x.shape} and {k_xx.shape}")  # fmt: skip
-    y = np.asarray(y_train, dtype=np.float64)
-    if y.ndim not in (1, 2) or y.shape[0] != n:
-        raise ValueError(f"y_train must have shape ({n},) or ({n}, C), got {y.shape}")
-    if not (isinstance(ridge, (int, float)) and np.isfinite(ridge) and ridge >= 0):
-        raise ValueError(f"ridge must be a finite float >= 0, got {ridge!r}")
-    lam, vec = scipy.linalg.eigh(theta + ridge * np.eye(n))
-    tol = n * np.finfo(float).eps * np.abs(lam).max()
-    inv = np.where(lam > tol, 1.0 / np.where(lam > tol, lam, 1.0), 0.0)
-    a = (theta_x @ vec) * inv @ vec.T  # (N_test, N): Theta(x, X) (Theta + r I)^+
-    mean = a @ y
     var = k_xx - 2.0 * np.einsum("in,in->i", a, k_x) + np.einsum("in,in->i", a @ k, a)
-    return mean, var
+    return a @ y, var
 
 
 def stratified_folds(labels, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
