@@ -147,6 +147,11 @@ class InputPair(NamedTuple):
     lengths1: jax.Array | None = None
     lengths2: jax.Array | None = None
 
+    def row_part(self, samples: slice) -> InputPair:
+        """The pair with x1 (and lengths1) cut to `samples`: the inputs of those samples' kernel rows."""
+        lengths1 = None if self.lengths1 is None else self.lengths1[samples]
+        return self._replace(x1=self.x1[samples], lengths1=lengths1, symmetric=False)
+
 
 def check_pair(cfg: RNNConfig, x1, x2=None, positions: Sequence[int] | None = None, lengths1=None,
                lengths2=None) -> InputPair:  # fmt: skip

@@ -7,19 +7,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from ntk_rnn.cell_kernel import cell_ntk
-from ntk_rnn.checks import Params, check_pair, check_params
+from ntk_rnn.checks import InputPair, Params, check_pair, check_params
 from ntk_rnn.config import RNNConfig
+from ntk_rnn.distributed import distribute
 from ntk_rnn.model import activation_derivative, full_lengths, hidden_states, output_fn, real_rows, trainable
 
 METHODS = ("structured", "jacobian", "ntvp")
@@ -37,7 +36,9 @@ def empirical_ntk(
     *,
     lengths1=None,
     lengths2=None,
-) -> np.ndarray:
+    output: str = "numpy",
+    path=None,
+) -> np.ndarray | jax.Array:
     """Exact empirical NTK  K = J(x1) J(x2)^T  over the trainable parameters, in float64.
 
     Args:
@@ -51,21 +52,31 @@ def empirical_ntk(
       lengths1, lengths2: (n1,), (n2,) lengths of right-padded sequences (ints in [1, L]); None means
         full length. With readout "all" only the rows of real positions are kept.
       max_bytes: peak working-memory budget of the structured path (per device); it works in sample
-        chunks sized to fit.
-
-    With several JAX devices (jax.device_count() > 1) the §2 path (one Elman layer, readout "all") deals
-    its kernel blocks (a chunk of x1 rows against a chunk of x2 columns) to all of them with jax.sharding,
-    one block per device per round; with one device it runs as a plain loop. The result is the same either way.
+        chunks sized to fit, and several devices compute max_bytes // 4 of output at a time.
+      output: "numpy" (the whole kernel on this host), "sharded" (a global jax.Array split by rows over
+        every device of every process) or "npy" (written to the .npy file `path`, returned memory-mapped
+        read-only). With several devices or processes, each device computes the rows of its share of
+        the samples of x1 (ntk_rnn.distributed; docs/theory.md §13).
 
     Returns:
-      (n1 * P1 * d, n2 * P2 * d) float64 numpy array, rows ordered (sample, position, unit); with
-      readout "last" or "mean", (n1 * d, n2 * d), rows ordered (sample, unit), and positions must be None.
+      (n1 * P1 * d, n2 * P2 * d) float64 kernel, rows ordered (sample, position, unit); with readout
+      "last" or "mean", (n1 * d, n2 * d), rows ordered (sample, unit), and positions must be None.
       With lengths, the rows of padded positions are left out.
     """
     params = check_params(cfg, params)
-    x1, x2, pos1, pos2, symmetric, len1, len2 = check_pair(cfg, x1, x2, positions, lengths1, lengths2)
+    pair = check_pair(cfg, x1, x2, positions, lengths1, lengths2)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+    def panel(samples: slice, device: jax.Device) -> np.ndarray:
+        return _kernel(cfg, jax.device_put(params, device), pair.row_part(samples), method, max_bytes)
+
+    return distribute(cfg, pair, lambda: _kernel(cfg, params, pair, method, max_bytes), panel, output, path,
+                      max_bytes // 4)  # fmt: skip
+
+
+def _kernel(cfg: RNNConfig, params: Params, pair: InputPair, method: str, max_bytes: int) -> np.ndarray:
+    x1, x2, pos1, pos2, symmetric, len1, len2 = pair
     if method == "structured" and cfg.is_elman and cfg.readout == "all" and len1 is None and len2 is None:
         return _structured_ntk(cfg, params, x1, x2, pos1, pos2, symmetric, max_bytes)
     full1, full2 = full_lengths(x1, len1), full_lengths(x2, len2)
@@ -263,19 +274,13 @@ def _structured_ntk(cfg, params, x1, x2, pos1, pos2, symmetric, max_bytes) -> np
     out = np.zeros((n1, len(pos1), d, n2, len(pos2), d))
     length = max(x1.shape[1], x2.shape[1])
     c = _chunk_size(max(n1, n2), plan1.size, plan2.size, d, m, length, max_bytes)
-    mesh = _device_mesh()
-    if mesh is not None:
-        c = min(c, math.ceil(max(n1, n2) / mesh.size))  # enough blocks to give every device work
     keep = 8 * (n1 * plan1.size + n2 * plan2.size) * d * m + 8 * 3 * (n1 + n2) * length * m <= max_bytes // 2
     blocks1, blocks2 = math.ceil(n1 / c), math.ceil(n2 / c)
     pairs = [(bi, bj) for bi in range(blocks1) for bj in range(bi if symmetric else 0, blocks2)]
-    if mesh is None:
-        factors1 = _factor_source(cfg, plan1, params, x1, c, keep)
-        factors2 = factors1 if symmetric else _factor_source(cfg, plan2, params, x2, c, keep)
-        blocks = ((bi, bj, np.asarray(_pair_kernel(cfg, plan1, plan2, c, *factors1(bi), *factors2(bj))))
-                  for bi, bj in pairs)  # fmt: skip
-    else:
-        blocks = _sharded_blocks(cfg, plan1, plan2, params, x1, x2, symmetric, c, keep, pairs, mesh)
+    factors1 = _factor_source(cfg, plan1, params, x1, c, keep)
+    factors2 = factors1 if symmetric else _factor_source(cfg, plan2, params, x2, c, keep)
+    blocks = ((bi, bj, np.asarray(_pair_kernel(cfg, plan1, plan2, c, *factors1(bi), *factors2(bj))))
+              for bi, bj in pairs)  # fmt: skip
     for bi, bj, block in tqdm(blocks, total=len(pairs), desc="kernel blocks", delay=3.0, leave=False):
         r1, r2 = slice(bi * c, min((bi + 1) * c, n1)), slice(bj * c, min((bj + 1) * c, n2))
         block = block[: r1.stop - r1.start, :, :, : r2.stop - r2.start]
@@ -287,102 +292,6 @@ def _structured_ntk(cfg, params, x1, x2, pos1, pos2, symmetric, max_bytes) -> np
     rank2 = np.argsort(np.argsort(pos2))
     out = out[:, rank1][:, :, :, :, rank2]
     return out.reshape(n1 * len(pos1) * d, n2 * len(pos2) * d)
-
-
-# ----------------------------------------------------------------------------- several devices
-
-DEVICE_AXIS = "blocks"
-
-
-def _device_mesh() -> Mesh | None:
-    """A 1-D mesh over all JAX devices, or None when there is only one (the plain single-device loop)."""
-    devices = jax.devices()
-    return Mesh(np.asarray(devices), (DEVICE_AXIS,)) if len(devices) > 1 else None
-
-
-def _per_device(fn, mesh: Mesh, in_specs):
-    """shard_map of fn over the mesh, outputs split along their first axis. check_vma is off because the
-    model's scan starts from a replicated zero state that its body makes device-varying."""
-    return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=P(DEVICE_AXIS), check_vma=False)
-
-
-@partial(jax.jit, static_argnums=(0, 1, 2))
-def _sharded_backward_vectors(cfg: RNNConfig, plan: BackwardPlan, mesh: Mesh, params: Params, x: jax.Array):
-    """_backward_vectors of x (n, L, d_x), n a multiple of the device count, samples split over the devices."""
-    return _per_device(partial(_backward_vectors, cfg, plan), mesh, (P(), P(DEVICE_AXIS)))(params, x)
-
-
-@partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
-def _sharded_pair_kernel(cfg, plan1, plan2, c: int, mesh: Mesh, factors1, starts1, factors2, starts2):
-    """One _pair_kernel block per device: device k gets the factors of all samples (replicated) and the
-    chunk offsets starts1[k], starts2[k]. Returns (D, c, P1, d, c, P2, d), split over the devices."""
-
-    def one(f1, s1, f2, s2):
-        return _pair_kernel(cfg, plan1, plan2, c, f1, s1[0], f2, s2[0])[None]
-
-    specs = (P(), P(DEVICE_AXIS), P(), P(DEVICE_AXIS))
-    return _per_device(one, mesh, specs)(factors1, starts1, factors2, starts2)
-
-
-@partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
-def _sharded_chunk_kernel(cfg, plan1, plan2, c: int, mesh: Mesh, params, xs1, xs2):
-    """One block per device from its own input chunks xs1[k], xs2[k] (each (c, L, d_x)), whose backward
-    vectors it computes: the low-memory path. Returns (D, c, P1, d, c, P2, d), split over the devices."""
-
-    def one(p, x1, x2):
-        f1 = _backward_vectors(cfg, plan1, p, x1[0])
-        f2 = _backward_vectors(cfg, plan2, p, x2[0])
-        return _pair_kernel(cfg, plan1, plan2, c, f1, 0, f2, 0)[None]
-
-    return _per_device(one, mesh, (P(), P(DEVICE_AXIS), P(DEVICE_AXIS)))(params, xs1, xs2)
-
-
-def _sharded_blocks(
-    cfg, plan1, plan2, params, x1, x2, symmetric, c, keep, pairs, mesh
-) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Yield (bi, bj, block) for every chunk pair, computed D at a time, one pair per device.
-
-    With keep, the backward vectors of all samples are computed once with the samples split over the
-    devices, then replicated so that each device slices its own chunks; otherwise every device computes
-    the vectors of its two chunks. The last round repeats its final pair on idle devices (discarded). The
-    next round is dispatched before the previous one is copied to the host.
-    """
-    size = mesh.size
-    split, replicated = NamedSharding(mesh, P(DEVICE_AXIS)), NamedSharding(mesh, P())
-    params = jax.device_put(params, replicated)
-    xp1 = _pad(_pad(x1, c), size)
-    xp2 = xp1 if symmetric else _pad(_pad(x2, c), size)
-    if keep:
-        factors1 = jax.device_put(_sharded_backward_vectors(cfg, plan1, mesh, params, xp1), replicated)
-        factors2 = (
-            factors1
-            if symmetric
-            else jax.device_put(_sharded_backward_vectors(cfg, plan2, mesh, params, xp2), replicated)
-        )
-
-    def dispatch(group):
-        padded = group + [group[-1]] * (size - len(group))
-        b1, b2 = np.array([p[0] for p in padded]), np.array([p[1] for p in padded])
-        if keep:
-            starts1, starts2 = (jax.device_put(jnp.asarray(b * c), split) for b in (b1, b2))
-            return _sharded_pair_kernel(cfg, plan1, plan2, c, mesh, factors1, starts1, factors2, starts2)
-        xs1 = jax.device_put(jnp.stack([xp1[b * c : (b + 1) * c] for b in b1]), split)
-        xs2 = jax.device_put(jnp.stack([xp2[b * c : (b + 1) * c] for b in b2]), split)
-        return _sharded_chunk_kernel(cfg, plan1, plan2, c, mesh, params, xs1, xs2)
-
-    def collect(group, result):
-        result = np.asarray(result)  # waits for the round and gathers it to the host
-        return [(bi, bj, result[k]) for k, (bi, bj) in enumerate(group)]
-
-    rounds = [pairs[k : k + size] for k in range(0, len(pairs), size)]
-    pending = None
-    for group in rounds:
-        current = (group, dispatch(group))
-        if pending is not None:
-            yield from collect(*pending)
-        pending = current
-    if pending is not None:
-        yield from collect(*pending)
 
 
 def structured_flops(

@@ -80,6 +80,7 @@ import numpy as np
 
 from ntk_rnn.checks import check_inputs, check_pair
 from ntk_rnn.config import ACTIVATIONS, RNNConfig
+from ntk_rnn.distributed import CHUNK_BYTES, distribute
 from ntk_rnn.dual import DEFAULT_NODES, DEFAULT_RULE, dual_pair, normal_rule, resolve
 from ntk_rnn.model import real_rows
 
@@ -380,7 +381,8 @@ def _output_kernel(rec: _Recursion, cfg: RNNConfig, pair) -> np.ndarray:
 
 
 def limit_ntk(cfg: RNNConfig, x1, x2=None, positions: Sequence[int] | None = None, *, lengths1=None, lengths2=None,
-              nodes: int = DEFAULT_NODES, rule: str = DEFAULT_RULE) -> np.ndarray:  # fmt: skip
+              nodes: int = DEFAULT_NODES, rule: str = DEFAULT_RULE, output: str = "numpy",
+              path=None) -> np.ndarray | jax.Array:  # fmt: skip
     """Infinite-width NTK, shaped and ordered exactly like empirical_ntk(cfg, params, x1, x2, positions,
     lengths1=lengths1, lengths2=lengths2), for the Elman cell with any layers and directions.
 
@@ -388,24 +390,32 @@ def limit_ntk(cfg: RNNConfig, x1, x2=None, positions: Sequence[int] | None = Non
     lim K for "ntk"; cfg.width plays no role. Readout "all": (n1 * P1 * d, n2 * P2 * d), rows
     (sample, position, unit), positions None meaning 1..L-1, only real positions kept with lengths;
     "last"/"mean": (n1 * d, n2 * d) with positions None. lengths1, lengths2: (n1,), (n2,) lengths of
-    right-padded sequences, None for full length. Float64 numpy. `nodes` (per dimension) and `rule`
+    right-padded sequences, None for full length. Float64. `nodes` (per dimension) and `rule`
     ("trapezoid", "hermite"): the quadrature for activations without a closed form (accuracy table in
-    ntk_rnn.dual). The recursion and its constants: see the module docstring.
+    ntk_rnn.dual). output, path: as in empirical_ntk ("numpy", "sharded" or "npy"; rows split over all
+    devices of all processes). The recursion and its constants: see the module docstring.
     """
-    pair = check_pair(cfg, x1, x2, positions, lengths1, lengths2)
-    return _output_kernel(_recursion(cfg, nodes, rule, "ntk"), cfg, pair)
+    return _kernel(_recursion(cfg, nodes, rule, "ntk"), cfg, check_pair(cfg, x1, x2, positions, lengths1, lengths2),
+                   output, path)  # fmt: skip
 
 
 def nngp_kernel(cfg: RNNConfig, x1, x2=None, positions: Sequence[int] | None = None, *, lengths1=None,
-                lengths2=None, nodes: int = DEFAULT_NODES, rule: str = DEFAULT_RULE) -> np.ndarray:  # fmt: skip
+                lengths2=None, nodes: int = DEFAULT_NODES, rule: str = DEFAULT_RULE, output: str = "numpy",
+                path=None) -> np.ndarray | jax.Array:  # fmt: skip
     """Infinite-width output covariance at initialization, lim E[y(x1) y(x2)^T], shaped like limit_ntk.
 
     It is finite in every parameterization and is NOT divided by m: "paper" gives sigma_v2/d S
     (S = lim h.h' of the top layer), "standard" and "ntk" give sigma_v2 S (S = lim h.h'/m), summed over
-    the directions; readouts and lengths as in limit_ntk.
+    the directions; readouts, lengths and outputs as in limit_ntk.
     """
-    pair = check_pair(cfg, x1, x2, positions, lengths1, lengths2)
-    return _output_kernel(_recursion(cfg, nodes, rule, "nngp"), cfg, pair)
+    return _kernel(_recursion(cfg, nodes, rule, "nngp"), cfg, check_pair(cfg, x1, x2, positions, lengths1, lengths2),
+                   output, path)  # fmt: skip
+
+
+def _kernel(rec: _Recursion, cfg: RNNConfig, pair, output: str, path) -> np.ndarray | jax.Array:
+    return distribute(cfg, pair, lambda: _output_kernel(rec, cfg, pair),
+                      lambda samples, device: _output_kernel(rec, cfg, pair.row_part(samples)), output, path,
+                      CHUNK_BYTES)  # fmt: skip
 
 
 def forward_kernels(
