@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import time
 from pathlib import Path
@@ -11,13 +12,18 @@ from pathlib import Path
 import jax
 import numpy as np
 import scipy.linalg
+from jax.experimental import multihost_utils
 
 import ntk_rnn
 from ntk_rnn.cells import CELLS
 from ntk_rnn.classification import PREDICTORS, ClassifyConfig, classify_dataset
 from ntk_rnn.data import SequenceData, load_npz, train_test_split
 from ntk_rnn.datasets import BINARY_DIGITS, digits_sequences, synthetic_sequences
+from ntk_rnn.distributed import OUTPUTS
+from ntk_rnn.launch import initialize
+from ntk_rnn.matfree import ntk_extreme_eigenvalues
 from ntk_rnn.paired import train_paired
+from ntk_rnn.sharded import kernel_eigenpairs
 from ntk_rnn.storage import atomic_write, environment, write_json, write_table
 from ntk_rnn.timeseries import DATASETS
 from ntk_rnn.training import TrainConfig, TrainingDivergedError, train
@@ -51,6 +57,18 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_distributed_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("several processes (jax.distributed; README, Past one machine)")
+    group.add_argument(
+        "--distributed",
+        action="store_true",
+        help="call jax.distributed.initialize() with the cluster's settings (SLURM, Open MPI)",
+    )
+    group.add_argument("--coordinator", default=None, help="host:port of process 0 (explicit initialization)")
+    group.add_argument("--num-processes", type=int, default=None, help="number of processes (with --coordinator)")
+    group.add_argument("--process-id", type=int, default=None, help="this process's rank (with --coordinator)")
+
+
 def _dataset(args, key: jax.Array) -> SequenceData:
     if args.data == "synthetic":
         return synthetic_sequences(args.n, args.length, args.input_dim, args.output_dim, args.delta, key=key)
@@ -72,27 +90,52 @@ def _setup(args):
 
 
 def _kernel(args) -> int:
+    if args.distributed or args.coordinator is not None:
+        initialize(args.coordinator, args.num_processes, args.process_id)
     data, cfg, params, _ = _setup(args)
+    if args.matrix_free and (args.kernel != "empirical" or args.output != "numpy"):
+        raise ValueError("--matrix-free forms no kernel: it takes neither --kernel limit nor --output")
     start = time.perf_counter()
-    K = ntk_rnn.empirical_ntk(cfg, params, data.x, positions=args.positions, method=args.method,
-                              lengths1=data.lengths)  # fmt: skip
-    seconds = time.perf_counter() - start
-    eig = scipy.linalg.eigvalsh(K)
-    summary = {
-        "shape": list(K.shape),
-        "method": args.method,
-        "seconds": round(seconds, 4),
-        "lambda_min": eig[0],
-        "lambda_max": eig[-1],
-        "lambda_min_over_m": eig[0] / cfg.width,
-        "condition": eig[-1] / eig[0] if eig[0] > 0 else float("inf"),
-    }
-    print(json.dumps(summary, indent=2, default=float))
-    if args.out:
+    summary: dict = {"kernel": args.kernel, "output": args.output}
+    if args.matrix_free:
+        result = ntk_extreme_eigenvalues(cfg, params, data.x, args.positions, lengths=data.lengths)
+        summary |= {"shape": [result.size] * 2, "lambda_min": result.lambda_min, "lambda_max": result.lambda_max,
+                    "matvecs": result.matvecs}  # fmt: skip
+        K = eig = None
+    else:
+        options = {"positions": args.positions, "lengths1": data.lengths, "output": args.output, "path": args.path}
+        if args.kernel == "empirical":
+            K = ntk_rnn.empirical_ntk(cfg, params, data.x, method=args.method, **options)
+        else:
+            K = ntk_rnn.limit_ntk(cfg, data.x, **options)
+        summary |= {"shape": list(K.shape), "kernel_seconds": round(time.perf_counter() - start, 4)}
+        eig = scipy.linalg.eigvalsh(K) if args.output == "numpy" else None
+        if args.output == "sharded":
+            pairs = kernel_eigenpairs(K, key=jax.random.key(args.seed))
+            summary |= {"lambda_min": pairs.lambda_min, "lambda_max": pairs.lambda_max, "matvecs": pairs.matvecs}
+        elif eig is not None:
+            summary |= {"lambda_min": eig[0], "lambda_max": eig[-1]}
+    summary["seconds"] = round(time.perf_counter() - start, 4)
+    if "lambda_min" in summary:
+        lam_min, lam_max = summary["lambda_min"], summary["lambda_max"]
+        summary |= {"lambda_min_over_m": lam_min / cfg.width, "condition": lam_max / lam_min if lam_min > 0 else
+                    float("inf")}  # fmt: skip
+    summary |= {"processes": jax.process_count(), "devices": jax.device_count(), "peak_rss_gib": _peak_rss_gib()}
+    if jax.process_index() == 0:
+        print(json.dumps(summary, indent=2, default=float))
+    if args.out and eig is not None:
         out = Path(args.out)
         atomic_write(out, lambda handle: np.savez(handle, kernel=K, eigenvalues=eig), binary=True)
         print(f"wrote {out}")
     return 0
+
+
+def _peak_rss_gib() -> list[float]:
+    """Each process's peak resident memory (ru_maxrss), in GiB, in process order."""
+    peak = np.asarray([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20])
+    if jax.process_count() == 1:
+        return [round(float(peak[0]), 3)]
+    return [round(float(v), 3) for v in np.ravel(multihost_utils.process_allgather(peak))]
 
 
 def _train(args) -> int:
@@ -169,7 +212,29 @@ def add_commands(sub) -> None:
     kernel = sub.add_parser("kernel", help="empirical NTK at initialization: spectrum and timing")
     _add_model_args(kernel)
     kernel.add_argument("--method", default="structured", choices=ntk_rnn.kernel.METHODS)
-    kernel.add_argument("--out", default=None, help="optional .npz for the kernel and its eigenvalues")
+    kernel.add_argument(
+        "--kernel",
+        default="empirical",
+        choices=("empirical", "limit"),
+        help="the empirical NTK at initialization or the infinite-width one (default empirical)",
+    )
+    kernel.add_argument(
+        "--output",
+        default="numpy",
+        choices=OUTPUTS,
+        help="numpy: whole kernel, all eigenvalues (eigvalsh); sharded: split by rows over every "
+        "device, extreme eigenvalues by LOBPCG; npy: written to --path, no eigenvalues",
+    )
+    kernel.add_argument(
+        "--path", default=None, help="the .npy file of --output npy, on a file system all processes share"
+    )
+    kernel.add_argument(
+        "--matrix-free",
+        action="store_true",
+        help="extreme eigenvalues from products J (J^T v), samples split over every device, no kernel",
+    )
+    kernel.add_argument("--out", default=None, help="optional .npz for the kernel and its eigenvalues (--output numpy)")
+    _add_distributed_args(kernel)
     kernel.set_defaults(run=_kernel)
 
     train = sub.add_parser("train", help="GD/SGD with kernel tracking; writes history.csv and record.json")
@@ -204,10 +269,20 @@ def add_commands(sub) -> None:
     cls.add_argument("--predictors", nargs="+", default=list(PREDICTORS), choices=PREDICTORS)
     cls.add_argument("--widths", type=int, nargs="+", default=[64, 256], help="finite networks (default 64 256)")
     cls.add_argument("--seeds", type=int, nargs="+", default=[0], help="one network per seed (default 0)")
-    cls.add_argument("--readouts", nargs="+", default=["last", "mean"], choices=("last", "mean"),
-                     help="readouts cross-validation chooses from (default last mean)")
-    cls.add_argument("--sigma-w2s", type=float, nargs="+", default=[0.5, 1.0, 1.5],
-                     help="sigma_w2 values cross-validation chooses from (default 0.5 1.0 1.5)")
+    cls.add_argument(
+        "--readouts",
+        nargs="+",
+        default=["last", "mean"],
+        choices=("last", "mean"),
+        help="readouts cross-validation chooses from (default last mean)",
+    )
+    cls.add_argument(
+        "--sigma-w2s",
+        type=float,
+        nargs="+",
+        default=[0.5, 1.0, 1.5],
+        help="sigma_w2 values cross-validation chooses from (default 0.5 1.0 1.5)",
+    )
     cls.add_argument("--num-layers", type=int, default=1, help="stacked Elman layers (default 1)")
     cls.add_argument("--bidirectional", action="store_true", help="add a reversed stack, readouts summed")
     cls.add_argument("--steps", type=int, default=500, help="GD steps of the finite networks (default 500)")

@@ -11,9 +11,9 @@ chunks of samples of at most `chunk_bytes` of output each. Every process calls w
   each device holds only its panel, so n1 must split evenly over the devices (and so must the rows, with
   lengths).
 - "npy": a float64 .npy file at `path`, on a file system every process can write. Process 0 creates
-  `.NAME.partial` beside it, every process writes its rows chunk by chunk through a memory map, and once all
-  have written, process 0 renames it into place; it comes back opened read-only (np.memmap). No process holds
-  more than one chunk of the kernel.
+  `.NAME.partial` beside it, every process writes its rows chunk by chunk (positioned writes), and once all
+  have written, process 0 renames it into place; it comes back memory-mapped read-only (np.memmap). No process
+  holds more than one chunk of the kernel.
 
 All checks (output, path, sizes against host, device and disk memory) run before any work starts.
 """
@@ -246,30 +246,47 @@ def kernel_rows(
                 return buffer
 
             return jax.make_array_from_single_device_arrays((total, columns), sharding, run(fill_device))
-        return _write_npy(
-            path, (total, columns), lambda memmap: run(partial(_fill_file, memmap, blocks, offsets, bounds))
-        )
+        return _write_npy(path, (total, columns), lambda file: run(partial(_fill_file, file, blocks, offsets, bounds)))
     finally:
         bar.close()
 
 
-def _fill_file(memmap: np.ndarray, blocks, offsets: np.ndarray, bounds: np.ndarray, k: int, device) -> None:
+def _fill_file(file: _NpyFile, blocks, offsets: np.ndarray, bounds: np.ndarray, k: int, device) -> None:
+    """Write device k's rows into the open .npy file (rows are contiguous in C order: one write per chunk)."""
     base = int(offsets[bounds[k]])
     for offset, block in blocks(k, device):
-        memmap[base + offset : base + offset + block.shape[0]] = block
-        memmap.flush()
+        data = np.ascontiguousarray(block, dtype="<f8")
+        os.pwrite(file.fd, data.tobytes(), file.header + 8 * file.columns * (base + offset))
 
 
-def _write_npy(path: Path, shape: tuple[int, int], fill: Callable[[np.ndarray], object]) -> np.ndarray:
-    """Create path's .partial file on process 0, let every process fill its rows, rename it into place once
-    all have; return it opened read-only."""
+class _NpyFile:
+    """A .npy file of float64 rows open for positioned writes: its descriptor, header length and row width."""
+
+    def __init__(self, path: Path, columns: int):
+        with open(path, "rb") as f:
+            np.lib.format.read_magic(f)
+            np.lib.format.read_array_header_1_0(f)
+            self.header = f.tell()
+        self.fd = os.open(path, os.O_WRONLY)
+        self.columns = columns
+
+
+def _write_npy(path: Path, shape: tuple[int, int], fill: Callable[[_NpyFile], object]) -> np.ndarray:
+    """Create path's .partial file (header, full size) on process 0, let every process write its rows with
+    positioned writes (no memory map, so written rows do not stay resident in the process), rename it into
+    place once all have; return it memory-mapped read-only."""
     partial_path = path.with_name(f".{path.name}{PARTIAL_SUFFIX}")
     if jax.process_index() == 0:
-        np.lib.format.open_memmap(partial_path, mode="w+", dtype=np.float64, shape=shape).flush()
+        with open(partial_path, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "<f8", "fortran_order": False, "shape": shape})
+            f.truncate(f.tell() + 8 * shape[0] * shape[1])
     multihost_utils.sync_global_devices(f"ntk_rnn: {path} created")
-    memmap = np.lib.format.open_memmap(partial_path, mode="r+")
-    fill(memmap)
-    del memmap
+    file = _NpyFile(partial_path, shape[1])
+    try:
+        fill(file)
+        os.fsync(file.fd)
+    finally:
+        os.close(file.fd)
     multihost_utils.sync_global_devices(f"ntk_rnn: {path} written")
     if jax.process_index() == 0:
         os.replace(partial_path, path)

@@ -1,0 +1,110 @@
+"""One process of the multi-process tests (tests/ntk_rnn/test_distributed.py), started by
+ntk_rnn.launch.launch_local. It writes what it computed under --out; the test compares it with one process.
+
+    python distributed_worker.py {kernels,memory} --out DIR --coordinator HOST:PORT --num-processes N --process-id K
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ntk_rnn.launch import initialize
+
+
+def cases():
+    """(name, function, cfg, params, x, kwargs) of the kernels the tests compare (the same in the test)."""
+    import jax
+
+    import ntk_rnn
+
+    elman = ntk_rnn.RNNConfig(width=32, input_dim=3, output_dim=2, trainable=("W", "A", "B"))
+    gru = ntk_rnn.RNNConfig(width=8, input_dim=3, output_dim=3, cell="gru", readout="last")
+    x = jax.random.normal(jax.random.key(1), (32, 9, 3))
+    lengths = 1 + jax.random.randint(jax.random.key(2), (32,), 0, 9)
+    p_elman = ntk_rnn.init_params(elman, key=jax.random.key(0))
+    p_gru = ntk_rnn.init_params(gru, key=jax.random.key(0))
+    return [
+        ("elman", ntk_rnn.empirical_ntk, elman, p_elman, x, {"max_bytes": 2**20}),
+        ("gru", ntk_rnn.empirical_ntk, gru, p_gru, x, {"lengths1": lengths}),
+        ("limit", ntk_rnn.limit_ntk, elman.replace(readout="mean"), None, x, {"lengths1": lengths}),
+    ]
+
+
+def kernels(out: Path) -> dict:
+    import jax
+    import numpy as np
+
+    from ntk_rnn.matfree import ntk_extreme_eigenvalues
+    from ntk_rnn.sharded import KernelOperator, extreme_eigenpairs
+
+    rank = jax.process_index()
+    report: dict = {"processes": jax.process_count(), "devices": jax.device_count()}
+    for name, fn, cfg, params, x, kwargs in cases():
+        args = (cfg, x) if params is None else (cfg, params, x)
+        K = fn(*args, output="sharded", **kwargs)
+        shards = {f"rows_{s.index[0].start}": np.asarray(s.data) for s in K.addressable_shards}
+        np.savez(out / f"{name}.{rank}.npz", **shards)
+        fn(*args, output="npy", path=out / f"{name}.npy", **kwargs)
+        if name == "elman":
+            pairs = extreme_eigenpairs(KernelOperator(K), k=2, key=jax.random.key(3))
+            report["sharded"] = {"smallest": pairs.smallest.tolist(), "largest": pairs.largest.tolist()}
+            matfree = ntk_extreme_eigenvalues(cfg, params, x, key=jax.random.key(3))
+            report["matfree"] = [matfree.lambda_min, matfree.lambda_max]
+    try:  # 30 samples do not split over 4 devices
+        cfg, params, x = cases()[0][2:5]
+        from ntk_rnn import empirical_ntk
+
+        empirical_ntk(cfg, params, x[:30], output="sharded")
+        report["uneven"] = "no error"
+    except ValueError as err:
+        report["uneven"] = str(err)
+    return report
+
+
+def memory(out: Path) -> dict:
+    """Peak resident memory of a kernel call beyond the resident memory before it, for each output, after one
+    unmeasured call that compiles. The peak is reset through /proc/self/clear_refs."""
+    import jax
+
+    import ntk_rnn
+
+    cfg = ntk_rnn.RNNConfig(width=8, input_dim=3, output_dim=1)
+    params = ntk_rnn.init_params(cfg, key=jax.random.key(0))
+    n = 544  # a 151 MB kernel: 4352 rows
+    x = jax.random.normal(jax.random.key(1), (n, 9, 3))
+    report = {"kernel_bytes": 8 * (n * 8) ** 2}
+    for output in ("npy", "sharded", "npy"):
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+        before = _status()["VmRSS"]
+        K = ntk_rnn.empirical_ntk(cfg, params, x, output=output, path=out / "memory.npy" if output == "npy" else None, max_bytes=2**25)
+        report[output] = _status()["VmHWM"] - before
+        del K
+    return report
+
+
+def _status() -> dict[str, int]:
+    """Vm* lines of /proc/self/status in bytes."""
+    with open("/proc/self/status") as status:
+        return {k: int(v.split()[0]) * 1024 for k, v in (line.split(":", 1) for line in status) if k.startswith("Vm")}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("case", choices=("kernels", "memory"))
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--coordinator", required=True)
+    parser.add_argument("--num-processes", type=int, required=True)
+    parser.add_argument("--process-id", type=int, required=True)
+    args = parser.parse_args()
+    initialize(args.coordinator, args.num_processes, args.process_id)
+    report = kernels(args.out) if args.case == "kernels" else memory(args.out)
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
