@@ -147,10 +147,18 @@ class InputPair(NamedTuple):
     lengths1: jax.Array | None = None
     lengths2: jax.Array | None = None
 
-    def row_part(self, samples: slice) -> InputPair:
-        """The pair with x1 (and lengths1) cut to `samples`: the inputs of those samples' kernel rows."""
-        lengths1 = None if self.lengths1 is None else self.lengths1[samples]
-        return self._replace(x1=self.x1[samples], lengths1=lengths1, symmetric=False)
+    def block(self, rows: slice, cols: slice | None = None) -> InputPair:
+        """The inputs of the kernel block of samples `rows` of x1 against samples `cols` of x2 (None: all);
+        symmetric when the pair is and rows == cols."""
+
+        def cut(x, lengths, part):
+            return (x, lengths) if part is None else (x[part], None if lengths is None else lengths[part])
+
+        x1, lengths1 = cut(self.x1, self.lengths1, rows)
+        x2, lengths2 = cut(self.x2, self.lengths2, cols)
+        symmetric = self.symmetric and rows == cols
+        return self._replace(x1=x1, x2=x1 if symmetric else x2, lengths1=lengths1, lengths2=lengths2,
+                             symmetric=symmetric)  # fmt: skip
 
 
 def check_pair(cfg: RNNConfig, x1, x2=None, positions: Sequence[int] | None = None, lengths1=None,

@@ -1,10 +1,11 @@
-"""Kernels whose rows are split over every device of every process (jax.distributed; docs/theory.md §13).
+"""Kernels whose rows are split over every device of every process (jax.distributed; docs/theory.md §12).
 
 A kernel K (N1, N2) whose rows are grouped by the samples of x1 (`empirical_ntk`, `limit_ntk`,
 `nngp_kernel`) is cut into row panels of consecutive samples, panel k for device k of `jax.devices()`
-(all processes' devices, in JAX's global order). Each device computes its panel against every column, in
-chunks of samples of at most `chunk_bytes` of output each. Every process calls with the same arguments
-(SPMD, as everything under jax.distributed). The output is chosen by `output`:
+(all processes' devices, in JAX's global order). Device k computes its panel, in chunks of samples of at most
+`chunk_bytes` of output each; for K(x, x) it computes only the blocks (k, k + r mod D), r <= D // 2, and the
+rest of its panel are transposes of blocks other devices computed (`plan`). Every process calls with the same
+arguments (SPMD, as everything under jax.distributed). The output is chosen by `output`:
 
 - "numpy": the whole kernel as one host array; one process only (its devices compute in parallel threads).
 - "sharded": a global jax.Array (N1, N2) with NamedSharding(Mesh(jax.devices(), ("rows",)), P("rows", None)):
@@ -20,6 +21,7 @@ All checks (output, path, sizes against host, device and disk memory) run before
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from collections.abc import Callable
@@ -44,7 +46,7 @@ ROWS = "rows"  # the mesh axis the rows are split over
 PARTIAL_SUFFIX = ".partial"
 CHUNK_BYTES = 2**29  # output bytes per chunk where the caller has no memory budget of its own
 
-Panel = Callable[[slice, jax.Device], np.ndarray]  # (samples of x1, device) -> their rows of K, (r, N2)
+Panel = Callable[[slice, slice | None, jax.Device], np.ndarray]  # samples of x1, of x2 (None: all), device -> K block
 
 
 def check_output(output: str, path) -> Path | None:
@@ -164,9 +166,66 @@ def chunks(rows: np.ndarray, start: int, stop: int, columns: int, chunk_bytes: i
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class Block:
+    """One piece of work: the kernel of samples `rows` of x1 against samples `cols` of x2 (None: all of x2),
+    placed at kernel row `row` and column `col`. mirror: also place its transpose at (col, row)."""
+
+    rows: slice
+    cols: slice | None
+    row: int
+    col: int
+    mirror: bool = False
+
+
+def plan(rows: np.ndarray, columns: int, symmetric: bool, devices: int, chunk_bytes: int) -> list[list[Block]]:
+    """The blocks of each device, in row chunks of at most chunk_bytes of output.
+
+    Device k owns the rows of samples [bounds[k], bounds[k+1]) (panel_bounds). Without symmetry it computes
+    its whole row panel. With it (K(x, x)), the panels' column groups are the same sample ranges, and device k
+    computes the blocks (k, k + r mod D) for r = 0..D//2 only; the blocks (k, k - r) for 1 <= r <= D - 1 - D//2
+    are the transposes of blocks (k - r, k) that device k - r computed (mirror). About (D/2 + 1)/D of the flops
+    of whole panels; the block on the diagonal takes the symmetric path when it is one chunk.
+    """
+    bounds = panel_bounds(rows.size, devices)
+    offsets = np.concatenate([[0], np.cumsum(rows)])
+    work = []
+    for k in range(devices):
+        if not symmetric or devices == 1:
+            parts = chunks(rows, bounds[k], bounds[k + 1], columns, chunk_bytes)
+            work.append([Block(part, None, int(offsets[part.start]), 0) for part in parts])
+            continue
+        blocks = []
+        for r in range(devices // 2 + 1):
+            j = (k + r) % devices
+            cols = slice(int(bounds[j]), int(bounds[j + 1]))
+            width = int(offsets[cols.stop] - offsets[cols.start])
+            for part in chunks(rows, bounds[k], bounds[k + 1], width, chunk_bytes):
+                mirror = 1 <= r <= devices - 1 - devices // 2
+                blocks.append(Block(part, cols, int(offsets[part.start]), int(offsets[cols.start]), mirror))
+        work.append(blocks)
+    return work
+
+
 @partial(jax.jit, donate_argnums=0)
-def _put_rows(panel: jax.Array, block: jax.Array, offset) -> jax.Array:
-    return jax.lax.dynamic_update_slice_in_dim(panel, block, offset, axis=0)
+def _put_block(panel: jax.Array, block: jax.Array, row, col) -> jax.Array:
+    return jax.lax.dynamic_update_slice(panel, block, (row, col))
+
+
+@partial(jax.jit, static_argnums=(1, 2), donate_argnums=0)
+def _mirror(K: jax.Array, r: int, p: int) -> jax.Array:
+    """Fill the blocks (k, k - r) of the row-sharded symmetric K ((D p, D p), panels of p rows) with the
+    transposes of the blocks (k - r, k) held by device k - r: one ppermute of p x p floats per device."""
+    mesh = rows_mesh()
+    devices = mesh.size
+
+    def local(panel):
+        k = jax.lax.axis_index(ROWS)
+        sent = jax.lax.dynamic_slice_in_dim(panel, ((k + r) % devices) * p, p, axis=1).T
+        got = jax.lax.ppermute(sent, ROWS, [(j, (j + r) % devices) for j in range(devices)])
+        return jax.lax.dynamic_update_slice_in_dim(panel, got, ((k - r) % devices) * p, axis=1)
+
+    return jax.shard_map(local, mesh=mesh, in_specs=P(ROWS, None), out_specs=P(ROWS, None))(K)
 
 
 def distribute(
@@ -187,36 +246,29 @@ def distribute(
     check_kernel(rows, columns, output, path)
     if not is_split(output):
         return whole()
-    return kernel_rows(panel, rows, columns, output, path, chunk_bytes)
+    return kernel_rows(panel, rows, columns, pair.symmetric, output, path, chunk_bytes)
 
 
 def kernel_rows(
-    panel: Panel, rows: np.ndarray, columns: int, output: str, path: Path | None, chunk_bytes: int
+    panel: Panel, rows: np.ndarray, columns: int, symmetric: bool, output: str, path: Path | None, chunk_bytes: int
 ) -> np.ndarray | jax.Array:
-    """The kernel from its row panels, computed on every device of every process, as `output` says (module
-    docstring; distribute checks the arguments). rows: (n1,) rows of each sample of x1; columns: N2;
-    chunk_bytes: output bytes computed at a time (at least one sample's rows)."""
+    """The kernel from the blocks of `plan`, computed on every device of every process, as `output` says
+    (module docstring; distribute checks the arguments). rows: (n1,) rows of each sample of x1; columns: N2;
+    symmetric: K(x1, x1); chunk_bytes: output bytes computed at a time (at least one sample's rows)."""
     devices = jax.devices()
-    bounds = panel_bounds(rows.size, len(devices))
-    offsets = np.concatenate([[0], np.cumsum(rows)])
-    total = int(offsets[-1])
+    total = int(rows.sum())
+    work = plan(rows, columns, symmetric, len(devices), chunk_bytes)
     mine = [(k, d) for k, d in enumerate(devices) if d.process_index == jax.process_index()]
-    work = {k: chunks(rows, bounds[k], bounds[k + 1], columns, chunk_bytes) for k, _ in mine}
-    bar = tqdm(
-        total=sum(len(w) for w in work.values()),
-        desc="kernel panels",
-        delay=3.0,
-        leave=False,
-        **({} if jax.process_index() == 0 else {"disable": True}),
-    )
+    quiet = {} if jax.process_index() == 0 else {"disable": True}
+    bar = tqdm(total=sum(len(work[k]) for k, _ in mine), desc="kernel blocks", delay=3.0, leave=False, **quiet)
 
-    def blocks(k: int, device: jax.Device):
-        """(row offset within the panel, block) for each chunk of device k's panel, computed on the device."""
-        for part in work[k]:
+    def computed(k: int, device: jax.Device):
+        """(Block, its kernel) for each block of device k, computed on the device."""
+        for block in work[k]:
             with jax.default_device(device):
-                block = panel(part, device)
+                values = panel(block.rows, block.cols, device)
             bar.update()
-            yield int(offsets[part.start] - offsets[bounds[k]]), block
+            yield block, values
 
     def run(fill: Callable[[int, jax.Device], object]) -> list:
         if len(mine) == 1:
@@ -229,34 +281,52 @@ def kernel_rows(
             out = np.empty((total, columns))
 
             def fill_host(k, device):
-                base = int(offsets[bounds[k]])
-                for offset, block in blocks(k, device):
-                    out[base + offset : base + offset + block.shape[0]] = block
+                for b, values in computed(k, device):
+                    out[b.row : b.row + values.shape[0], b.col : b.col + values.shape[1]] = values
+                    if b.mirror:
+                        out[b.col : b.col + values.shape[1], b.row : b.row + values.shape[0]] = values.T
 
             run(fill_host)
             return out
-        if output == "sharded":
-            sharding = NamedSharding(rows_mesh(), P(ROWS, None))
+        if output == "npy":
+            return _write_npy(path, (total, columns), lambda file: run(partial(_fill_file, file, computed)))
+        bounds = panel_bounds(rows.size, len(devices))
+        offsets = np.concatenate([[0], np.cumsum(rows)])
 
-            def fill_device(k, device):
-                size = int(offsets[bounds[k + 1]] - offsets[bounds[k]])
-                buffer = jax.device_put(jnp.zeros((size, columns)), device)
-                for offset, block in blocks(k, device):
-                    buffer = _put_rows(buffer, jax.device_put(block, device), offset)
-                return buffer
+        def fill_device(k, device):
+            base = int(offsets[bounds[k]])
+            buffer = jax.device_put(jnp.zeros((int(offsets[bounds[k + 1]]) - base, columns)), device)
+            for b, values in computed(k, device):
+                buffer = _put_block(buffer, jax.device_put(values, device), b.row - base, b.col)
+            return buffer
 
-            return jax.make_array_from_single_device_arrays((total, columns), sharding, run(fill_device))
-        return _write_npy(path, (total, columns), lambda file: run(partial(_fill_file, file, blocks, offsets, bounds)))
+        sharding = NamedSharding(rows_mesh(), P(ROWS, None))
+        K = jax.make_array_from_single_device_arrays((total, columns), sharding, run(fill_device))
+        if symmetric and len(devices) > 1:
+            for r in range(1, len(devices) - len(devices) // 2):
+                K = _mirror(K, r, total // len(devices))
+        return K
     finally:
         bar.close()
 
 
-def _fill_file(file: _NpyFile, blocks, offsets: np.ndarray, bounds: np.ndarray, k: int, device) -> None:
-    """Write device k's rows into the open .npy file (rows are contiguous in C order: one write per chunk)."""
-    base = int(offsets[bounds[k]])
-    for offset, block in blocks(k, device):
-        data = np.ascontiguousarray(block, dtype="<f8")
-        os.pwrite(file.fd, data.tobytes(), file.header + 8 * file.columns * (base + offset))
+def _fill_file(file: _NpyFile, computed, k: int, device) -> None:
+    """Write device k's blocks (and their mirrors) into the open .npy file: one positioned write per block when
+    it spans whole rows, else one per row."""
+    for b, values in computed(k, device):
+        values = np.ascontiguousarray(values, dtype="<f8")
+        _write_rectangle(file, values, b.row, b.col)
+        if b.mirror:
+            _write_rectangle(file, np.ascontiguousarray(values.T), b.col, b.row)
+
+
+def _write_rectangle(file: _NpyFile, values: np.ndarray, row: int, col: int) -> None:
+    start = file.header + 8 * (file.columns * row + col)
+    if values.shape[1] == file.columns:
+        os.pwrite(file.fd, values.tobytes(), start)
+        return
+    for i, line in enumerate(values):
+        os.pwrite(file.fd, line.tobytes(), start + 8 * file.columns * i)
 
 
 class _NpyFile:

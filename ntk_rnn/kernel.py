@@ -56,7 +56,7 @@ def empirical_ntk(
       output: "numpy" (the whole kernel on this host), "sharded" (a global jax.Array split by rows over
         every device of every process) or "npy" (written to the .npy file `path`, returned memory-mapped
         read-only). With several devices or processes, each device computes the rows of its share of
-        the samples of x1 (ntk_rnn.distributed; docs/theory.md §13).
+        the samples of x1 (ntk_rnn.distributed; docs/theory.md §12).
 
     Returns:
       (n1 * P1 * d, n2 * P2 * d) float64 kernel, rows ordered (sample, position, unit); with readout
@@ -68,8 +68,8 @@ def empirical_ntk(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
-    def panel(samples: slice, device: jax.Device) -> np.ndarray:
-        return _kernel(cfg, jax.device_put(params, device), pair.row_part(samples), method, max_bytes)
+    def panel(rows: slice, cols: slice | None, device: jax.Device) -> np.ndarray:
+        return _kernel(cfg, jax.device_put(params, device), pair.block(rows, cols), method, max_bytes)
 
     return distribute(cfg, pair, lambda: _kernel(cfg, params, pair, method, max_bytes), panel, output, path,
                       max_bytes // 4)  # fmt: skip

@@ -414,7 +414,7 @@ def nngp_kernel(cfg: RNNConfig, x1, x2=None, positions: Sequence[int] | None = N
 
 def _kernel(rec: _Recursion, cfg: RNNConfig, pair, output: str, path) -> np.ndarray | jax.Array:
     return distribute(cfg, pair, lambda: _output_kernel(rec, cfg, pair),
-                      lambda samples, device: _output_kernel(rec, cfg, pair.row_part(samples)), output, path,
+                      lambda rows, cols, device: _output_kernel(rec, cfg, pair.block(rows, cols)), output, path,
                       CHUNK_BYTES)  # fmt: skip
 
 

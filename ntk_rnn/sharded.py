@@ -1,4 +1,4 @@
-"""Products with kernels spread over devices, for the iterative eigensolvers (docs/theory.md §13).
+"""Products with kernels spread over devices, for the iterative eigensolvers (docs/theory.md §12).
 
 - `KernelOperator`: a row-sharded kernel (`empirical_ntk(..., output="sharded")`) as a scipy LinearOperator.
   A product V (N, b) -> K V computes each device's rows K_k V and gathers them: one all-gather of N x b

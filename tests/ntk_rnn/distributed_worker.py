@@ -21,14 +21,11 @@ def cases():
     import ntk_rnn
 
     elman = ntk_rnn.RNNConfig(width=32, input_dim=3, output_dim=2, trainable=("W", "A", "B"))
-    gru = ntk_rnn.RNNConfig(width=8, input_dim=3, output_dim=3, cell="gru", readout="last")
     x = jax.random.normal(jax.random.key(1), (32, 9, 3))
     lengths = 1 + jax.random.randint(jax.random.key(2), (32,), 0, 9)
     p_elman = ntk_rnn.init_params(elman, key=jax.random.key(0))
-    p_gru = ntk_rnn.init_params(gru, key=jax.random.key(0))
     return [
         ("elman", ntk_rnn.empirical_ntk, elman, p_elman, x, {"max_bytes": 2**20}),
-        ("gru", ntk_rnn.empirical_ntk, gru, p_gru, x, {"lengths1": lengths}),
         ("limit", ntk_rnn.limit_ntk, elman.replace(readout="mean"), None, x, {"lengths1": lengths}),
     ]
 

@@ -51,12 +51,12 @@ def _assemble(directory: Path, name: str, processes: int, shape) -> np.ndarray:
 
 @pytest.mark.parametrize("processes", [2, 4])
 def test_kernels_and_eigenvalues_on_several_processes_equal_one_process(tmp_path, processes):
-    """Row-sharded and .npy kernels (Elman §2 path, GRU with lengths, the limit kernel) to 1e-12, and the extreme
+    """Row-sharded and .npy kernels (the Elman §2 path, and the limit kernel with lengths) to 1e-12, and the extreme
     eigenvalues of the sharded kernel and of the sample-split matrix-free operator to 1e-8, on 2 and 4 processes."""
     reports = [_report(s) for s in launch_local([sys.executable, WORKER, "kernels", "--out", str(tmp_path)],
                                                 processes, TIMEOUT)]  # fmt: skip
     assert all(r["processes"] == processes and r["devices"] == processes for r in reports)
-    for name in ("elman", "gru", "limit"):
+    for name in ("elman", "limit"):
         K = _single(name)
         scale = np.abs(K).max()
         sharded = _assemble(tmp_path, name, processes, K.shape)
@@ -110,10 +110,33 @@ def test_outputs_equal_the_plain_kernel(tmp_path):
         assert np.abs(written - K).max() <= 1e-12 * np.abs(K).max()
 
 
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_plan_places_every_entry_once(symmetric):
+    """Over 1..7 devices, with and without symmetry (blocks plus their mirrors), every kernel entry is computed
+    or mirrored exactly once, and no chunk exceeds the budget unless it is one sample."""
+    rows = np.array([2, 3, 1, 4, 2, 2, 3, 1, 5, 2, 1, 3, 2])
+    total = int(rows.sum())
+    for devices in range(1, 8):
+        count = np.zeros((total, total), int)
+        flops = 0
+        for k, blocks in enumerate(distributed.plan(rows, total, symmetric, devices, chunk_bytes=8 * 6 * total)):
+            for b in blocks:
+                height = int(rows[b.rows].sum())
+                width = total if b.cols is None else int(rows[b.cols].sum())
+                assert 8 * height * width <= 8 * 6 * total or b.rows.stop - b.rows.start == 1
+                count[b.row : b.row + height, b.col : b.col + width] += 1
+                if b.mirror:
+                    count[b.col : b.col + width, b.row : b.row + height] += 1
+                flops += height * width
+        assert (count == 1).all(), (devices, symmetric)
+        if symmetric and devices >= 4:
+            assert flops < 0.8 * total**2  # the mirrors save work
+
+
 def test_chunks_cover_the_samples_within_the_budget():
     rows = np.array([3, 1, 4, 1, 5, 9, 2, 6])
     parts = distributed.chunks(rows, 1, 7, columns=10, chunk_bytes=8 * 10 * 6)
-    assert [(p.start, p.stop) for p in parts] == [(1, 3), (3, 5), (5, 6), (6, 7)]
+    assert [(p.start, p.stop) for p in parts] == [(1, 4), (4, 5), (5, 6), (6, 7)]  # rows 1+4+1, 5, 9 (alone), 2
     assert distributed.panel_bounds(10, 4).tolist() == [0, 2, 5, 7, 10]
 
 
@@ -138,7 +161,7 @@ def test_bad_outputs_are_refused_before_any_work(tmp_path, monkeypatch):
             ntk_rnn.empirical_ntk(cfg, params, x, output="npy", path=locked / "k.npy")
     with pytest.raises(ValueError, match="path is only for output='npy'"):
         ntk_rnn.empirical_ntk(cfg, params, x, path=tmp_path / "k.npy")
-    monkeypatch.setattr(distributed, "host_bytes_available", lambda: 1000)
+    monkeypatch.setattr(distributed, "host_bytes_available", lambda: 100)  # the kernel is 8 x 8 x 8 bytes
     with pytest.raises(ValueError, match=r"larger than this host's available memory"):
         ntk_rnn.empirical_ntk(cfg, params, x)
     with pytest.raises(ValueError, match=r"larger than .*'s memory"):
@@ -163,9 +186,11 @@ FOUR_DEVICES = textwrap.dedent(
     for name, fn, cfg, params, x, kwargs in cases():
         args = (cfg, x) if params is None else (cfg, params, x)
         out[name] = fn(*args, **kwargs)
-        out[name + "_sharded"] = np.asarray(fn(*args, output="sharded", **kwargs))
-        out[name + "_shards"] = np.array(len(fn(*args, output="sharded", **kwargs).addressable_shards))
+        sharded = fn(*args, output="sharded", **kwargs)
+        out[name + "_sharded"], out[name + "_shards"] = np.asarray(sharded), len(sharded.addressable_shards)
     name, fn, cfg, params, x, kwargs = cases()[0]
+    out["elman_x2"] = fn(cfg, params, x, x[:12], **kwargs)
+    out["elman_x2_sharded"] = np.asarray(fn(cfg, params, x, x[:12], output="sharded", **kwargs))
     V = np.asarray(jax.random.normal(jax.random.key(4), (out["elman"].shape[0], 3)))
     out["KV_split"] = np.asarray(split_ntk_matmat(cfg, params, x, tuple(range(1, 9)), None, V))
     out["KV_operator"] = KernelOperator(fn(cfg, params, x, output="sharded", **kwargs)) @ V
@@ -185,11 +210,15 @@ def test_four_devices_in_one_process_equal_one_device(tmp_path):
                           capture_output=True, text=True, timeout=TIMEOUT)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     with np.load(result) as four:
-        for name in ("elman", "gru", "limit"):
+        for name in ("elman", "limit"):
             K = _single(name)
             for kind in ("", "_sharded"):
                 assert np.abs(four[name + kind] - K).max() <= 1e-12 * np.abs(K).max(), name + kind
             assert int(four[name + "_shards"]) == 4
+        (_, _, cfg, params, x, kwargs) = cases()[0]
+        K = ntk_rnn.empirical_ntk(cfg, params, x, x[:12], **kwargs)
+        for kind in ("", "_sharded"):
+            assert np.abs(four["elman_x2" + kind] - K).max() <= 1e-12 * np.abs(K).max(), kind
         K, V = _single("elman"), four["V"]
         for kind in ("KV_split", "KV_operator"):
             assert np.abs(four[kind] - K @ V).max() <= 1e-12 * np.abs(K @ V).max(), kind
