@@ -3,6 +3,7 @@
 - `KernelOperator`: a row-sharded kernel (`empirical_ntk(..., output="sharded")`) as a scipy LinearOperator.
   A product V (N, b) -> K V computes each device's rows K_k V and gathers them: one all-gather of N x b
   floats. diag(K) and columns K[:, idx] come back the same way.
+- `kernel_eigenpairs`: the k smallest and largest eigenpairs of such a kernel (ntk_rnn.eigen's solver).
 - `split_ntk_matmat`: K V = J (J^T V) with the samples split over the devices. Each device pulls its
   samples' rows of V back through its vjp (J_k^T V_k), one psum (an all-reduce of |theta| x b floats) adds
   them into J^T V, and each device's jvp gives its rows of K V, gathered.
@@ -22,10 +23,12 @@ import scipy.sparse.linalg
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ntk_rnn.checks import Params
+from ntk_rnn.checks import Params, check_key
 from ntk_rnn.config import RNNConfig
 from ntk_rnn.distributed import ROWS, rows_mesh
-from ntk_rnn.model import output_fn, trainable
+from ntk_rnn.eigen import DEFAULT_MAX_BYTES, ExtremeEigenpairs, extreme_eigenpairs
+from ntk_rnn.kernel import empirical_ntk
+from ntk_rnn.model import output_fn, real_rows, trainable
 
 
 def gathered(array: jax.Array) -> np.ndarray:
@@ -100,3 +103,40 @@ def split_ntk_matmat(cfg: RNNConfig, params: Params, x: jax.Array, positions, le
     specs = (P(), split, None if lengths is None else split, split)
     # check_vma is off: the model's scan starts from a replicated zero state that its body makes device-varying
     return jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=P(), check_vma=False)(params, x, lengths, V)
+
+
+def kernel_eigenpairs(
+    K: jax.Array,
+    k: int = 1,
+    *,
+    key: jax.Array | None = None,
+    tol: float = 1e-10,
+    maxiter: int = 2000,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> ExtremeEigenpairs:
+    """The k smallest and k largest eigenpairs of a symmetric PSD kernel held as a jax.Array (row-sharded over
+    any devices and processes, e.g. `empirical_ntk(..., output="sharded")`, or on one device), by
+    ntk_rnn.eigen.extreme_eigenpairs: every product K V is one all-gather, the preconditioner's columns are read
+    from K. key: for the pivots and starting vectors (None: jax.random.key(0)); tol, maxiter, max_bytes: as
+    there. Every process returns the same pairs (vectors (N, k) on every process)."""
+    op = KernelOperator(K)
+    key = jax.random.key(0) if key is None else check_key(key)
+    return extreme_eigenpairs(op, op.diagonal(), op.columns, k=k, key=key, tol=tol, maxiter=maxiter,
+                              max_bytes=max_bytes)  # fmt: skip
+
+
+def replicated_ntk(cfg: RNNConfig, params: Params, x1: jax.Array, x2: jax.Array, *, positions, lengths1, lengths2,
+                   max_bytes: int) -> np.ndarray:  # fmt: skip
+    """empirical_ntk(cfg, params, x1, x2, ...) as a numpy array on every process. On one process that is the
+    plain call; on several, the rows are computed over all devices (x1 padded with zero sequences to a
+    multiple of the device count, their rows dropped) and gathered."""
+    kwargs = {"positions": positions, "lengths2": lengths2, "max_bytes": max_bytes}
+    if jax.process_count() == 1:
+        return empirical_ntk(cfg, params, x1, x2, lengths1=lengths1, **kwargs)
+    n, length = x1.shape[:2]
+    pad = -n % jax.device_count()
+    x1 = jnp.concatenate([x1, jnp.zeros((pad, *x1.shape[1:]), x1.dtype)])
+    if lengths1 is not None:
+        lengths1 = jnp.concatenate([jnp.asarray(lengths1), jnp.full((pad,), length, jnp.asarray(lengths1).dtype)])
+    K = gathered(empirical_ntk(cfg, params, x1, x2, lengths1=lengths1, output="sharded", **kwargs))
+    return K[: int(real_rows(cfg, positions, None if lengths1 is None else lengths1[:n], n).sum())]

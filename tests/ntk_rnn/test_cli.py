@@ -23,6 +23,29 @@ def test_cli_kernel_and_train(tmp_path, capsys):
     assert "jax" in record["environment"]["packages"]
 
 
+def test_cli_kernel_outputs_agree(tmp_path, capsys):
+    """--output sharded (LOBPCG extreme eigenvalues), --output npy and --matrix-free agree with --output numpy
+    (eigvalsh); --kernel limit runs; flags that do not go together are refused."""
+    args = ["--width", "16", "--n", "12", "--length", "5", "--input-dim", "4"]
+    runs = {}
+    for name, extra in [("numpy", []), ("sharded", ["--output", "sharded"]), ("matfree", ["--matrix-free"]),
+                        ("npy", ["--output", "npy", "--path", str(tmp_path / "K.npy")]),
+                        ("limit", ["--kernel", "limit", "--output", "sharded"])]:  # fmt: skip
+        assert cli.main(["kernel", *args, *extra]) == 0, name
+        runs[name] = json.loads(capsys.readouterr().out)
+    exact = runs["numpy"]
+    for name in ("sharded", "matfree"):
+        for key in ("lambda_min", "lambda_max"):
+            assert runs[name][key] == pytest.approx(exact[key], rel=1e-8), (name, key)
+    assert np.load(tmp_path / "K.npy").shape == tuple(exact["shape"]) and "lambda_min" not in runs["npy"]
+    assert runs["limit"]["kernel"] == "limit" and runs["limit"]["lambda_min"] > 0
+    assert all(r["processes"] == 1 and len(r["peak_rss_gib"]) == 1 for r in runs.values())
+    assert cli.main(["kernel", *args, "--matrix-free", "--kernel", "limit"]) == 2
+    assert "--matrix-free" in capsys.readouterr().err
+    assert cli.main(["kernel", *args, "--output", "npy"]) == 2
+    assert "needs path" in capsys.readouterr().err
+
+
 def test_cli_reports_divergence_and_bad_input(tmp_path, capsys):
     args = ["--width", "16", "--n", "4", "--length", "4", "--input-dim", "4"]
     run = tmp_path / "bad"
