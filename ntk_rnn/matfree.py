@@ -14,7 +14,7 @@ pivoted Cholesky preconditioner for lambda_min; its docstring says why). The NTK
 - the diagonal blocks K[i, i] of each sample i (its P d rows), from the structured kernel of sample chunks
   of about DIAGONAL_ROWS rows; a zero on the diagonal (an output that no trainable parameter moves) is an
   exact zero eigenvalue;
-- columns K[:, rows of samples S] = empirical_ntk(x[S], x).T, grouped by sample, at about 1/50 of a
+- columns K[:, rows of samples S] = empirical_ntk(x[S], x).T, grouped by sample, at 1/20..1/40 of a
   product's cost per column, so the preconditioner's r columns (up to N / 2) cost far fewer products.
 
 The smallest eigenvalues cluster at 1e-4..1e-7 of lambda_max, where unpreconditioned Krylov methods need
