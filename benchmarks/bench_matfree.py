@@ -5,14 +5,15 @@ data (`ntk_rnn.synthetic_sequences`, delta = 0.5), d_x = 8, d = 1. For each size
 subprocess and reports:
 
 - dense: `empirical_ntk` then `scipy.linalg.eigvalsh` (seconds for each), the kernel's condition number;
-- matrix-free: `ntk_extreme_eigenvalues` (seconds, products v -> K v spent, tol = 1e-10) and the
-  relative errors of its lambda_min and lambda_max against the dense ones;
+- matrix-free: `ntk_extreme_eigenvalues` (seconds, products v -> K v spent, kernel columns read for the
+  preconditioner, tol = 1e-10), the relative errors of its lambda_min and lambda_max against the dense
+  ones, and the ratio of its time to the dense path's (kernel + eigvalsh) in the same run;
 - the peak resident memory of the process (ru_maxrss, GiB): dense and matrix-free run in separate
   processes, so each has its own.
 
 Sizes whose dense kernel and LAPACK's copy (16 N^2 bytes) exceed --dense-gib run matrix-free only.
 
-    python benchmarks/bench_matfree.py                  # the default grid (about 25 min on 2 cores)
+    python benchmarks/bench_matfree.py                  # the default grid 
     python benchmarks/bench_matfree.py --sizes 64,16,256 1024,16,256   # other (n, L, m)
 """
 
@@ -52,7 +53,7 @@ def run_one(n: int, length: int, m: int, mode: str) -> dict:
     else:
         result = ntk_extreme_eigenvalues(cfg, params, x, key=jax.random.key(SEED + 2))
         out.update(seconds=time.perf_counter() - start, lambda_min=result.lambda_min,
-                   lambda_max=result.lambda_max, matvecs=result.matvecs)  # fmt: skip
+                   lambda_max=result.lambda_max, matvecs=result.matvecs, columns=result.columns)  # fmt: skip
     out["peak_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
     return out
 
@@ -77,8 +78,9 @@ def main() -> None:
         return
 
     print("| n | L | m | N = n(L-1) | cond(K) | dense: kernel s + eigvalsh s | dense peak GiB | matrix-free s | "
-          "products | matrix-free peak GiB | rel. err lambda_min | rel. err lambda_max |")  # fmt: skip
-    print("|" + "---|" * 12)
+          "products | columns | matrix-free peak GiB | rel. err lambda_min | rel. err lambda_max | "
+          "matrix-free / dense |")  # fmt: skip
+    print("|" + "---|" * 14)
     for n, length, m in (map(int, size.split(",")) for size in args.sizes):
         size = n * (length - 1) * D
         dense_gib = 16 * size**2 / 2**30
@@ -92,13 +94,14 @@ def main() -> None:
             seconds = f"{dense['kernel_seconds']:.2f} + {dense['eigh_seconds']:.2f}"
             cells += [f"{dense['lambda_max'] / dense['lambda_min']:.2g}", seconds, f"{dense['peak_gib']:.2f}"]
         if "error" in mf:
-            cells += [mf["error"], "", "", "", ""]
+            cells += [mf["error"], "", "", "", "", "", ""]
         else:
-            cells += [f"{mf['seconds']:.1f}", str(mf["matvecs"]), f"{mf['peak_gib']:.2f}"]
+            cells += [f"{mf['seconds']:.1f}", str(mf["matvecs"]), str(mf["columns"]), f"{mf['peak_gib']:.2f}"]
             if "error" in dense:
-                cells += [f"(lambda_min {mf['lambda_min']:.4g})", f"(lambda_max {mf['lambda_max']:.4g})"]
+                cells += [f"(lambda_min {mf['lambda_min']:.4g})", f"(lambda_max {mf['lambda_max']:.4g})", ""]
             else:
                 cells += [f"{abs(mf[k] / dense[k] - 1):.1e}" for k in ("lambda_min", "lambda_max")]
+                cells.append(f"{mf['seconds'] / (dense['kernel_seconds'] + dense['eigh_seconds']):.2f}")
         print("| " + " | ".join(cells) + " |", flush=True)
 
 

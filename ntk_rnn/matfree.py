@@ -4,32 +4,31 @@
 The kernel is the one `ntk_rnn.empirical_ntk(cfg, params, x, positions=positions)` returns, K = J J^T with J
 the Jacobian of the selected outputs (rows ordered by sample, position, unit; one row per sequence and unit
 for readout "last"/"mean") with respect to the trainable parameters. Neither K (N x N, N = n P d) nor J is
-ever held: memory is O(N s + n L m + |theta|) for a sketch of s <= 512 columns.
+ever held: memory is O(N r + n L m + |theta|) for a Nystrom factor of r columns.
 
-- lambda_max: ARPACK Lanczos (`scipy.sparse.linalg.eigsh`, which="LA"); the top of the NTK spectrum is well
-  separated, so it converges in a few dozen products.
-- lambda_min: LOBPCG (`scipy.sparse.linalg.lobpcg`, largest=False, a block of 2 vectors) with a
-  preconditioner, since the smallest eigenvalues are clustered at 1e-4..1e-6 of lambda_max, where
-  unpreconditioned Krylov methods need tens of thousands of products. The preconditioner is a Nystrom
-  approximation (Frangella, Tropp & Udell 2023) of the Jacobi-scaled kernel S = D^-1/2 K D^-1/2, D = diag(K):
-  with S ~ U diag(s) U^T of rank r = min(512, N/4), M = D^-1/2 [U diag(s_r / s) U^T + (I - U U^T)] D^-1/2.
-  Scaling by diag(K) removes the spread between early and late positions, and the sketch removes the top
-  eigen-directions (r products). diag(K) is read off the structured kernel of chunks of about 256 rows; a
-  zero on it (an output that no trainable parameter moves) means lambda_min = 0.
+The eigensolver is `ntk_rnn.eigen.extreme_eigenpairs` (LOBPCG at both ends, a block-Jacobi-scaled randomly
+pivoted Cholesky preconditioner for lambda_min; its docstring says why). The NTK supplies it with:
 
-LOBPCG stops when both vectors of its block have ||K v - lambda v|| <= tol * lambda_max, or after maxiter
-iterations (one call, no restarts). Its residuals can stall near 1e-11 lambda_max, so the smallest pair alone
-is then accepted at 10 tol lambda_max; ARPACK stops on its own criterion at the same tol. The eigenvalue
-error is second order in the residual (accuracy against dense eigvalsh: docs/benchmarks.md). Where the
-residual floor, about 1e-11 lambda_max, reaches lambda_min itself (condition numbers near 1e11), no float64
-method converges, and EigenvalueConvergenceError is raised when maxiter runs out. Starting vectors and the
-sketch come from an explicit key, so results are deterministic.
+- products V -> K V (the expensive part: a forward pass, a vjp and a jvp over all n sequences per pair of
+  columns);
+- the diagonal blocks K[i, i] of each sample i (its P d rows), from the structured kernel of sample chunks
+  of about DIAGONAL_ROWS rows; a zero on the diagonal (an output that no trainable parameter moves) is an
+  exact zero eigenvalue;
+- columns K[:, rows of samples S] = empirical_ntk(x[S], x).T, grouped by sample, at 1/20..1/40 of a
+  product's cost per column, so the preconditioner's r columns (up to N / 2) cost far fewer products.
+
+The smallest eigenvalues cluster at 1e-4..1e-7 of lambda_max, where unpreconditioned Krylov methods need
+tens of thousands of products. Each eigenvalue is accepted only when its own residual satisfies
+||K v - lambda v|| <= 10 tol lambda_max; the eigenvalue error is second order in the residual (accuracy
+against dense eigvalsh: docs/benchmarks.md). Where the residual floor, about 1e-11 lambda_max, reaches
+lambda_min itself (condition numbers near 1e11), no float64 method converges, and
+EigenvalueConvergenceError is raised when maxiter runs out. The pivots and starting vectors come from an
+explicit key, so results are deterministic.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Mapping, Sequence
 from functools import partial
 
@@ -41,28 +40,27 @@ import scipy.sparse.linalg
 
 from ntk_rnn.checks import Params, check_inputs, check_key, check_lengths, check_params, loss_positions
 from ntk_rnn.config import RNNConfig
+from ntk_rnn.eigen import EigenvalueConvergenceError, extreme_eigenpairs
 from ntk_rnn.kernel import DEFAULT_MAX_BYTES, empirical_ntk
 from ntk_rnn.model import output_fn, real_rows, trainable
 
-SKETCH_RANK = 512  # columns of the Nystrom sketch (at most N / 4, and a quarter of max_bytes for its 4 copies)
-BLOCK_SIZE = 2  # LOBPCG block: the smallest eigenvalue is the least of 2 (a guard against a near-miss)
-DIAGONAL_ROWS = 256  # rows per structured-kernel chunk when reading diag(K)
-ACCEPT = 10  # the smallest pair is accepted at residual <= ACCEPT * tol * lambda_max (see below)
-DENSE_BELOW = 10  # below this size the operator is applied to the identity and the tiny matrix diagonalized
+__all__ = ["EigenvalueConvergenceError", "ExtremeEigenvalues", "dense_eigh_bytes", "ntk_extreme_eigenvalues",
+           "ntk_operator"]  # fmt: skip
 
-
-class EigenvalueConvergenceError(RuntimeError):
-    """The iterative eigensolver did not reach the tolerance within maxiter."""
+BLOCK_SIZE = 2  # product columns per vjp/jvp call (1 if memory is short)
+DIAGONAL_ROWS = 256  # rows per structured-kernel chunk when reading the diagonal blocks of K
 
 
 @dataclasses.dataclass(frozen=True)
 class ExtremeEigenvalues:
-    """lambda_min and lambda_max of K (N x N), and the number of products v -> K v spent (matvecs)."""
+    """lambda_min and lambda_max of K (N x N), the number of products v -> K v spent (matvecs) and of kernel
+    columns read for the preconditioner (columns)."""
 
     lambda_min: float
     lambda_max: float
     size: int
     matvecs: int
+    columns: int = 0
 
 
 def dense_eigh_bytes(size: int) -> int:
@@ -165,13 +163,13 @@ def ntk_extreme_eigenvalues(
 
     Args:
       cfg, params: the model; x: (n, L, d_x) sequences; positions, lengths: as in empirical_ntk.
-      key: jax.random key for the starting vectors and the sketch; None means jax.random.key(0).
+      key: jax.random key for the pivots and starting vectors; None means jax.random.key(0).
       tol: relative residual tolerance, ||K v - lambda v|| <= tol * lambda_max (see the module docstring).
-      maxiter: cap on LOBPCG iterations (each at most 4 products) and on ARPACK restarts for lambda_max.
-      max_bytes: memory budget for the column batches of the products and the diagonal's kernel chunks.
+      maxiter: cap on LOBPCG iterations at each end (each at most 2 products).
+      max_bytes: memory budget for the products' column batches, the kernel chunks and the Nystrom factor.
 
     Returns:
-      ExtremeEigenvalues(lambda_min, lambda_max, size N, matvecs).
+      ExtremeEigenvalues(lambda_min, lambda_max, size N, matvecs, columns).
     """
     if not (isinstance(tol, (int, float)) and 0 < tol < 1):
         raise ValueError(f"tol must be a float in (0, 1), got {tol!r}")
@@ -179,90 +177,45 @@ def ntk_extreme_eigenvalues(
         raise ValueError(f"maxiter must be a positive int, got {maxiter!r}")
     key = jax.random.key(0) if key is None else check_key(key)
     op = ntk_operator(cfg, params, x, positions, max_bytes, lengths=lengths)
-    size = op.shape[0]
-    k_start, k_sketch, k_block = jax.random.split(key, 3)
-    if size < DENSE_BELOW:
-        eig = scipy.linalg.eigvalsh(op @ np.eye(size))
-        return ExtremeEigenvalues(float(eig[0]), float(eig[-1]), size, op.matvecs)
-
-    v0 = np.asarray(jax.random.normal(k_start, (size,), dtype=jnp.float64))
-    try:
-        lam_max = float(scipy.sparse.linalg.eigsh(op, k=1, which="LA", v0=v0, tol=tol, maxiter=maxiter,
-                                                  return_eigenvectors=False)[0])  # fmt: skip
-    except scipy.sparse.linalg.ArpackNoConvergence as err:
-        raise EigenvalueConvergenceError(
-            f"lambda_max did not converge to tol={tol} in maxiter={maxiter} ARPACK restarts; raise maxiter or tol"
-        ) from err
-    if lam_max <= 0:
-        return ExtremeEigenvalues(0.0, 0.0, size, op.matvecs)
-
     params, x, pos, lengths = op._args[1:]
-    diag = _kernel_diagonal(cfg, params, x, pos, lengths, max_bytes)
-    if np.any(diag <= 0):  # a zero row of K: an exact zero eigenvalue
-        return ExtremeEigenvalues(0.0, lam_max, size, op.matvecs)
+    groups, blocks = _diagonal_blocks(cfg, params, x, pos, lengths, max_bytes)
 
-    rank = max(1, min(SKETCH_RANK, size // 4, max_bytes // (4 * 4 * 8 * size)))
-    precond = _nystrom_preconditioner(op, diag, rank, k_sketch)
-    block = min(BLOCK_SIZE, max(1, size // 5))
-    X = np.asarray(jax.random.normal(k_block, (size, block), dtype=jnp.float64))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # non-convergence is checked below
-        lam, _, residuals = scipy.sparse.linalg.lobpcg(
-            op, X, M=precond, tol=tol * lam_max, maxiter=maxiter, largest=False, retResidualNormsHistory=True
-        )
-    best = int(np.argmin(lam))
-    residual = float(np.asarray(residuals[-1])[best])
-    if not residual <= ACCEPT * tol * lam_max:
-        raise EigenvalueConvergenceError(
-            f"lambda_min did not converge in maxiter={maxiter} LOBPCG iterations: residual {residual:.3g} > "
-            f"{ACCEPT} tol lambda_max = {ACCEPT * tol * lam_max:.3g} (estimate {float(lam[best]):.6g}); "
-            "raise maxiter or tol"
-        )
-    return ExtremeEigenvalues(float(max(lam[best], 0.0)), lam_max, size, op.matvecs)
+    def columns(idx: np.ndarray) -> np.ndarray:
+        """K[:, idx] (N, b) for idx the rows of whole samples, ascending."""
+        samples = np.unique(groups[idx])
+        sub = None if lengths is None else lengths[samples]
+        C = empirical_ntk(cfg, params, x[samples], x, positions=pos, max_bytes=max_bytes, lengths1=sub,
+                          lengths2=lengths).T  # fmt: skip
+        if C.shape[1] != idx.size:
+            raise AssertionError("columns were asked for part of a sample")
+        return C
+
+    diag = np.concatenate([np.diag(b) for b in blocks])
+    pairs = extreme_eigenpairs(op, diag, columns, groups=groups, diag_blocks=blocks, key=key, tol=tol,
+                               maxiter=maxiter, max_bytes=max_bytes)  # fmt: skip
+    return ExtremeEigenvalues(pairs.lambda_min, pairs.lambda_max, pairs.size, op.matvecs, pairs.columns)
 
 
-def _kernel_diagonal(cfg: RNNConfig, params: Params, x: jax.Array, positions, lengths, max_bytes: int) -> np.ndarray:
-    """diag(K) (N,), from the structured kernel of sample chunks of about DIAGONAL_ROWS rows. The last chunk is
-    padded with copies of the first sample so every chunk has one shape (one compile)."""
+def _diagonal_blocks(cfg: RNNConfig, params: Params, x: jax.Array, positions, lengths, max_bytes: int):
+    """The sample of each row of K, (N,), and each sample's diagonal block K[i, i] (n arrays (P_i d, P_i d)),
+    from the structured kernel of sample chunks of about DIAGONAL_ROWS rows. The last chunk is padded with
+    copies of the first sample so every chunk has one shape (one compile)."""
     n = x.shape[0]
     rows = cfg.output_dim * (1 if positions is None else len(positions))
     c = min(n, max(1, DIAGONAL_ROWS // rows))
     chunks = -(-n // c)
     index = np.concatenate([np.arange(n), np.zeros(chunks * c - n, int)])
-    diag = []
+    groups, blocks = [], []
     for i in range(chunks):
         part = index[i * c : (i + 1) * c]
         chunk_lengths = None if lengths is None else lengths[part]
-        d = np.diag(empirical_ntk(cfg, params, x[part], positions=positions, max_bytes=max_bytes,
-                                  lengths1=chunk_lengths))  # fmt: skip
-        sample = np.repeat(np.arange(c), rows)[real_rows(cfg, positions, chunk_lengths, c)]  # of each row of d
-        diag.append(d[i * c + sample < n])
-    return np.concatenate(diag)
-
-
-def _nystrom_preconditioner(op, diag: np.ndarray, rank: int, key: jax.Array) -> scipy.sparse.linalg.LinearOperator:
-    """M ~ K^-1: D^-1/2 [U diag(s_r / s) U^T + (I - U U^T)] D^-1/2 from a rank-r Nystrom sketch
-    S ~ U diag(s) U^T of S = D^-1/2 K D^-1/2 (the stabilized algorithm of Frangella, Tropp & Udell)."""
-    size = op.shape[0]
-    scale = 1.0 / np.sqrt(diag)
-    omega = np.linalg.qr(np.asarray(jax.random.normal(key, (size, rank), dtype=jnp.float64)))[0]
-    Y = scale[:, None] * (op @ (scale[:, None] * omega))
-    shift = np.finfo(float).eps * np.linalg.norm(Y, 2)
-    Y = Y + shift * omega
-    C = np.linalg.cholesky(omega.T @ Y)
-    U, sigma, _ = np.linalg.svd(scipy.linalg.solve_triangular(C, Y.T, lower=True).T, full_matrices=False)
-    s = np.maximum(sigma**2 - shift, 0.0)
-    floor = max(s[-1], np.finfo(float).eps * s[0])
-    ratio = floor / np.maximum(s, floor)
-
-    def apply(V):
-        V = scale[:, None] * np.asarray(V, dtype=np.float64).reshape(size, -1)
-        coeff = U.T @ V
-        return scale[:, None] * (V + U @ ((ratio - 1.0)[:, None] * coeff))
-
-    return scipy.sparse.linalg.LinearOperator(
-        (size, size), matvec=lambda v: apply(v)[:, 0], matmat=apply, dtype=np.float64
-    )
+        K = empirical_ntk(cfg, params, x[part], positions=positions, max_bytes=max_bytes, lengths1=chunk_lengths)
+        sample = np.repeat(np.arange(c), rows)[real_rows(cfg, positions, chunk_lengths, c)]  # of each row of K
+        for j in range(min(c, n - i * c)):
+            mine = sample == j
+            blocks.append(K[np.ix_(mine, mine)])
+            groups.append(np.full(int(mine.sum()), i * c + j))
+    return np.concatenate(groups), blocks
 
 
 def _check_max_bytes(max_bytes) -> None:
