@@ -62,7 +62,9 @@ def run(processes: int, n: int, width: int, output: str, timeout: float) -> dict
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--n", type=int, nargs="+", default=[128], help="n at one process (weak) / every count (strong)")
+    parser.add_argument(
+        "--n", type=int, nargs="+", default=[128], help="n at one process (weak) / every count (strong)"
+    )
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--outputs", nargs="+", default=["sharded", "npy", "matrix-free"])
     parser.add_argument("--scaling", choices=("weak", "strong", "both"), default="both")

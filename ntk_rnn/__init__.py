@@ -15,6 +15,7 @@ from ntk_rnn.classification import ClassifyConfig, classify, classify_dataset  #
 from ntk_rnn.config import RNNConfig  # noqa: E402
 from ntk_rnn.data import SequenceData, load_npz, save_npz, train_test_split  # noqa: E402
 from ntk_rnn.datasets import digits_sequences, first_token_separation, synthetic_sequences  # noqa: E402
+from ntk_rnn.eigen import ExtremeEigenpairs, extreme_eigenpairs  # noqa: E402
 from ntk_rnn.ensemble import ensemble_moments  # noqa: E402
 from ntk_rnn.kernel import empirical_ntk  # noqa: E402
 from ntk_rnn.limit import forward_kernels, limit_ntk, nngp_kernel  # noqa: E402
@@ -23,6 +24,7 @@ from ntk_rnn.loss import loss, per_sample_losses, residuals  # noqa: E402
 from ntk_rnn.matfree import EigenvalueConvergenceError, ntk_extreme_eigenvalues, ntk_operator  # noqa: E402
 from ntk_rnn.model import apply, flat_outputs, hidden_states, init_params  # noqa: E402
 from ntk_rnn.paired import PairedResult, train_paired  # noqa: E402
+from ntk_rnn.sharded import KernelOperator, kernel_eigenpairs  # noqa: E402
 from ntk_rnn.timeseries import LabeledSequences, load_splits, standardize  # noqa: E402
 from ntk_rnn.training import (  # noqa: E402
     TrainConfig,
@@ -37,7 +39,9 @@ __all__ = [
     "Cell",
     "ClassifyConfig",
     "EigenvalueConvergenceError",
+    "ExtremeEigenpairs",
     "KernelGD",
+    "KernelOperator",
     "LabeledSequences",
     "PairedResult",
     "RNNConfig",
@@ -53,11 +57,13 @@ __all__ = [
     "digits_sequences",
     "empirical_ntk",
     "ensemble_moments",
+    "extreme_eigenpairs",
     "first_token_separation",
     "flat_outputs",
     "forward_kernels",
     "hidden_states",
     "init_params",
+    "kernel_eigenpairs",
     "limit_ntk",
     "linearize",
     "load_npz",

@@ -41,8 +41,9 @@ import scipy.sparse.linalg
 from ntk_rnn.checks import Params, check_inputs, check_key, check_lengths, check_params, loss_positions
 from ntk_rnn.config import RNNConfig
 from ntk_rnn.eigen import EigenvalueConvergenceError, extreme_eigenpairs
-from ntk_rnn.kernel import DEFAULT_MAX_BYTES, empirical_ntk
+from ntk_rnn.kernel import DEFAULT_MAX_BYTES
 from ntk_rnn.model import output_fn, real_rows, trainable
+from ntk_rnn.sharded import gathered, replicated_ntk, split_ntk_matmat
 
 __all__ = ["EigenvalueConvergenceError", "ExtremeEigenvalues", "dense_eigh_bytes", "ntk_extreme_eigenvalues",
            "ntk_operator"]  # fmt: skip
@@ -87,8 +88,10 @@ def _ntk_matmat(cfg: RNNConfig, params: Params, x: jax.Array, positions, lengths
 
 
 class _Operator(scipy.sparse.linalg.LinearOperator):
-    """K as a scipy LinearOperator. Single vectors (ARPACK) go one at a time; blocks (LOBPCG, the sketch) in
-    zero-padded groups of BLOCK_SIZE columns (1 if memory is short), so only two widths are ever compiled."""
+    """K as a scipy LinearOperator. Single vectors go one at a time; blocks in zero-padded groups of BLOCK_SIZE
+    columns (1 if memory is short), so only two widths are ever compiled. With several devices (of any
+    processes) the samples are split over them (ntk_rnn.sharded.split_ntk_matmat), padded with zero
+    sequences to a multiple of the device count."""
 
     def __init__(self, cfg: RNNConfig, params: Params, x: jax.Array, positions, lengths, max_bytes: int):
         self.keep = real_rows(cfg, positions, lengths, x.shape[0])  # the rows of K among flat_outputs'
@@ -101,17 +104,26 @@ class _Operator(scipy.sparse.linalg.LinearOperator):
         self.batch = BLOCK_SIZE if states + BLOCK_SIZE * per_column <= max_bytes // 2 else 1
         self._args = (cfg, params, x, positions, lengths)
         self.matvecs = 0
+        pad = -n % jax.device_count()
+        self.rows = rows * (n + pad) // n  # flat_outputs rows of the padded samples
+        if jax.device_count() == 1:
+            self._product = partial(_ntk_matmat, *self._args)
+        else:
+            x = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)])
+            lengths = None if lengths is None else jnp.concatenate([lengths, jnp.full((pad,), length, lengths.dtype)])
+            self._product = partial(split_ntk_matmat, cfg, params, x, positions, lengths)
 
     def _matmat(self, V):
         V = np.asarray(V, dtype=np.float64).reshape(self.shape[0], -1)
         out = np.empty_like(V)
         b = 1 if V.shape[1] == 1 else self.batch
+        rows = np.flatnonzero(self.keep)
         for start in range(0, V.shape[1], b):
             block = V[:, start : start + b]
             width = block.shape[1]
-            padded = np.zeros((self.keep.size, b))
-            padded[self.keep, :width] = block
-            out[:, start : start + width] = np.asarray(_ntk_matmat(*self._args, jnp.asarray(padded)))[self.keep, :width]
+            padded = np.zeros((self.rows, b))
+            padded[rows, :width] = block
+            out[:, start : start + width] = gathered(self._product(jnp.asarray(padded)))[rows, :width]
         self.matvecs += V.shape[1]
         return out
 
@@ -184,8 +196,8 @@ def ntk_extreme_eigenvalues(
         """K[:, idx] (N, b) for idx the rows of whole samples, ascending."""
         samples = np.unique(groups[idx])
         sub = None if lengths is None else lengths[samples]
-        C = empirical_ntk(cfg, params, x[samples], x, positions=pos, max_bytes=max_bytes, lengths1=sub,
-                          lengths2=lengths).T  # fmt: skip
+        C = replicated_ntk(cfg, params, x[samples], x, positions=pos, lengths1=sub, lengths2=lengths,
+                           max_bytes=max_bytes).T  # fmt: skip
         if C.shape[1] != idx.size:
             raise AssertionError("columns were asked for part of a sample")
         return C
@@ -209,7 +221,8 @@ def _diagonal_blocks(cfg: RNNConfig, params: Params, x: jax.Array, positions, le
     for i in range(chunks):
         part = index[i * c : (i + 1) * c]
         chunk_lengths = None if lengths is None else lengths[part]
-        K = empirical_ntk(cfg, params, x[part], positions=positions, max_bytes=max_bytes, lengths1=chunk_lengths)
+        K = replicated_ntk(cfg, params, x[part], None, positions=positions, lengths1=chunk_lengths, lengths2=None,
+                           max_bytes=max_bytes)  # fmt: skip
         sample = np.repeat(np.arange(c), rows)[real_rows(cfg, positions, chunk_lengths, c)]  # of each row of K
         for j in range(min(c, n - i * c)):
             mine = sample == j

@@ -125,18 +125,22 @@ def kernel_eigenpairs(
                               max_bytes=max_bytes)  # fmt: skip
 
 
-def replicated_ntk(cfg: RNNConfig, params: Params, x1: jax.Array, x2: jax.Array, *, positions, lengths1, lengths2,
-                   max_bytes: int) -> np.ndarray:  # fmt: skip
-    """empirical_ntk(cfg, params, x1, x2, ...) as a numpy array on every process. On one process that is the
-    plain call; on several, the rows are computed over all devices (x1 padded with zero sequences to a
-    multiple of the device count, their rows dropped) and gathered."""
-    kwargs = {"positions": positions, "lengths2": lengths2, "max_bytes": max_bytes}
+def replicated_ntk(cfg: RNNConfig, params: Params, x1: jax.Array, x2: jax.Array | None, *, positions, lengths1,
+                   lengths2, max_bytes: int) -> np.ndarray:  # fmt: skip
+    """empirical_ntk(cfg, params, x1, x2, ...) as a numpy array on every process (x2 None: K(x1, x1)). On one
+    process that is the plain call; on several, the rows are computed over all devices (x1 padded with zero
+    sequences to a multiple of the device count, their rows dropped) and gathered, which needs as many rows
+    on every device (not so for readout "all" with unequal lengths: output="sharded" says so)."""
+    kwargs = {"positions": positions, "max_bytes": max_bytes}
     if jax.process_count() == 1:
-        return empirical_ntk(cfg, params, x1, x2, lengths1=lengths1, **kwargs)
+        return empirical_ntk(cfg, params, x1, x2, lengths1=lengths1, lengths2=lengths2, **kwargs)
+    if x2 is None:
+        x2, lengths2 = x1, lengths1
     n, length = x1.shape[:2]
     pad = -n % jax.device_count()
+    kept = int(real_rows(cfg, positions, lengths1, n).sum())
     x1 = jnp.concatenate([x1, jnp.zeros((pad, *x1.shape[1:]), x1.dtype)])
     if lengths1 is not None:
         lengths1 = jnp.concatenate([jnp.asarray(lengths1), jnp.full((pad,), length, jnp.asarray(lengths1).dtype)])
-    K = gathered(empirical_ntk(cfg, params, x1, x2, lengths1=lengths1, output="sharded", **kwargs))
-    return K[: int(real_rows(cfg, positions, None if lengths1 is None else lengths1[:n], n).sum())]
+    K = empirical_ntk(cfg, params, x1, x2, lengths1=lengths1, lengths2=lengths2, output="sharded", **kwargs)
+    return gathered(K)[:kept]

@@ -22,7 +22,7 @@ from ntk_rnn import distributed
 from ntk_rnn.launch import launch_local
 
 sys.path.insert(0, str(Path(__file__).parent))
-from distributed_worker import cases  # noqa: E402
+from distributed_worker import cases
 
 WORKER = str(Path(__file__).parent / "distributed_worker.py")
 TIMEOUT = 300  # seconds for one multi-process run; a hung collective fails the test instead of CI
@@ -52,7 +52,8 @@ def _assemble(directory: Path, name: str, processes: int, shape) -> np.ndarray:
 @pytest.mark.parametrize("processes", [2, 4])
 def test_kernels_and_eigenvalues_on_several_processes_equal_one_process(tmp_path, processes):
     """Row-sharded and .npy kernels (the Elman §2 path, and the limit kernel with lengths) to 1e-12, and the extreme
-    eigenvalues of the sharded kernel and of the sample-split matrix-free operator to 1e-8, on 2 and 4 processes."""
+    eigenvalues of the sharded kernel to 1e-8 on 2 and 4 processes, and of the sample-split matrix-free operator
+    on 2."""
     reports = [_report(s) for s in launch_local([sys.executable, WORKER, "kernels", "--out", str(tmp_path)],
                                                 processes, TIMEOUT)]  # fmt: skip
     assert all(r["processes"] == processes and r["devices"] == processes for r in reports)
@@ -66,21 +67,22 @@ def test_kernels_and_eigenvalues_on_several_processes_equal_one_process(tmp_path
     assert not list(tmp_path.glob(".*.partial"))  # renamed into place
     eig = scipy.linalg.eigvalsh(_single("elman"))
     for r in reports:  # every process returns the same numbers
-        assert r["sharded"] == reports[0]["sharded"] and r["matfree"] == reports[0]["matfree"]
+        assert r["sharded"] == reports[0]["sharded"] and r.get("matfree") == reports[0].get("matfree")
     smallest, largest = reports[0]["sharded"]["smallest"], reports[0]["sharded"]["largest"]
     assert np.allclose(smallest, eig[:2], rtol=1e-8, atol=0)
     assert np.allclose(largest, eig[-2:][::-1], rtol=1e-8, atol=0) or np.allclose(largest, eig[-2:], rtol=1e-8, atol=0)
-    lam_min, lam_max = reports[0]["matfree"]
-    assert abs(lam_min - eig[0]) <= 1e-8 * eig[0] and abs(lam_max - eig[-1]) <= 1e-8 * eig[-1]
+    if processes == 2:
+        lam_min, lam_max = reports[0]["matfree"]
+        assert abs(lam_min - eig[0]) <= 1e-8 * eig[0] and abs(lam_max - eig[-1]) <= 1e-8 * eig[-1]
     if processes == 4:
-        assert "30 samples" in reports[0]["uneven"] or "n1=30" in reports[0]["uneven"]
+        assert "n1=14 samples" in reports[0]["uneven"]
     else:
         assert reports[0]["uneven"] == "no error"
 
 
 def test_each_process_holds_only_its_share(tmp_path):
     """Two processes: the peak memory of a kernel call beyond what the process held before stays below the whole
-    kernel (151 MB) for the row-sharded output (each holds its half) and far below it for the .npy file (each
+    kernel (103 MB) for the row-sharded output (each holds its half) and far below it for the .npy file (each
     holds one chunk at a time)."""
     reports = [_report(s) for s in launch_local([sys.executable, WORKER, "memory", "--out", str(tmp_path)], 2,
                                                 TIMEOUT)]  # fmt: skip
@@ -119,7 +121,7 @@ def test_plan_places_every_entry_once(symmetric):
     for devices in range(1, 8):
         count = np.zeros((total, total), int)
         flops = 0
-        for k, blocks in enumerate(distributed.plan(rows, total, symmetric, devices, chunk_bytes=8 * 6 * total)):
+        for blocks in distributed.plan(rows, total, symmetric, devices, chunk_bytes=8 * 6 * total):
             for b in blocks:
                 height = int(rows[b.rows].sum())
                 width = total if b.cols is None else int(rows[b.cols].sum())
@@ -150,7 +152,7 @@ def test_bad_outputs_are_refused_before_any_work(tmp_path, monkeypatch):
         ntk_rnn.empirical_ntk(cfg, params, x, output="hdf5")
     with pytest.raises(ValueError, match="needs path"):
         ntk_rnn.empirical_ntk(cfg, params, x, output="npy")
-    with pytest.raises(ValueError, match="path must end in .npy"):
+    with pytest.raises(ValueError, match=r"path must end in \.npy"):
         ntk_rnn.empirical_ntk(cfg, params, x, output="npy", path=tmp_path / "k.bin")
     with pytest.raises(ValueError, match="does not exist"):
         ntk_rnn.limit_ntk(cfg, x, output="npy", path=tmp_path / "missing" / "k.npy")
@@ -189,10 +191,10 @@ FOUR_DEVICES = textwrap.dedent(
         sharded = fn(*args, output="sharded", **kwargs)
         out[name + "_sharded"], out[name + "_shards"] = np.asarray(sharded), len(sharded.addressable_shards)
     name, fn, cfg, params, x, kwargs = cases()[0]
-    out["elman_x2"] = fn(cfg, params, x, x[:12], **kwargs)
-    out["elman_x2_sharded"] = np.asarray(fn(cfg, params, x, x[:12], output="sharded", **kwargs))
+    out["elman_x2"] = fn(cfg, params, x, x[:6], **kwargs)
+    out["elman_x2_sharded"] = np.asarray(fn(cfg, params, x, x[:6], output="sharded", **kwargs))
     V = np.asarray(jax.random.normal(jax.random.key(4), (out["elman"].shape[0], 3)))
-    out["KV_split"] = np.asarray(split_ntk_matmat(cfg, params, x, tuple(range(1, 9)), None, V))
+    out["KV_split"] = np.asarray(split_ntk_matmat(cfg, params, x, tuple(range(1, 6)), None, V))
     out["KV_operator"] = KernelOperator(fn(cfg, params, x, output="sharded", **kwargs)) @ V
     out["V"] = V
     np.savez(sys.argv[1], **out)
@@ -216,7 +218,7 @@ def test_four_devices_in_one_process_equal_one_device(tmp_path):
                 assert np.abs(four[name + kind] - K).max() <= 1e-12 * np.abs(K).max(), name + kind
             assert int(four[name + "_shards"]) == 4
         (_, _, cfg, params, x, kwargs) = cases()[0]
-        K = ntk_rnn.empirical_ntk(cfg, params, x, x[:12], **kwargs)
+        K = ntk_rnn.empirical_ntk(cfg, params, x, x[:6], **kwargs)
         for kind in ("", "_sharded"):
             assert np.abs(four["elman_x2" + kind] - K).max() <= 1e-12 * np.abs(K).max(), kind
         K, V = _single("elman"), four["V"]

@@ -1,6 +1,5 @@
 """The structured kernel against two autodiff references, plus shapes, ordering and errors."""
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
