@@ -96,7 +96,7 @@ def _kernel(args) -> int:
     if args.matrix_free and (args.kernel != "empirical" or args.output != "numpy"):
         raise ValueError("--matrix-free forms no kernel: it takes neither --kernel limit nor --output")
     start = time.perf_counter()
-    summary: dict = {"kernel": args.kernel, "output": args.output}
+    summary: dict = {"kernel": args.kernel, "method": args.method, "output": args.output}
     if args.matrix_free:
         result = ntk_extreme_eigenvalues(cfg, params, data.x, args.positions, lengths=data.lengths)
         summary |= {"shape": [result.size] * 2, "lambda_min": result.lambda_min, "lambda_max": result.lambda_max,
