@@ -200,8 +200,8 @@ def plan(rows: np.ndarray, columns: int, symmetric: bool, devices: int, chunk_by
             j = (k + r) % devices
             cols = slice(int(bounds[j]), int(bounds[j + 1]))
             width = int(offsets[cols.stop] - offsets[cols.start])
+            mirror = 1 <= r <= devices - 1 - devices // 2
             for part in chunks(rows, bounds[k], bounds[k + 1], width, chunk_bytes):
-                mirror = 1 <= r <= devices - 1 - devices // 2
                 blocks.append(Block(part, cols, int(offsets[part.start]), int(offsets[cols.start]), mirror))
         work.append(blocks)
     return work
@@ -295,7 +295,7 @@ def kernel_rows(
 
         def fill_device(k, device):
             base = int(offsets[bounds[k]])
-            buffer = jax.device_put(jnp.zeros((int(offsets[bounds[k + 1]]) - base, columns)), device)
+            buffer = jnp.zeros((int(offsets[bounds[k + 1]]) - base, columns), device=device)
             for b, values in computed(k, device):
                 buffer = _put_block(buffer, jax.device_put(values, device), b.row - base, b.col)
             return buffer

@@ -30,6 +30,8 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg
 
+from ntk_rnn.checks import check_key
+
 DEFAULT_MAX_BYTES = 2 * 2**30
 MAX_RANK = 4096  # columns of the Nystrom factor: at most N / 2, MAX_RANK, and what max_bytes allows
 ROUNDS = 4  # rounds of column reads in the randomly pivoted Cholesky
@@ -63,6 +65,15 @@ class ExtremeEigenpairs:
     @property
     def lambda_max(self) -> float:
         return float(self.largest[-1])
+
+
+def check_solver_args(key: jax.Array | None, tol, maxiter) -> jax.Array:
+    """The solver's key (None: jax.random.key(0)), tol in (0, 1) and maxiter >= 1, checked; returns the key."""
+    if not (isinstance(tol, (int, float)) and 0 < tol < 1):
+        raise ValueError(f"tol must be a float in (0, 1), got {tol!r}")
+    if not isinstance(maxiter, int) or isinstance(maxiter, bool) or maxiter < 1:
+        raise ValueError(f"maxiter must be a positive int, got {maxiter!r}")
+    return jax.random.key(0) if key is None else check_key(key)
 
 
 class _Counted(scipy.sparse.linalg.LinearOperator):
@@ -126,11 +137,7 @@ def extreme_eigenpairs(
         raise ValueError(f"op must be square and diag (N,) with N = {size}, got {op.shape} and {diag.shape}")
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= size:
         raise ValueError(f"k must be an int in [1, N = {size}], got {k!r}")
-    if not (isinstance(tol, (int, float)) and 0 < tol < 1):
-        raise ValueError(f"tol must be a float in (0, 1), got {tol!r}")
-    if not isinstance(maxiter, int) or isinstance(maxiter, bool) or maxiter < 1:
-        raise ValueError(f"maxiter must be a positive int, got {maxiter!r}")
-    key = jax.random.key(0) if key is None else key
+    key = check_solver_args(key, tol, maxiter)
     groups = np.arange(size) if groups is None else np.asarray(groups).reshape(-1)
     if groups.shape != (size,):
         raise ValueError(f"groups must have shape ({size},), got {groups.shape}")

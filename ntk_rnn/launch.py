@@ -38,8 +38,9 @@ def launch_local(command: Sequence[str], processes: int, timeout: float, env: di
 
         try:
             deadline = time.monotonic() + timeout
-            while any(proc.poll() is None for proc in procs):
-                failed = [k for k, proc in enumerate(procs) if proc.poll()]
+            while (failed := [k for k, proc in enumerate(procs) if proc.poll()]) or any(
+                proc.returncode is None for proc in procs
+            ):
                 if failed:
                     raise RuntimeError(f"process {failed[0]} of {processes} exited with "
                                        f"{procs[failed[0]].returncode}:\n{read(failed[0], 1)[-4000:]}")  # fmt: skip
@@ -47,10 +48,6 @@ def launch_local(command: Sequence[str], processes: int, timeout: float, env: di
                     raise RuntimeError(f"the {processes} processes did not finish in {timeout} s; process 0 said:\n"
                                        f"{read(0, 1)[-4000:]}")  # fmt: skip
                 time.sleep(0.05)
-            failed = [k for k, proc in enumerate(procs) if proc.returncode]
-            if failed:
-                raise RuntimeError(f"process {failed[0]} of {processes} exited with "
-                                   f"{procs[failed[0]].returncode}:\n{read(failed[0], 1)[-4000:]}")  # fmt: skip
             return [read(k, 0) for k in range(processes)]
         finally:
             for proc in procs:

@@ -38,9 +38,9 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg
 
-from ntk_rnn.checks import Params, check_inputs, check_key, check_lengths, check_params, loss_positions
+from ntk_rnn.checks import Params, check_inputs, check_lengths, check_params, loss_positions
 from ntk_rnn.config import RNNConfig
-from ntk_rnn.eigen import EigenvalueConvergenceError, extreme_eigenpairs
+from ntk_rnn.eigen import EigenvalueConvergenceError, check_solver_args, extreme_eigenpairs
 from ntk_rnn.kernel import DEFAULT_MAX_BYTES
 from ntk_rnn.model import output_fn, real_rows, trainable
 from ntk_rnn.sharded import gathered, replicated_ntk, split_ntk_matmat
@@ -183,11 +183,7 @@ def ntk_extreme_eigenvalues(
     Returns:
       ExtremeEigenvalues(lambda_min, lambda_max, size N, matvecs, columns).
     """
-    if not (isinstance(tol, (int, float)) and 0 < tol < 1):
-        raise ValueError(f"tol must be a float in (0, 1), got {tol!r}")
-    if not isinstance(maxiter, int) or isinstance(maxiter, bool) or maxiter < 1:
-        raise ValueError(f"maxiter must be a positive int, got {maxiter!r}")
-    key = jax.random.key(0) if key is None else check_key(key)
+    key = check_solver_args(key, tol, maxiter)  # before any work
     op = ntk_operator(cfg, params, x, positions, max_bytes, lengths=lengths)
     params, x, pos, lengths = op._args[1:]
     groups, blocks = _diagonal_blocks(cfg, params, x, pos, lengths, max_bytes)

@@ -23,10 +23,10 @@ import scipy.sparse.linalg
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ntk_rnn.checks import Params, check_key
+from ntk_rnn.checks import Params
 from ntk_rnn.config import RNNConfig
 from ntk_rnn.distributed import ROWS, rows_mesh
-from ntk_rnn.eigen import DEFAULT_MAX_BYTES, ExtremeEigenpairs, extreme_eigenpairs
+from ntk_rnn.eigen import DEFAULT_MAX_BYTES, ExtremeEigenpairs, check_solver_args, extreme_eigenpairs
 from ntk_rnn.kernel import empirical_ntk
 from ntk_rnn.model import output_fn, real_rows, trainable
 
@@ -119,8 +119,8 @@ def kernel_eigenpairs(
     ntk_rnn.eigen.extreme_eigenpairs: every product K V is one all-gather, the preconditioner's columns are read
     from K. key: for the pivots and starting vectors (None: jax.random.key(0)); tol, maxiter, max_bytes: as
     there. Every process returns the same pairs (vectors (N, k) on every process)."""
+    key = check_solver_args(key, tol, maxiter)
     op = KernelOperator(K)
-    key = jax.random.key(0) if key is None else check_key(key)
     return extreme_eigenpairs(op, op.diagonal(), op.columns, k=k, key=key, tol=tol, maxiter=maxiter,
                               max_bytes=max_bytes)  # fmt: skip
 
