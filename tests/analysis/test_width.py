@@ -1,58 +1,77 @@
-"""The width studies (figures 18 to 20): the numpy paper model against ntk_rnn, the bisection, the closed-form
-step count, and the three tables on small sizes."""
+"""The width studies (figures 18 to 20): nested parameters and GD to a loss target on ntk_rnn, the bisection, the
+closed-form step count, and the three tables on small sizes."""
 
 import dataclasses
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 import ntk_rnn
-from analysis import paper_net
 from analysis.width import (
     FluctuationConfig,
     RateConfig,
     RequirementConfig,
     bisect_width,
     fluctuation_table,
+    gd_until,
+    linearized_steps,
+    nested_params,
+    paper_model,
     rate_table,
     relative_distance,
     requirement_table,
     separated_data,
     width_grid,
 )
-from ntk_rnn.training import TrainConfig, run_steps
 
 
-def test_the_numpy_model_is_ntk_rnn_s_paper_model_on_nested_widths():
-    x, y = separated_data(3, 4, 4, 0.5, seed=0, shared_tail=False)
-    cfg = ntk_rnn.RNNConfig(width=12, input_dim=4)
-    params = paper_net.nested_params(12, 12, 4, seed=1)  # width == cap: init_params' own numbers
+def test_nested_params_are_init_params_at_the_cap_and_its_rescaled_leading_block_below():
+    cfg = paper_model(12, 4)
+    params = nested_params(cfg, 12, key=jax.random.key(1))  # width == cap: init_params' own numbers
     drawn = ntk_rnn.init_params(cfg, key=jax.random.key(1))
-    assert all(np.array_equal(params[k], np.asarray(drawn[k])) for k in ("W", "A", "B"))
-    half = paper_net.nested_params(6, 12, 4, seed=1)  # the leading block at the paper's variance 2/m
+    assert set(params) == set(drawn) == {"W", "A", "B"}
+    assert all(params[k].dtype == jnp.float64 and np.array_equal(params[k], drawn[k]) for k in drawn)
+    half = nested_params(paper_model(6, 4), 12, key=jax.random.key(1))  # variance 2/6 from 2/12: sqrt(2)
+    assert {k: v.shape for k, v in half.items()} == {"W": (6, 6), "A": (6, 4), "B": (1, 6)}
     np.testing.assert_allclose(half["W"], params["W"][:6, :6] * np.sqrt(2.0), rtol=1e-15)
     np.testing.assert_allclose(half["A"], params["A"][:6] * np.sqrt(2.0), rtol=1e-15)
+    assert np.array_equal(half["B"], params["B"][:, :6])  # B ~ N(0, 1/d) does not depend on m
     with pytest.raises(ValueError, match="width"):
-        paper_net.nested_params(24, 12, 4, seed=1)
-    jparams = {k: jnp.asarray(v) for k, v in params.items()}
-    np.testing.assert_allclose(paper_net.kernel(params, x), ntk_rnn.empirical_ntk(cfg, jparams, x), rtol=1e-10,
-                               atol=1e-12)  # fmt: skip
-    lr = 0.5 / np.linalg.eigvalsh(paper_net.kernel(params, x))[-1]
-    theta = {"W": jparams["W"]}
+        nested_params(paper_model(24, 4), 12, key=jax.random.key(1))
+    with pytest.raises(ValueError, match="Elman"):
+        nested_params(ntk_rnn.RNNConfig(width=6, input_dim=4, cell="gru"), 12, key=jax.random.key(1))
+
+
+def test_gd_until_is_run_steps_and_stops_before_the_first_step_at_the_target():
+    x, y = separated_data(3, 4, 4, 0.5, seed=0, shared_tail=False)
+    cfg = paper_model(12, 4)
+    params = nested_params(cfg, 12, key=jax.random.key(1))
+    lr = 0.5 / np.linalg.eigvalsh(ntk_rnn.empirical_ntk(cfg, params, x))[-1]
     targets = jnp.asarray(np.concatenate([np.zeros((3, 1)), y.reshape(3, 3)], axis=1)[..., None])
-    state = optax.sgd(lr).init(theta)
-    trained, _, _ = run_steps(cfg, TrainConfig(steps=3), jparams, theta, state, jnp.asarray(x), targets, lr,
-                              key=jax.random.key(0), step0=0, num_steps=3, positions=(1, 2, 3))  # fmt: skip
-    stepped, taken = paper_net.gd(params, x, y, lr, 3)
-    np.testing.assert_allclose(stepped["W"], np.asarray(trained["W"]), rtol=1e-10, atol=1e-14)
-    assert taken == 3 and np.abs(stepped["W"] - params["W"]).max() > 1e-6  # it moved
-    # stopping at a loss target: the steps taken are the first at which the loss is below it
-    losses = [0.5 * np.sum((paper_net.outputs(paper_net.gd(params, x, y, lr, t)[0], x) - y) ** 2) for t in range(6)]
-    target = (losses[3] + losses[4]) / 2 / losses[0]
-    assert losses[3] > losses[4] and paper_net.gd(params, x, y, lr, 50, until=target)[1] == 4
+    theta = {"W": params["W"]}
+    tcfg = ntk_rnn.TrainConfig(steps=6)
+    trained, _, losses = ntk_rnn.run_steps(cfg, tcfg, params, theta, tcfg.make_optimizer(lr).init(theta),
+                                           jnp.asarray(x), targets, lr, key=jax.random.key(0), step0=0, num_steps=6,
+                                           positions=(1, 2, 3))  # fmt: skip
+    losses = np.asarray(losses)  # losses[t]: the loss after t steps
+    assert np.all(np.diff(losses) < 0)
+    for chunk in (1, 4):  # single steps; a run, then single steps
+        stepped, taken = gd_until(cfg, params, x, y, lr, 6, chunk=chunk)
+        assert taken == 6 and set(stepped) == set(params) and stepped["A"] is params["A"]
+        np.testing.assert_allclose(stepped["W"], trained["W"], rtol=1e-12, atol=1e-15)
+    assert np.abs(stepped["W"] - params["W"]).max() > 1e-6  # it moved
+    target = (losses[3] + losses[4]) / 2 / losses[0]  # first below at step 4
+    for chunk in (1, 3, 4):  # by single steps, inside a run (3 + 1 single), at a run's first step
+        stepped, taken = gd_until(cfg, params, x, y, lr, 50, until=target, chunk=chunk)
+        assert taken == 4
+        f = ntk_rnn.flat_outputs(cfg, stepped, jnp.asarray(x), (1, 2, 3))
+        assert 0.5 * np.sum((np.asarray(f) - y) ** 2) == pytest.approx(losses[4], rel=1e-12)
+    assert gd_until(cfg, params, x, y, lr, 3, until=target, chunk=3)[1] == 3  # out of steps before the target
+    assert gd_until(cfg, params, x, y, lr, 3, until=1.0)[1] == 0  # the initial loss already meets it
+    with pytest.raises(ValueError, match="chunk"):
+        gd_until(cfg, params, x, y, lr, 3, chunk=0)
 
 
 def test_the_bisection_finds_the_threshold_of_a_monotone_criterion_and_reports_censoring():
@@ -75,9 +94,9 @@ def test_the_closed_form_step_count_is_explicit_linearized_gd():
     f, steps = f0.copy(), 0
     while np.sum((f - y) ** 2) > eps * np.sum((f0 - y) ** 2):
         f, steps = f - lr * K @ (f - y), steps + 1
-    assert steps > 10 and paper_net.linearized_steps(K, f0, y, lr, eps, 10**6) == steps
-    assert paper_net.linearized_steps(K, f0, y, lr, eps, steps - 1) is None
-    assert paper_net.linearized_steps(K, f0, y, 2.0 / np.linalg.eigvalsh(K)[-1], eps, 10**6) is None  # unstable
+    assert steps > 10 and linearized_steps(K, f0, y, lr, eps, 10**6) == steps
+    assert linearized_steps(K, f0, y, lr, eps, steps - 1) is None
+    assert linearized_steps(K, f0, y, 2.0 / np.linalg.eigvalsh(K)[-1], eps, 10**6) is None  # unstable
 
 
 def test_the_fluctuation_table_is_the_direct_distance_to_the_limit(tmp_path):
