@@ -1,6 +1,6 @@
 """The study-table cache: <cache>/<name>.csv, then <cache>/<name>.study.json (key, config, checksum, time;
-written last, so it marks the table finished), an exclusive lock on the cache directory for a run, and the
-sweep of the temporaries that a killed writer leaves behind."""
+written last, so it marks the table finished), an exclusive lock on the cache directory for a run, the sweep
+of the temporaries that a killed writer leaves behind, and JAX's persistent compilation cache in <cache>/jax."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import jax
 import pandas as pd
+from jax.experimental.compilation_cache import compilation_cache as jax_compilation_cache
 
 from analysis.sweep import cache_key, code_version
 from ntk_rnn.storage import TEMPORARY_SUFFIX, read_table, write_json, write_table
@@ -25,6 +27,7 @@ except ImportError:  # not POSIX: runs are not locked
     fcntl = None
 
 LOCK_NAME = ".suite.lock"
+JAX_CACHE_NAME = "jax"
 # ntk_rnn.storage.atomic_write names its temporaries .NAME.<mkstemp's 8 characters>.tmp
 TEMPORARY = re.compile(rf"^\..+\.[a-z0-9_]{{8}}{re.escape(TEMPORARY_SUFFIX)}$")
 
@@ -105,3 +108,36 @@ def remove_stale_temporaries(cache_dir: Path, out_dir: Path) -> list[Path]:
     for path in removed:
         path.unlink(missing_ok=True)
     return removed
+
+
+def compilation_cache_settings(cache_dir: Path) -> dict[str, Any]:
+    """The JAX options that cache every compiled program in cache_dir/jax, however small or quick to compile."""
+    return {
+        "jax_compilation_cache_dir": str(cache_dir / JAX_CACHE_NAME),
+        "jax_persistent_cache_min_compile_time_secs": 0.0,
+        "jax_persistent_cache_min_entry_size_bytes": -1,  # no size threshold, and none that JAX may pick
+    }
+
+
+@contextmanager
+def compilation_cache(cache_dir: Path) -> Iterator[Path]:
+    """JAX's persistent compilation cache in cache_dir/jax (created if missing) for the block, so that a later
+    run on this machine loads what an earlier one compiled; yields its path. The previous options come back
+    after. `JAX_ENABLE_COMPILATION_CACHE=false` still turns it off."""
+    settings = compilation_cache_settings(cache_dir)
+    path = Path(settings["jax_compilation_cache_dir"])
+    path.mkdir(parents=True, exist_ok=True)
+    for entry in path.glob("*-cache"):  # JAX never rewrites an entry: drop those that a killed writer left empty
+        if entry.stat().st_size == 0:
+            entry.unlink(missing_ok=True)
+    previous = {name: getattr(jax.config, name) for name in settings}
+    # JAX opens its cache once, at the first compilation that looks for it: reset so these options take effect
+    jax_compilation_cache.reset_cache()
+    for name, value in settings.items():
+        jax.config.update(name, value)
+    try:
+        yield path
+    finally:
+        for name, value in previous.items():
+            jax.config.update(name, value)
+        jax_compilation_cache.reset_cache()

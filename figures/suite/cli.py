@@ -46,8 +46,8 @@ def add_figures_command(sub) -> None:
         help="run every study, write every figure and figures/report.html (the main job)",
         description="Run every study, render every figure (PNG and PDF) and write a self-contained report.html. "
         "Finished studies are cached under --cache, keyed by their config and the code version: a rerun, or "
-        "a run after an interruption, computes only what is missing. Exit status 1 if a study or figure failed, "
-        "2 for bad arguments, 130 when interrupted.",
+        "a run after an interruption, computes only what is missing; what JAX compiles is cached there too. "
+        "Exit status 1 if a study or figure failed, 2 for bad arguments, 130 when interrupted.",
     )
     figures.add_argument("--profile", default="quick", choices=PROFILES,
                          help="quick: CPU sizes, 9-17 min on 2 cores (default); full: paper-scale widths "
@@ -69,7 +69,9 @@ def add_figures_command(sub) -> None:
     )
     figures.add_argument("--no-progress", action="store_true", help="no progress bars")
     figures.add_argument("--out", default="figures", help="figure and report directory (default figures)")
-    figures.add_argument("--cache", default="results", help="table cache directory (default results)")
+    figures.add_argument(
+        "--cache", default="results", help="table cache directory, compiled programs in CACHE/jax (default results)"
+    )
     figures.set_defaults(run=_figures)
 
 

@@ -18,7 +18,15 @@ from tqdm.auto import tqdm
 
 from analysis.sweep import code_version, recomputing, stop_if_interrupted
 from figures.style import save_figure
-from figures.suite.cache import cached_study, locked, remove_stale_temporaries, save_study, study_key, study_paths
+from figures.suite.cache import (
+    cached_study,
+    compilation_cache,
+    locked,
+    remove_stale_temporaries,
+    save_study,
+    study_key,
+    study_paths,
+)
 from figures.suite.outcomes import FigureOutcome, StudyOutcome, SuiteResult, fits_frame, outcome_line, suite_record
 from figures.suite.overrides import effective_configs
 from figures.suite.registry import FIGURES, STUDIES, FigureSpec, Study
@@ -135,11 +143,13 @@ def run_suite(
     """Run the studies of a profile (with overrides, as from load_overrides), render the figures and
     write out_dir/report.html and cache_dir/suite.json; `studies` and `figures` default to the registry.
 
-    Finished studies are read from cache_dir. `only` restricts the computation to those studies (the
+    Finished studies are read from cache_dir, and what JAX compiles is cached in cache_dir/jax (JAX's
+    persistent compilation cache, on for the run). `only` restricts the computation to those studies (the
     others' cached tables still go into the figures and the report when their key matches); `force`
-    recomputes the studies that run, their cached units included. A study or figure that raises is
-    recorded and the run goes on (SuiteResult.ok is then False). KeyboardInterrupt propagates; what
-    finished is on disk, and the next run resumes from it. SuiteBusyError: another run holds cache_dir.
+    recomputes the studies that run, their cached units included, but not the compiled programs. A study
+    or figure that raises is recorded and the run goes on (SuiteResult.ok is then False). KeyboardInterrupt
+    propagates; what finished is on disk, and the next run resumes from it. SuiteBusyError: another run
+    holds cache_dir.
     """
     studies = STUDIES if studies is None else studies
     figures = FIGURES if figures is None else figures
@@ -149,7 +159,7 @@ def run_suite(
     start = time.perf_counter()
     outcomes: dict[str, StudyOutcome] = {}
     rendered: list[FigureOutcome] = []
-    with locked(cache_dir):
+    with locked(cache_dir), compilation_cache(cache_dir):
         remove_stale_temporaries(cache_dir, out_dir)
         bar = tqdm(total=len(studies) + len(figures) + 1, desc="suite", disable=not progress, position=0)
         with bar:

@@ -89,7 +89,9 @@ def test_stacked_forward_covariances():
     a = np.arange(1, 6)
     np.testing.assert_allclose(np.einsum("iaia->ia", bottom), np.tile(a, (2, 1)), rtol=1e-13)
     np.testing.assert_allclose(np.einsum("iaia->ia", top), np.tile(a * (a + 1) / 2, (2, 1)), rtol=1e-13)
-    np.testing.assert_array_equal(bottom, forward_kernels(cfg.replace(num_layers=1), x).S)
+    # the bottom layer is the one-layer recursion, compiled into another program: equal to rounding
+    one = forward_kernels(cfg.replace(num_layers=1), x).S
+    assert np.abs(bottom - one).max() <= 1e-12 * np.abs(one).max()
     with pytest.raises(ValueError, match="layer must lie in"):
         forward_kernels(cfg, x, layer=2)
 

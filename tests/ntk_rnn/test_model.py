@@ -128,8 +128,9 @@ def test_flat_outputs_are_in_the_kernels_row_order(model):
     flat = np.asarray(ntk_rnn.flat_outputs(cfg, params, x, (3, 1)))
     assert flat.shape == (5 * 2 * 2,)
     np.testing.assert_array_equal(flat.reshape(5, 2, 2), y[:, [3, 1]])
-    last = cfg.replace(readout="last")
-    np.testing.assert_array_equal(ntk_rnn.flat_outputs(last, params, x, None), y[:, -1].reshape(-1))
+    last = cfg.replace(readout="last")  # B h_L alone: another product than B h for all steps, equal to rounding
+    gap = np.abs(np.asarray(ntk_rnn.flat_outputs(last, params, x, None)) - y[:, -1].reshape(-1)).max()
+    assert gap <= 1e-12 * np.abs(y).max()
 
 
 def test_importing_the_package_enables_float64():

@@ -11,6 +11,11 @@ from ntk_rnn.linearized import KernelGD, linearize
 from ntk_rnn.paired import train_paired
 from ntk_rnn.training import TrainConfig
 
+# Relative tolerance, against the outputs' scale, for float64 outputs that two code paths compute equal in
+# exact arithmetic. Rounding in L = 5 steps of length-m dot products (m = 48) is bounded by about L m eps =
+# 5e-14 of |W| |h|; 1e-12 (4500 eps) leaves room for |W| |h| > |W h|, and a real difference is O(1).
+ROUNDING = 1e-12
+
 
 @pytest.fixture(scope="module")
 def gd_pair(train_test_problem):
@@ -25,9 +30,13 @@ def test_trained_linearized_model_matches_the_closed_form_at_every_step(gd_pair)
     assert h["closed_form_gap_train"].max() < 1e-8 and h["closed_form_gap_test"].max() < 1e-8
 
 
-def test_paired_history_columns_and_trends(gd_pair):
+def test_paired_history_columns_and_trends(gd_pair, train_test_problem):
     h = gd_pair.history
-    assert h.loc[0, "gap_train"] == 0 and h.loc[0, "param_gap"] == 0
+    # at step 0 both models hold the same parameters, so param_gap is exactly 0; their outputs come from two
+    # programs (the network and its jvp) and agree to rounding (7.8e-16 on an H200)
+    cfg, params, train, _ = train_test_problem
+    scale = np.linalg.norm(np.asarray(ntk_rnn.apply(cfg, params, train.x)))
+    assert h.loc[0, "gap_train"] <= ROUNDING * scale and h.loc[0, "param_gap"] == 0
     assert np.all(np.diff(h["train_loss_lin"]) < 0) and np.all(np.diff(h["train_loss_true"]) < 0)
     assert np.all(h["gap_train"].iloc[1:] > 0) and np.all(h["gap_train_rel"].iloc[1:] < 1)
     assert list(h.dropna(subset=["kernel_drift"])["step"]) == [0, 30, 60]
@@ -75,9 +84,10 @@ def test_closed_form_with_a_singular_kernel_reports_the_null_space(train_test_pr
     assert np.isfinite(result.history.iloc[1:].drop(columns=["kernel_drift"]).to_numpy(float)).all()
     assert result.history["closed_form_gap_train"].max() < 1e-8
     assert result.history["closed_form_gap_test"].max() < 1e-8
-    # the outputs at position 0 never move, in either model
+    # the outputs at position 0 never move: exactly in the network (W h_0 = 0), to rounding across the models
     moved = result.outputs[(result.outputs["split"] == "train") & (result.outputs["point"] == 0)]
-    assert np.ptp(moved["value"]) == 0
+    assert np.ptp(moved.loc[moved["model"] == "true", "value"]) == 0
+    assert np.ptp(moved["value"]) <= ROUNDING * np.abs(moved["value"]).max()
 
 
 def test_same_minibatches_for_both_models(train_test_problem):

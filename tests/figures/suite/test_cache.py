@@ -1,10 +1,16 @@
-"""The study-table cache: keys, the lock on the cache directory, stale temporaries, tampered tables."""
+"""The study-table cache: keys, the lock on the cache directory, stale temporaries, tampered tables; JAX's
+persistent compilation cache, shared by runs on one cache directory."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import jax
 import pandas as pd
 import pytest
 
@@ -14,6 +20,7 @@ from figures.suite import SuiteBusyError, run_suite
 from figures.suite.cache import (
     TEMPORARY,
     cached_study,
+    compilation_cache,
     locked,
     remove_stale_temporaries,
     save_study,
@@ -86,3 +93,70 @@ def test_stale_temporaries_are_removed_and_a_tampered_table_is_recomputed(toy, f
     assert suite_json()["studies"]["alpha"]["status"] == "computed" and toy.calls == []  # from its units
     assert read_table(cache / "alpha.csv")["y"].tolist() == [1.0, 2.0, 3.0]
     assert not [p for p in tmp_path.rglob(".*") if p.name != ".suite.lock"]
+
+
+# --------------------------------------------------------------------------------------------------
+# JAX's persistent compilation cache
+
+REPO = Path(__file__).resolve().parents[3]
+
+# run_suite on one study that jits a small program, then the jax.monitoring events of the run as JSON
+TINY_SUITE = """
+import dataclasses, json, sys
+import jax, jax.numpy as jnp, pandas as pd
+from jax import monitoring
+from figures.suite.registry import Study
+from figures.suite.runner import run_suite
+
+events = []
+monitoring.register_event_listener(lambda event, **kwargs: events.append(event))
+
+@dataclasses.dataclass(frozen=True)
+class Tiny:
+    n: int = 7
+
+def run(config, cache_dir=None, progress=True):
+    x = jnp.linspace(0.0, 1.0, config.n)
+    return pd.DataFrame({"y": [float(jax.jit(lambda v: jnp.tanh(v) @ jnp.cos(v))(x))]})
+
+result = run_suite(studies={"tiny": Study("tiny", run, Tiny())}, figures={}, cache_dir=sys.argv[1],
+                   out_dir=sys.argv[2], progress=False, force=True)
+assert result.ok, result
+print(json.dumps({e: events.count(e) for e in set(events)}))
+"""
+
+REQUESTS, HITS, WRITES = (f"/jax/compilation_cache/{e}" for e in ("compile_requests_use_cache", "cache_hits",
+                                                                    "cache_misses"))  # fmt: skip
+
+
+def _tiny_suite_events(tmp_path: Path) -> dict[str, int]:
+    """Counts of the jax.monitoring events of a run of TINY_SUITE on tmp_path/cache, in a fresh process whose
+    environment sets no JAX cache option (the suite alone turns the cache on)."""
+    env = {k: v for k, v in os.environ.items() if not (k.startswith("JAX_") and "CACHE" in k)}
+    run = subprocess.run([sys.executable, "-c", TINY_SUITE, str(tmp_path / "cache"), str(tmp_path / "out")],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_a_second_run_loads_every_program_the_first_compiled(tmp_path):
+    first = _tiny_suite_events(tmp_path)
+    # every program went through the cache, however quick to compile, and was written to it
+    assert first.get(REQUESTS, 0) >= 1 and first.get(HITS, 0) == 0 and first.get(WRITES) == first[REQUESTS]
+    assert any((tmp_path / "cache" / "jax").glob("*-cache"))
+    second = _tiny_suite_events(tmp_path)  # --force: the study runs again, its programs come from the cache
+    assert second.get(REQUESTS) == first[REQUESTS] and second.get(HITS) == first[REQUESTS]
+    assert second.get(WRITES, 0) == 0
+
+
+def test_the_compilation_cache_options_hold_for_the_block_only(tmp_path):
+    before = jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs
+    (tmp_path / "jax").mkdir()
+    (tmp_path / "jax" / "jit_f-0123abcd-cache").write_bytes(b"")  # what a writer killed after open leaves
+    (tmp_path / "jax" / "jit_g-4567ef01-cache").write_bytes(b"x")
+    with compilation_cache(tmp_path) as path:
+        assert path == tmp_path / "jax" and jax.config.jax_compilation_cache_dir == str(path)
+        assert jax.config.jax_persistent_cache_min_compile_time_secs == 0
+        assert jax.config.jax_persistent_cache_min_entry_size_bytes == -1
+        assert sorted(p.name for p in path.iterdir()) == ["jit_g-4567ef01-cache"]
+    assert (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs) == before

@@ -283,11 +283,9 @@ def _start(tmp_path: Path, log: str) -> subprocess.Popen:
             "--cache", str(tmp_path / "cache"), "--no-progress"]  # fmt: skip
     code = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
             f"from figures.suite.cli import main; sys.exit(main({argv!r}))")  # fmt: skip
-    # the runs share compiled XLA programs through JAX's persistent cache (what a killed run redoes is compiled)
-    env = os.environ | {"JAX_COMPILATION_CACHE_DIR": str(tmp_path / "xla"),
-                        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.2"}  # fmt: skip
+    # the runs share compiled XLA programs through the suite's JAX cache, cache/jax (a killed run's are kept)
     with open(tmp_path / f"{log}.out", "w") as out, open(tmp_path / f"{log}.err", "w") as err:
-        return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=out, stderr=err, env=env)
+        return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=out, stderr=err)
 
 
 def _finished_studies(cache: Path) -> set[str]:
