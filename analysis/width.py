@@ -4,7 +4,7 @@ separation delta and the sample count n past m* (docs/theory.md §6 and §10: th
 m >= C varrho^C, varrho = n L d delta^-1 log(m/eps), C unstated).
 
 All on the relu paper model (RNNConfig defaults) through the core: ntk_rnn.empirical_ntk for K_0,
-ntk_rnn.run_steps for GD and KernelGD for the linearized model, on nested widths (nested_params: one draw
+ntk_rnn.run_steps for GD and KernelGD for the linearized model, on nested widths (analysis.nested: one draw
 per seed at the config's largest width, each width its leading block rescaled).
 """
 
@@ -16,7 +16,6 @@ import math
 from collections.abc import Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import scipy.linalg
@@ -25,6 +24,7 @@ import ntk_rnn
 from analysis.cells import prefix_rows
 from analysis.datasets import study_dataset
 from analysis.eigenvalues import clustered_first_tokens
+from analysis.nested import gd_until, linearized_steps, nested_params, paper_kernel, paper_model, paper_outputs
 from analysis.sweep import run_sweep
 from ntk_rnn import KernelGD, limit_ntk
 
@@ -88,124 +88,6 @@ def relative_distance(K: np.ndarray, reference: np.ndarray) -> float:
     return float(np.linalg.norm(K - reference) / np.linalg.norm(reference))
 
 
-# ----------------------------------------------------------------------------- the model on nested widths
-
-_GD = ntk_rnn.TrainConfig(optimizer="sgd")  # full-batch GD: run_steps reads only the optimizer and batch_size
-
-
-def paper_model(width: int, input_dim: int) -> ntk_rnn.RNNConfig:
-    """The relu paper model at width m: RNNConfig defaults, W, A ~ N(0, 2/m), B ~ N(0, 1/d), only W trained."""
-    return ntk_rnn.RNNConfig(width=width, input_dim=input_dim)
-
-
-def nested_params(cfg: ntk_rnn.RNNConfig, cap: int, *, key: jax.Array) -> Params:
-    """Parameters of the one-layer Elman model cfg (width m <= cap) nested in one draw at the cap: each the
-    leading block, of its shape in cfg.param_shapes, of ntk_rnn.init_params(cfg at width cap, key=key), times
-    cfg's init std over the cap's (the paper model: W (m, m) and A (m, d_x) times sqrt(cap/m), B (d, m) as
-    drawn). Every width has init_params' distribution and the widths of one key share their random numbers
-    (a criterion then varies smoothly with m, which bisection over m relies on); width == cap gives
-    init_params' own numbers. float64 jax arrays."""
-    if not cfg.is_elman:
-        raise ValueError(f"nested_params needs a one-layer Elman model, got cell={cfg.cell_name!r}, "
-                         f"num_layers={cfg.num_layers}, bidirectional={cfg.bidirectional}")  # fmt: skip
-    if not 1 <= cfg.width <= cap:
-        raise ValueError(f"width must lie in [1, cap={cap}], got {cfg.width}")
-    full = dataclasses.replace(cfg, width=cap)
-    drawn = ntk_rnn.init_params(full, key=key)
-    std, full_std = cfg.init_std, full.init_std
-    return {name: drawn[name][tuple(slice(k) for k in shape)] * (std[name] / full_std[name])
-            for name, shape in cfg.param_shapes.items()}  # fmt: skip
-
-
-def _positions(x) -> tuple[int, ...]:
-    """The paper's loss positions 1..L-1 of x (n, L, d_x)."""
-    return tuple(range(1, np.shape(x)[1]))
-
-
-def _kernel(cfg: ntk_rnn.RNNConfig, params: Params, x: np.ndarray) -> np.ndarray:
-    """K_0 over the trainable parameters at the loss positions 1..L-1, (n (L-1) d, n (L-1) d). Not divided by m."""
-    return np.asarray(ntk_rnn.empirical_ntk(cfg, params, x))
-
-
-def _outputs(cfg: ntk_rnn.RNNConfig, params: Params, x: np.ndarray) -> np.ndarray:
-    """The outputs at the loss positions 1..L-1 in the kernel's row order, (n (L-1) d,)."""
-    return np.asarray(ntk_rnn.flat_outputs(cfg, params, jnp.asarray(x), _positions(x)))
-
-
-def gd_until(
-    cfg: ntk_rnn.RNNConfig,
-    params: Params,
-    x: np.ndarray,
-    y: np.ndarray,
-    lr: float,
-    steps: int,
-    until: float = 0.0,
-    chunk: int = 64,
-) -> tuple[Params, int]:
-    """Full-batch GD (ntk_rnn.run_steps) on cfg's trainable parameters at step size lr on 1/2 ||f - y||^2 at the
-    loss positions 1..L-1, for `steps` steps or fewer: it stops before the first step at which the loss is
-    already <= until times the initial loss. x (n, L, d_x); y (n (L-1) d,) in flat_outputs' order. Returns
-    the parameters and the number of steps taken. Runs of `chunk` steps, then single steps (two compilations
-    per model and shape)."""
-    if not (isinstance(chunk, int) and chunk >= 1):
-        raise ValueError(f"chunk must be a positive int, got {chunk!r}")
-    x = jnp.asarray(x, dtype=jnp.float64)
-    n, length, _ = x.shape
-    targets = jnp.zeros((n, length, cfg.output_dim), dtype=jnp.float64)
-    targets = targets.at[:, 1:].set(jnp.asarray(y, dtype=jnp.float64).reshape(n, length - 1, cfg.output_dim))
-    theta = {name: params[name] for name in cfg.trainable_names}
-    state = _GD.make_optimizer(lr).init(theta)
-    key = jax.random.key(0)  # full-batch GD draws no batches
-
-    def advance(theta, state, taken: int, count: int):
-        return ntk_rnn.run_steps(cfg, _GD, params, theta, state, x, targets, lr, key=key, step0=taken,
-                                 num_steps=count, positions=_positions(x))  # fmt: skip
-
-    taken, initial = 0, None
-    while taken < steps:
-        count = chunk if steps - taken >= chunk else 1
-        ahead, ahead_state, losses = advance(theta, state, taken, count)
-        losses = np.asarray(losses)  # losses[i]: the loss after taken + i steps
-        initial = losses[0] if initial is None else initial
-        hit = np.flatnonzero(losses <= until * initial)
-        if hit.size:
-            for _ in range(int(hit[0])):
-                theta, state, _ = advance(theta, state, taken, 1)
-                taken += 1
-            return {**params, **theta}, taken
-        theta, state, taken = ahead, ahead_state, taken + count
-    return {**params, **theta}, taken
-
-
-def _linearized_loss(eigenvalues: np.ndarray, coefficients: np.ndarray, lr: float, steps) -> np.ndarray:
-    """Loss 1/2 sum_k (1 - lr lam_k)^(2t) c_k^2 of GD on the linearized model after each t in steps, where
-    c = V^T (f_0 - y) in K_0's eigenbasis (docs/theory.md §4)."""
-    t = np.asarray(steps, float)[..., None]
-    return 0.5 * np.sum(np.abs(1.0 - lr * eigenvalues) ** (2 * t) * coefficients**2, axis=-1)
-
-
-def linearized_steps(K: np.ndarray, f0: np.ndarray, y: np.ndarray, lr: float, eps: float, max_steps: int
-                     ) -> int | None:  # fmt: skip
-    """The fewest GD steps T at step size lr after which the linearized model's loss is <= eps times its
-    initial loss, from K_0's eigendecomposition (K (N, N), f0 and y (N,); no training); None when more than
-    max_steps are needed or the step is unstable (lr lam_max >= 2). The loss falls monotonically for
-    lr < 2 / lam_max, so T is found by bisection on t."""
-    gd = KernelGD.from_kernel(K, f0, y, lr)
-    lam, coeff = gd.eigenvalues, gd.eigenvectors.T @ (gd.f0 - gd.y)
-    if lr * lam[-1] >= 2.0:
-        return None
-    target = eps * _linearized_loss(lam, coeff, lr, 0)
-    if _linearized_loss(lam, coeff, lr, max_steps) > target:
-        return None
-    if _linearized_loss(lam, coeff, lr, 0) <= target:
-        return 0
-    lo, hi = 0, int(max_steps)  # loss(lo) > target >= loss(hi)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if _linearized_loss(lam, coeff, lr, mid) <= target else (mid, hi)
-    return hi
-
-
 # ----------------------------------------------------------------------------- 1. fluctuations
 
 
@@ -249,7 +131,7 @@ def fluctuation_table(config: FluctuationConfig, cache_dir=None, progress: bool 
         x = np.asarray(data.x)
         cfg = paper_model(width, config.input_dim)
         theta = limit_ntk(cfg, x)
-        kernels = {s: _kernel(cfg, nested_params(cfg, cap, key=jax.random.key(s)), x) / width
+        kernels = {s: paper_kernel(cfg, nested_params(cfg, cap, key=jax.random.key(s)), x) / width
                    for s in config.seeds}  # fmt: skip
         rows = []
         for length in config.lengths:
@@ -332,7 +214,7 @@ def spectrum_passes(config: RequirementConfig, x: np.ndarray, cap: int, seen: di
         cfg = paper_model(width, x.shape[-1])
         ok = 0
         for s in config.seeds:
-            K = _kernel(cfg, nested_params(cfg, cap, key=jax.random.key(s)), x)
+            K = paper_kernel(cfg, nested_params(cfg, cap, key=jax.random.key(s)), x)
             ratio = float(scipy.linalg.eigvalsh(K)[0]) / width / target
             ok += 1.0 / config.factor <= ratio <= config.factor
         seen[width] = {"pass_fraction": ok / len(config.seeds), "slow_fraction": np.nan}
@@ -355,8 +237,8 @@ def training_run(
     form) at T: gap_rel = ||f_true,T - f_lin,T|| / ||f_true,T - f_0|| and loss_ratio_true = the true loss over
     the initial loss. T ("steps") is the linearized model's step count to eps of its initial loss, or with
     own_steps the true network's; NaN (and the rest NaN) when it needs more than max_steps."""
-    K = _kernel(cfg, params, x)
-    f0 = _outputs(cfg, params, x)
+    K = paper_kernel(cfg, params, x)
+    f0 = paper_outputs(cfg, params, x)
     lam_max = float(scipy.linalg.eigvalsh(K)[-1])
     lr = lr_scale / lam_max
     row = {"steps": np.nan, "lr": lr, "gap_rel": np.nan, "loss_ratio_true": np.nan}
@@ -371,7 +253,7 @@ def training_run(
         trained, _ = gd_until(cfg, params, x, y, lr, steps)
     row["steps"] = steps
     f_lin = KernelGD.from_kernel(K, f0, y, lr).train_outputs([steps])[0]
-    f_true = _outputs(cfg, trained, x)
+    f_true = paper_outputs(cfg, trained, x)
     moved = np.linalg.norm(f_true - f0)
     row["gap_rel"] = float(np.linalg.norm(f_true - f_lin) / moved) if moved > 0 else np.nan
     row["loss_ratio_true"] = float(np.sum((f_true - y) ** 2) / np.sum((f0 - y) ** 2))
@@ -484,7 +366,7 @@ def rate_table(config: RateConfig, cache_dir=None, progress: bool = True) -> pd.
         x, y = separated_data(n, config.length, config.input_dim, delta, seed)
         cfg = paper_model(config.width, config.input_dim)
         params = ntk_rnn.init_params(cfg, key=jax.random.key(seed))
-        K, f0 = _kernel(cfg, params, x), _outputs(cfg, params, x)
+        K, f0 = paper_kernel(cfg, params, x), paper_outputs(cfg, params, x)
         eig = scipy.linalg.eigvalsh(K)
         rows = []
         for rule, lr in (("lambda_max", config.lr_scale / eig[-1]), ("paper", unit["kappa"] * delta / config.width)):

@@ -9,6 +9,7 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 from ntk_rnn import probes  # noqa: E402
+from ntk_rnn.batching import KernelFn, batch  # noqa: E402
 from ntk_rnn.cells import Cell  # noqa: E402
 from ntk_rnn.checks import check_inputs, check_params  # noqa: E402
 from ntk_rnn.classification import ClassifyConfig, classify, classify_dataset  # noqa: E402
@@ -17,8 +18,8 @@ from ntk_rnn.data import SequenceData, load_npz, save_npz, train_test_split  # n
 from ntk_rnn.datasets import digits_sequences, first_token_separation, synthetic_sequences  # noqa: E402
 from ntk_rnn.eigen import ExtremeEigenpairs, extreme_eigenpairs  # noqa: E402
 from ntk_rnn.ensemble import ensemble_moments  # noqa: E402
-from ntk_rnn.kernel import empirical_ntk  # noqa: E402
-from ntk_rnn.limit import forward_kernels, limit_ntk, nngp_kernel  # noqa: E402
+from ntk_rnn.kernel import empirical_ntk, empirical_ntk_fn  # noqa: E402
+from ntk_rnn.limit import forward_kernels, limit_ntk, limit_ntk_fn, nngp_fn, nngp_kernel  # noqa: E402
 from ntk_rnn.linearized import KernelGD, linearize, taylor_outputs  # noqa: E402
 from ntk_rnn.loss import loss, per_sample_losses, residuals  # noqa: E402
 from ntk_rnn.matfree import EigenvalueConvergenceError, ntk_extreme_eigenvalues, ntk_operator  # noqa: E402
@@ -40,6 +41,7 @@ __all__ = [
     "ClassifyConfig",
     "EigenvalueConvergenceError",
     "ExtremeEigenpairs",
+    "KernelFn",
     "KernelGD",
     "KernelOperator",
     "LabeledSequences",
@@ -50,12 +52,14 @@ __all__ = [
     "TrainResult",
     "TrainingDivergedError",
     "apply",
+    "batch",
     "check_inputs",
     "check_params",
     "classify",
     "classify_dataset",
     "digits_sequences",
     "empirical_ntk",
+    "empirical_ntk_fn",
     "ensemble_moments",
     "extreme_eigenpairs",
     "first_token_separation",
@@ -65,10 +69,12 @@ __all__ = [
     "init_params",
     "kernel_eigenpairs",
     "limit_ntk",
+    "limit_ntk_fn",
     "linearize",
     "load_npz",
     "load_splits",
     "loss",
+    "nngp_fn",
     "nngp_kernel",
     "ntk_extreme_eigenvalues",
     "ntk_operator",

@@ -15,20 +15,20 @@ per-sequence readout ("last", "mean") there are few rows, and where it is cheape
 G_o = sum_t delta_{o,t} (c_V v_t)^T (k m, f) is formed once per row and contracted, k m f per pair: on
 long sequences this is what keeps the kernel linear in L.
 
-Rows are ordered (sample, position, unit) over every position of the padded sequences; the caller
-(ntk_rnn.kernel.empirical_ntk) drops the padded ones.
+Rows are ordered (sample, position, unit) over every position of the padded sequences (rows of padded
+positions are zero). ntk_rnn.kernel builds its kernel function on cell_factors and cell_block;
+ntk_rnn.batching chunks it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from functools import lru_cache, partial
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from ntk_rnn.checks import Params
 from ntk_rnn.config import RNNConfig, base_name
@@ -85,8 +85,13 @@ def _groups(cfg: RNNConfig) -> dict[str, tuple[str, ...]]:
     return groups
 
 
-@partial(jax.jit, static_argnums=(0, 1))
-def _factors(cfg: RNNConfig, plan: RowPlan, params: Params, x: jax.Array, lengths: jax.Array):
+def row_plan(cfg: RNNConfig, positions, length: int, grid: tuple[int, int]) -> RowPlan:
+    """The RowPlan of one side of a kernel over the (L1, L2) grid of padded lengths."""
+    return RowPlan(positions, cfg.output_dim, length, _summed_groups(cfg, *grid))
+
+
+@partial(jax.jit, static_argnums=1)
+def cell_factors(cfg: RNNConfig, plan: RowPlan, params: Params, x: jax.Array, lengths: jax.Array):
     """For a chunk x (c, L, d_x) with lengths (c,): the backward vectors of the kept (row, step) pairs
     {owner: (c, T, k m)}, the features of each group's members side by side {owner: (c, L, f)}, and the
     readout inputs {direction: (c, R', m)} (R' = P, or 1 for a per-sequence readout)."""
@@ -120,8 +125,8 @@ def _factors(cfg: RNNConfig, plan: RowPlan, params: Params, x: jax.Array, length
     return kept, features, readin
 
 
-@partial(jax.jit, static_argnums=(0, 1, 2))
-def _block(cfg: RNNConfig, plan1: RowPlan, plan2: RowPlan, factors1, factors2) -> jax.Array:
+@partial(jax.jit, static_argnums=(1, 2))
+def cell_block(cfg: RNNConfig, plan1: RowPlan, plan2: RowPlan, factors1, factors2) -> jax.Array:
     """The kernel between two chunks, (c1, R1, c2, R2)."""
     kept1, feats1, readin1 = factors1
     kept2, feats2, readin2 = factors2
@@ -164,7 +169,7 @@ def _summed_groups(cfg: RNNConfig, length1: int, length2: int) -> tuple[str, ...
     return tuple(summed)
 
 
-def _chunk(n: int, plan1: RowPlan, plan2: RowPlan, cfg: RNNConfig, max_bytes: int) -> int:
+def cell_chunk(n: int, plan1: RowPlan, plan2: RowPlan, cfg: RNNConfig, max_bytes: int) -> int:
     """Samples per chunk: about GRAM_ROWS Gram rows ((sample, row, step) triples, or (sample, row) pairs
     when every group's Jacobian is summed), halved until the working set of the backward vectors (all
     rows, every step), the per-row Jacobians and the Gram fits in half of max_bytes."""
@@ -195,7 +200,7 @@ def _summed_bytes(cfg: RNNConfig, plan: RowPlan, n: int) -> int:
     return 8 * n * plan.rows * sum(shapes[k][0] * sum(map(cfg.fan_in, groups[k])) for k in plan.summed)
 
 
-def _factor_bytes(cfg: RNNConfig, plan: RowPlan) -> int:
+def cell_factor_bytes(cfg: RNNConfig, plan: RowPlan) -> int:
     """Bytes of one sample's factors: kept backward vectors or per-row Jacobians, features and readout inputs."""
     shapes, total = cfg.param_shapes, _summed_bytes(cfg, plan, 1) // 8
     for k, members in _groups(cfg).items():
@@ -203,45 +208,3 @@ def _factor_bytes(cfg: RNNConfig, plan: RowPlan) -> int:
             total += plan.pairs(_causal(cfg, k))[0].size * shapes[k][0] + plan.length * sum(map(cfg.fan_in, members))
     readout_rows = 1 if plan.positions is None else len(plan.positions)
     return 8 * (total + len(cfg.directions) * readout_rows * cfg.width)
-
-
-def cell_ntk(cfg: RNNConfig, params: Params, x1: jax.Array, x2: jax.Array, lengths1: jax.Array,
-             lengths2: jax.Array, pos1, pos2, symmetric: bool, max_bytes: int) -> np.ndarray:  # fmt: skip
-    """K(x1, x2) over every (sample, position, unit) row of the padded inputs, (n1 R1, n2 R2) float64."""
-    summed = _summed_groups(cfg, x1.shape[1], x2.shape[1])
-    plan1 = RowPlan(pos1, cfg.output_dim, x1.shape[1], summed)
-    plan2 = RowPlan(pos2, cfg.output_dim, x2.shape[1], summed)
-    n1, n2 = x1.shape[0], x2.shape[0]
-    c = _chunk(max(n1, n2), plan1, plan2, cfg, max_bytes)
-
-    def chunks(x, lengths):
-        """Chunks of c sequences; the last is padded with copies of the first (computed, then dropped), so
-        that every chunk has one shape and one compilation."""
-        pad = (-x.shape[0]) % c
-        x = jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad, *x.shape[1:]))])
-        lengths = jnp.concatenate([lengths, jnp.broadcast_to(lengths[:1], (pad,))])
-        return [(x[i : i + c], lengths[i : i + c]) for i in range(0, x.shape[0], c)]
-
-    keep = _factor_bytes(cfg, plan1) * n1 + (0 if symmetric else _factor_bytes(cfg, plan2) * n2) <= max_bytes // 2
-
-    def source(plan, x, lengths):
-        """chunk index -> its factors: computed once and kept when all fit in half of max_bytes, else
-        recomputed whenever a block needs them."""
-        parts = chunks(x, lengths)
-        if keep:
-            kept = [_factors(cfg, plan, params, *part) for part in parts]
-            return kept.__getitem__, len(parts)
-        return (lambda a: _factors(cfg, plan, params, *parts[a])), len(parts)
-
-    (side2, count2) = source(plan2, x2, lengths2)
-    (side1, count1) = (side2, count2) if symmetric else source(plan1, x1, lengths1)
-    side1 = lru_cache(maxsize=1)(side1)  # the loop runs over b within a: each x1 chunk once
-    out = np.zeros((n1, plan1.rows, n2, plan2.rows))
-    pairs = [(a, b) for a in range(count1) for b in range(a if symmetric else 0, count2)]
-    for a, b in tqdm(pairs, desc="kernel blocks", delay=3.0, leave=False):
-        r1, r2 = slice(a * c, min((a + 1) * c, n1)), slice(b * c, min((b + 1) * c, n2))
-        block = np.asarray(_block(cfg, plan1, plan2, side1(a), side2(b)))[: r1.stop - r1.start, :, : r2.stop - r2.start]
-        out[r1, :, r2] = block
-        if symmetric and a != b:
-            out[r2, :, r1] = block.transpose(2, 3, 0, 1)
-    return out.reshape(n1 * plan1.rows, n2 * plan2.rows)

@@ -1,9 +1,15 @@
-"""The model's configuration: one frozen dataclass, hashable so that jit can treat it as static."""
+"""The model's configuration: one frozen dataclass and a JAX pytree whose leaves are the four variances.
+
+Structure (width, cell, activation, layers, directions, readout, trainable set, whether there is a bias) is
+the pytree's static part; sigma_w2, sigma_u2, sigma_b2 and sigma_v2 are its data. A jitted function that takes
+the config as an ordinary argument therefore compiles once per structure: changing a variance compiles
+nothing, and a kernel can be vmapped over a grid of variances or differentiated with respect to them
+(docs/theory.md §14).
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 
 import jax
@@ -19,6 +25,7 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 }
 PARAM_NAMES = ("W", "A", "b", "B")
 PARAMETERIZATIONS = ("paper", "standard", "ntk")
+VARIANCES = ("sigma_w2", "sigma_u2", "sigma_b2", "sigma_v2")
 READOUTS = ("all", "last", "mean")
 
 
@@ -106,6 +113,33 @@ class RNNConfig:
         if "b" in trainable and self.sigma_b2 == 0:
             raise ValueError("RNNConfig.trainable contains 'b' but sigma_b2 = 0 means the model has no bias")
         object.__setattr__(self, "trainable", trainable)
+        object.__setattr__(self, "_has_bias", self.sigma_b2 > 0)
+
+    @property
+    def has_bias(self) -> bool:
+        """Whether the model has biases b (sigma_b2 > 0); static, also when the variances are traced."""
+        return self._has_bias
+
+    @property
+    def structure(self) -> tuple:
+        """Everything but the variances: the static part of the pytree, which decides what jit compiles."""
+        fields = (getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in VARIANCES)
+        return (*fields, self._has_bias)
+
+    def tree_flatten(self) -> tuple[tuple, tuple]:
+        return tuple(getattr(self, name) for name in VARIANCES), self.structure
+
+    @classmethod
+    def tree_unflatten(cls, structure: tuple, variances) -> RNNConfig:
+        """The config with these variances (floats, arrays or tracers): built without __post_init__'s value
+        checks, which need concrete numbers."""
+        cfg = object.__new__(cls)
+        names = [f.name for f in dataclasses.fields(cls) if f.name not in VARIANCES]
+        for name, value in zip((*names, "_has_bias"), structure, strict=True):
+            object.__setattr__(cfg, name, value)
+        for name, value in zip(VARIANCES, variances, strict=True):
+            object.__setattr__(cfg, name, value)
+        return cfg
 
     @property
     def cell_spec(self) -> Cell:
@@ -135,7 +169,7 @@ class RNNConfig:
     def param_names(self) -> tuple[str, ...]:
         """The parameters this model has: W, A, b (when sigma_b2 > 0) of every layer and direction, then
         the readouts B (and B_reverse)."""
-        cell = ("W", "A", "b") if self.sigma_b2 > 0 else ("W", "A")
+        cell = ("W", "A", "b") if self.has_bias else ("W", "A")
         names = [k + layer + d for layer in self.layers for d in self.directions for k in cell]
         return (*names, *("B" + d for d in self.directions))
 
@@ -171,7 +205,7 @@ class RNNConfig:
         def fan(name: str) -> int:
             return paper_fan[base_name(name)] if self.parameterization == "paper" else self.fan_in(name)
 
-        return {name: math.sqrt(variance[base_name(name)] / fan(name)) for name in self.param_names}
+        return {name: (variance[base_name(name)] / fan(name)) ** 0.5 for name in self.param_names}
 
     @property
     def multipliers(self) -> dict[str, float]:
@@ -179,7 +213,7 @@ class RNNConfig:
         if self.parameterization != "ntk":
             return dict.fromkeys(self.param_names, 1.0)
         variance = {"W": self.sigma_w2, "A": self.sigma_u2, "b": self.sigma_b2, "B": self.sigma_v2}
-        return {k: math.sqrt(variance[base_name(k)] / self.fan_in(k)) for k in self.param_names}
+        return {k: (variance[base_name(k)] / self.fan_in(k)) ** 0.5 for k in self.param_names}
 
     @property
     def phi(self) -> Callable[[jax.Array], jax.Array]:
@@ -192,6 +226,10 @@ class RNNConfig:
             return self.activation
         return getattr(self.activation, "__name__", "custom")
 
+    def variances(self) -> dict[str, float]:
+        """{"sigma_w2": ..., "sigma_u2": ..., "sigma_b2": ..., "sigma_v2": ...}: the pytree's data."""
+        return {name: getattr(self, name) for name in VARIANCES}
+
     def replace(self, **changes) -> RNNConfig:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
@@ -203,6 +241,9 @@ class RNNConfig:
         out["trainable"] = list(self.trainable)
         out["cell"] = self.cell_name
         return out
+
+
+jax.tree_util.register_pytree_node(RNNConfig, RNNConfig.tree_flatten, RNNConfig.tree_unflatten)
 
 
 def base_name(name: str) -> str:

@@ -1,4 +1,5 @@
-"""The exact empirical NTK of the RNN: a structured fast path (docs/theory.md §2) and two autodiff references.
+"""The exact empirical NTK of the RNN as a pure kernel function (empirical_ntk_fn) and its batched form
+(empirical_ntk): a structured fast path (docs/theory.md §2, §8) and two autodiff references.
 
 Rows and columns of every kernel are ordered by (sample, position, output unit) in C order.
 """
@@ -9,20 +10,186 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
-from ntk_rnn.cell_kernel import cell_ntk
-from ntk_rnn.checks import InputPair, Params, check_pair, check_params
-from ntk_rnn.config import RNNConfig
-from ntk_rnn.distributed import distribute
-from ntk_rnn.model import activation_derivative, full_lengths, hidden_states, output_fn, real_rows, trainable
+from ntk_rnn.batching import Call, KernelFn, batch, bind_inputs
+from ntk_rnn.cell_kernel import cell_block, cell_chunk, cell_factor_bytes, cell_factors, row_plan
+from ntk_rnn.checks import Params, check_pair, check_params, check_positions, check_structure
+from ntk_rnn.config import RNNConfig, base_name
+from ntk_rnn.model import activation_derivative, full_lengths, hidden_states, output_fn, trainable
 
 METHODS = ("structured", "jacobian", "ntvp")
-DEFAULT_MAX_BYTES = 2 * 2**30
+
+
+def bucket_width(m: int) -> int:
+    """The width a kernel of width m is computed at: the next power of two (docs/theory.md §14)."""
+    return 1 << (m - 1).bit_length()
+
+
+def pads_exactly(cfg: RNNConfig) -> bool:
+    """Whether zero-padding cfg to a wider network leaves every kernel unchanged: the padded units must stay 0
+    (a built-in GRU or LSTM, or an Elman phi with phi(0) = 0), and in the "ntk" parameterization the
+    multipliers that depend on m must be recoverable from the variances (one layer)."""
+    if isinstance(cfg.cell, str) and cfg.cell != "elman":
+        zero = True
+    elif cfg.cell == "elman":
+        zero = float(cfg.phi(jnp.zeros((), jnp.float64))) == 0.0
+    else:
+        zero = False
+    return zero and not (cfg.parameterization == "ntk" and cfg.num_layers > 1)
+
+
+def padded_config(cfg: RNNConfig, width: int) -> RNNConfig:
+    """cfg at a larger width with the same multipliers: in "ntk", sigma_w2 and sigma_v2 (which enter as
+    sigma^2 / m) scale by width / m."""
+    if cfg.parameterization != "ntk":
+        return cfg.replace(width=width)
+    ratio = width / cfg.width
+    return cfg.replace(width=width, sigma_w2=cfg.sigma_w2 * ratio, sigma_v2=cfg.sigma_v2 * ratio)
+
+
+def pad_params(cfg: RNNConfig, params: Mapping[str, jax.Array], width: int) -> Params:
+    """params of cfg zero-padded to `width` units: each gate block of W, A, b gets width - m zero rows, W, B and
+    the A of upper layers zero columns."""
+    m, k, extra = cfg.width, cfg.cell_spec.gates, width - cfg.width
+    out = {}
+    for name, value in params.items():
+        base = base_name(name)
+        if base == "B":
+            out[name] = jnp.pad(value, ((0, 0), (0, extra)))
+            continue
+        reads_states = base == "W" or (base == "A" and name not in ("A", "A_reverse"))  # fan-in m
+        cols = [(0, extra if reads_states else 0)] if value.ndim == 2 else []
+        padded = jnp.pad(value.reshape(k, m, *value.shape[1:]), [(0, 0), (0, extra), *cols])
+        out[name] = padded.reshape(k * width, *padded.shape[2:])
+    return out
+
+
+class ElmanFactors(NamedTuple):
+    """One batch's factors on the one-layer Elman path (_backward_vectors)."""
+
+    delta: jax.Array
+    u: jax.Array
+    h: jax.Array
+
+
+class CellFactors(NamedTuple):
+    """One batch's factors on the any-cell path (ntk_rnn.cell_kernel.cell_factors)."""
+
+    kept: dict
+    features: dict
+    readin: dict
+
+
+class Inputs(NamedTuple):
+    """One batch as it is, for the reference methods: x (n, L, d_x) and lengths (n,)."""
+
+    x: jax.Array
+    lengths: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class EmpiricalNTK(KernelFn):
+    """The exact empirical NTK of cfg as a pure function (empirical_ntk_fn); `inner` is the config the
+    kernel is computed at (cfg zero-padded to a bucket width where that is exact)."""
+
+    cfg: RNNConfig
+    positions: tuple[int, ...] | None
+    method: str
+    inner: RNNConfig
+
+    def __call__(self, params: Mapping[str, jax.Array], x1, x2=None, *, lengths1=None, lengths2=None) -> jax.Array:
+        """K = J(x1) J(x2)^T, (n1 R1, n2 R2) float64 (empirical_ntk_fn)."""
+        return super().__call__(params, x1, x2, lengths1=lengths1, lengths2=lengths2)
+
+    def bind(self, params, x1, x2=None, *, lengths1=None, lengths2=None) -> Call:
+        check_structure(self.cfg, params)
+        x1, x2, lengths1, lengths2 = bind_inputs(self.cfg, x1, x2, lengths1, lengths2)
+        if x2 is not None and (lengths1 is None) != (lengths2 is None):  # one route for both sides
+            lengths1, lengths2 = full_lengths(x1, lengths1), full_lengths(x2, lengths2)
+        params = {k: jnp.asarray(v, jnp.float64) for k, v in params.items()}
+        if self.inner.width != self.cfg.width:
+            params = pad_params(self.cfg, params, self.inner.width)
+        return Call(params, x1, x2, lengths1, lengths2)
+
+    def features(self, params, x, lengths, positions, grid) -> ElmanFactors | CellFactors | Inputs:
+        cfg = self.inner
+        if self.method != "structured":
+            return Inputs(x, full_lengths(x, lengths))
+        if cfg.is_elman and cfg.readout == "all" and lengths is None:
+            return ElmanFactors(*_backward_vectors(cfg, _elman_plan(cfg, positions), params, x))
+        plan = row_plan(cfg, positions, x.shape[1], grid)
+        return CellFactors(*cell_factors(cfg, plan, params, x, full_lengths(x, lengths)))
+
+    def pair(self, params, f1, f2, pos1, pos2, grid) -> jax.Array:
+        cfg = self.inner
+        n1, n2 = (jax.tree.leaves(f)[0].shape[0] for f in (f1, f2))
+        r1, r2 = self.rows(pos1), self.rows(pos2)
+        if isinstance(f1, ElmanFactors):
+            K = _pair_kernel(cfg, _elman_plan(cfg, pos1), _elman_plan(cfg, pos2), f1, f2)
+            rank1, rank2 = np.argsort(np.argsort(pos1)), np.argsort(np.argsort(pos2))  # undo the sorting
+            return K[:, rank1][:, :, :, :, rank2].reshape(n1, r1, n2, r2)
+        if isinstance(f1, CellFactors):
+            return cell_block(cfg, row_plan(cfg, pos1, grid[0], grid), row_plan(cfg, pos2, grid[1], grid), f1, f2)
+        reference = _jacobian_ntk if self.method == "jacobian" else _ntvp_ntk
+        return reference(cfg, params, f1.x, f2.x, pos1, pos2, f1.lengths, f2.lengths).reshape(n1, r1, n2, r2)
+
+    def feature_bytes(self, length: int, positions) -> int:
+        cfg = self.inner
+        if self.method != "structured":
+            return super().feature_bytes(length, positions)
+        if cfg.is_elman and cfg.readout == "all":
+            plan = _elman_plan(cfg, positions)
+            return 8 * (plan.size * cfg.output_dim * cfg.width + 3 * length * cfg.width)
+        return cell_factor_bytes(cfg, row_plan(cfg, positions, length, (length, length)))
+
+    def chunk_size(self, n: int, length1: int, length2: int, pos1, pos2, max_bytes: int) -> int:
+        cfg = self.inner
+        if self.method != "structured":
+            return n  # the references compute in one piece
+        if cfg.is_elman and cfg.readout == "all":
+            t1, t2 = _elman_plan(cfg, pos1).size, _elman_plan(cfg, pos2).size
+            return _chunk_size(n, t1, t2, cfg.output_dim, cfg.width, max(length1, length2), max_bytes)
+        grid = (length1, length2)
+        plan1, plan2 = row_plan(cfg, pos1, length1, grid), row_plan(cfg, pos2, length2, grid)
+        return cell_chunk(n, plan1, plan2, cfg, max_bytes)
+
+
+def empirical_ntk_fn(cfg: RNNConfig, *, positions: Sequence[int] | None = None,
+                     method: str = "structured") -> EmpiricalNTK:  # fmt: skip
+    """The exact empirical NTK of cfg as a pure function
+
+        ntk(params, x1, x2=None, *, lengths1=None, lengths2=None) -> jax.Array,
+
+    K = J(x1) J(x2)^T over the trainable parameters, (n1 P1 d, n2 P2 d) float64 with rows ordered (sample,
+    position, unit), or (n1 d, n2 d) for readout "last" and "mean". x1: (n1, L1, d_x); x2: (n2, L2, d_x), or
+    None for x2 = x1; lengths: (n,) ints in [1, L] of right-padded sequences, None for full length: the rows
+    of padded positions are there and are zero. It composes with jax.jit, jax.vmap (over parameter sets or
+    inputs) and jax.grad; the variances are data and the widths compile at a few bucket widths (docs/theory.md
+    §14). It checks shapes only: values (finite, lengths in range) are the caller's to check, as
+    ntk_rnn.empirical_ntk does before batching this function (ntk_rnn.batch).
+
+    Args:
+      cfg: the model (any cell, layers, directions and readout).
+      positions: 0-based output positions kept on both sides; None means 1..L-1 of each input (readout "all");
+        must be None for "last" and "mean".
+      method: "structured" (docs/theory.md §2 and §8), or the references "jacobian" (contracted autodiff
+        Jacobians) and "ntvp" (columns from vjp/jvp products).
+    """
+    if not isinstance(cfg, RNNConfig):
+        raise TypeError(f"cfg must be an ntk_rnn.RNNConfig, got {type(cfg).__name__}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if positions is not None:
+        if cfg.readout != "all":
+            raise ValueError(f"positions does not apply to readout={cfg.readout!r} (one output per sequence)")
+        positions = check_positions(positions, 2**62)
+    inner = padded_config(cfg, bucket_width(cfg.width)) if pads_exactly(cfg) else cfg
+    return EmpiricalNTK(cfg, positions, method, inner)
 
 
 def empirical_ntk(
@@ -32,31 +199,26 @@ def empirical_ntk(
     x2=None,
     positions: Sequence[int] | None = None,
     method: str = "structured",
-    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_bytes: int | None = None,
     *,
     lengths1=None,
     lengths2=None,
     output: str = "numpy",
     path=None,
 ) -> np.ndarray | jax.Array:
-    """Exact empirical NTK  K = J(x1) J(x2)^T  over the trainable parameters, in float64.
+    """Exact empirical NTK  K = J(x1) J(x2)^T  over the trainable parameters, in float64: the inputs checked
+    once, then batch(empirical_ntk_fn(cfg, positions=positions, method=method)).
 
     Args:
       cfg, params: the model (any cell, layers and directions).
       x1: (n1, L1, d_x) sequences; x2: (n2, L2, d_x), or None for x2 = x1.
       positions: 0-based output positions kept on both sides; None means the paper's loss
         positions 1..L-1 of each input.
-      method: "structured" (fast: docs/theory.md §2 for one Elman layer, readout "all", full lengths;
-        §8 otherwise), "jacobian" (contracts autodiff Jacobians) or "ntvp" (kernel columns from vjp/jvp
-        products). The last two are references.
+      method: "structured", "jacobian" or "ntvp" (empirical_ntk_fn).
       lengths1, lengths2: (n1,), (n2,) lengths of right-padded sequences (ints in [1, L]); None means
         full length. With readout "all" only the rows of real positions are kept.
-      max_bytes: peak working-memory budget of the structured path (per device); it works in sample
-        chunks sized to fit, and several devices compute max_bytes // 4 of output at a time.
-      output: "numpy" (the whole kernel on this host), "sharded" (a global jax.Array split by rows over
-        every device of every process) or "npy" (written to the .npy file `path`, returned memory-mapped
-        read-only). With several devices or processes, each device computes the rows of its share of
-        the samples of x1 (ntk_rnn.distributed; docs/theory.md §12).
+      max_bytes, output, path: as in ntk_rnn.batch (working memory per device, None: derived from the
+        device; "numpy", "sharded" or "npy").
 
     Returns:
       (n1 * P1 * d, n2 * P2 * d) float64 kernel, rows ordered (sample, position, unit); with readout
@@ -65,36 +227,17 @@ def empirical_ntk(
     """
     params = check_params(cfg, params)
     pair = check_pair(cfg, x1, x2, positions, lengths1, lengths2)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-
-    def panel(rows: slice, cols: slice | None, device: jax.Device) -> np.ndarray:
-        return _kernel(cfg, jax.device_put(params, device), pair.block(rows, cols), method, max_bytes)
-
-    return distribute(cfg, pair, lambda: _kernel(cfg, params, pair, method, max_bytes), panel, output, path,
-                      max_bytes // 4)  # fmt: skip
-
-
-def _kernel(cfg: RNNConfig, params: Params, pair: InputPair, method: str, max_bytes: int) -> np.ndarray:
-    x1, x2, pos1, pos2, symmetric, len1, len2 = pair
-    if method == "structured" and cfg.is_elman and cfg.readout == "all" and len1 is None and len2 is None:
-        return _structured_ntk(cfg, params, x1, x2, pos1, pos2, symmetric, max_bytes)
-    full1, full2 = full_lengths(x1, len1), full_lengths(x2, len2)
-    if method == "structured":
-        K = cell_ntk(cfg, params, x1, x2, full1, full2, pos1, pos2, symmetric, max_bytes)
-    elif method == "jacobian":
-        K = np.asarray(_jacobian_ntk(cfg, params, x1, x2, pos1, pos2, full1, full2))
-    else:
-        K = np.asarray(_ntvp_ntk(cfg, params, x1, x2, pos1, pos2, full1, full2))
-    keep1 = real_rows(cfg, pos1, len1, x1.shape[0])
-    keep2 = real_rows(cfg, pos2, len2, x2.shape[0])
-    return K[np.ix_(keep1, keep2)] if not (keep1.all() and keep2.all()) else K
+    kernel = batch(empirical_ntk_fn(cfg, positions=positions, method=method), max_bytes=max_bytes, output=output,
+                   path=path)  # fmt: skip
+    if pair.symmetric:
+        return kernel(params, pair.x1, lengths1=pair.lengths1)
+    return kernel(params, pair.x1, pair.x2, lengths1=pair.lengths1, lengths2=pair.lengths2)
 
 
 # ----------------------------------------------------------------------------- references
 
 
-@partial(jax.jit, static_argnums=(0, 4, 5))
+@partial(jax.jit, static_argnums=(4, 5))
 def _jacobian_ntk(cfg, params, x1, x2, pos1, pos2, lengths1, lengths2):
     theta = trainable(cfg, params)
 
@@ -105,7 +248,7 @@ def _jacobian_ntk(cfg, params, x1, x2, pos1, pos2, lengths1, lengths2):
     return flat_jacobian(x1, pos1, lengths1) @ flat_jacobian(x2, pos2, lengths2).T
 
 
-@partial(jax.jit, static_argnums=(0, 4, 5))
+@partial(jax.jit, static_argnums=(4, 5))
 def _ntvp_ntk(cfg, params, x1, x2, pos1, pos2, lengths1, lengths2):
     theta = trainable(cfg, params)
     f1 = output_fn(cfg, params, x1, pos1, lengths1)
@@ -165,7 +308,7 @@ def _take(a: jax.Array, index: np.ndarray) -> jax.Array:
     return a[:, index]
 
 
-@partial(jax.jit, static_argnums=(0, 1))
+@partial(jax.jit, static_argnums=1)
 def _backward_vectors(cfg: RNNConfig, plan: BackwardPlan, params: Params, x: jax.Array):
     """For the chunk x (c, L, d_x): the backward vectors delta_{i,l,a,k} = dy_{i,l,k}/dg_{i,a} of the
     plan's (l, a) pairs, (c, T, d, m); the features u_{i,a} whose inner products weight them,
@@ -196,22 +339,22 @@ def _backward_vectors(cfg: RNNConfig, plan: BackwardPlan, params: Params, x: jax
     return delta, features, h
 
 
-@partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _pair_kernel(cfg: RNNConfig, plan1: BackwardPlan, plan2: BackwardPlan, c: int, factors1, start1, factors2, start2):
-    """Kernel block between the c samples from start1 and the c samples from start2, (c, P1, d, c, P2, d),
-    positions in sorted order:
+@partial(jax.jit, static_argnums=(1, 2))
+def _pair_kernel(cfg: RNNConfig, plan1: BackwardPlan, plan2: BackwardPlan, factors1, factors2) -> jax.Array:
+    """Kernel block between two batches of factors, (c1, P1, d, c2, P2, d), positions in sorted order:
 
     K[(i,l,k),(j,l',k')] = sum_{a,b} (delta_{i,l,a,k} . delta_{j,l',b,k'}) (u_{i,a} . u_{j,b})
                            + [B trained] [k = k'] c_B^2 (h_{i,l} . h_{j,l'}).
     """
-    delta1, u1, h1 = (jax.lax.dynamic_slice_in_dim(a, start1, c) for a in factors1)
-    delta2, u2, h2 = (jax.lax.dynamic_slice_in_dim(a, start2, c) for a in factors2)
+    delta1, u1, h1 = factors1
+    delta2, u2, h2 = factors2
+    c1, c2 = h1.shape[0], h2.shape[0]
     d = cfg.output_dim
     p1, p2 = len(plan1.positions), len(plan2.positions)
-    out = jnp.zeros((c, p1, d, c, p2, d), h1.dtype)
+    out = jnp.zeros((c1, p1, d, c2, p2, d), h1.dtype)
     if plan1.size and plan2.size:
         t1, t2, m = plan1.size, plan2.size, delta1.shape[-1]
-        gram = (delta1.reshape(-1, m) @ delta2.reshape(-1, m).T).reshape(c, t1, d, c, t2, d)
+        gram = (delta1.reshape(-1, m) @ delta2.reshape(-1, m).T).reshape(c1, t1, d, c2, t2, d)
         uu = jnp.einsum("iaf,jbf->iajb", u1, u2)
         uu = uu[:, plan1.time_of][:, :, :, plan2.time_of]
         weighted = gram * uu[:, :, None, :, :, None]
@@ -248,50 +391,9 @@ def _chunk_size(n: int, t1: int, t2: int, d: int, m: int, length: int, max_bytes
     return c
 
 
-def _pad(x: jax.Array, c: int) -> jax.Array:
-    """Zero-pad (n, L, d_x) along samples to a multiple of c (padded rows are computed, then dropped)."""
-    pad = (-x.shape[0]) % c
-    return jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
-
-
-def _factor_source(cfg: RNNConfig, plan: BackwardPlan, params: Params, x: jax.Array, c: int, keep: bool):
-    """chunk index -> ((delta, u, h), offset of the chunk in them).
-
-    With keep, the backward vectors of all samples are computed once, in one call (large matrix
-    products); otherwise each chunk's are recomputed whenever a block needs them.
-    """
-    x = _pad(x, c)
-    if keep:
-        factors = _backward_vectors(cfg, plan, params, x)
-        return lambda i: (factors, i * c)
-    return lambda i: (_backward_vectors(cfg, plan, params, x[i * c : (i + 1) * c]), 0)
-
-
-def _structured_ntk(cfg, params, x1, x2, pos1, pos2, symmetric, max_bytes) -> np.ndarray:
-    n1, n2, d, m = x1.shape[0], x2.shape[0], cfg.output_dim, cfg.width
-    first = 0 if {"A", "b"} & set(cfg.trainable) else 1
-    plan1, plan2 = BackwardPlan.build(pos1, first), BackwardPlan.build(pos2, first)
-    out = np.zeros((n1, len(pos1), d, n2, len(pos2), d))
-    length = max(x1.shape[1], x2.shape[1])
-    c = _chunk_size(max(n1, n2), plan1.size, plan2.size, d, m, length, max_bytes)
-    keep = 8 * (n1 * plan1.size + n2 * plan2.size) * d * m + 8 * 3 * (n1 + n2) * length * m <= max_bytes // 2
-    blocks1, blocks2 = math.ceil(n1 / c), math.ceil(n2 / c)
-    pairs = [(bi, bj) for bi in range(blocks1) for bj in range(bi if symmetric else 0, blocks2)]
-    factors1 = _factor_source(cfg, plan1, params, x1, c, keep)
-    factors2 = factors1 if symmetric else _factor_source(cfg, plan2, params, x2, c, keep)
-    blocks = ((bi, bj, np.asarray(_pair_kernel(cfg, plan1, plan2, c, *factors1(bi), *factors2(bj))))
-              for bi, bj in pairs)  # fmt: skip
-    for bi, bj, block in tqdm(blocks, total=len(pairs), desc="kernel blocks", delay=3.0, leave=False):
-        r1, r2 = slice(bi * c, min((bi + 1) * c, n1)), slice(bj * c, min((bj + 1) * c, n2))
-        block = block[: r1.stop - r1.start, :, :, : r2.stop - r2.start]
-        out[r1, :, :, r2] = block
-        if symmetric and bi != bj:
-            out[r2, :, :, r1] = block.transpose(3, 4, 5, 0, 1, 2)
-    # undo the sorting of positions
-    rank1 = np.argsort(np.argsort(pos1))
-    rank2 = np.argsort(np.argsort(pos2))
-    out = out[:, rank1][:, :, :, :, rank2]
-    return out.reshape(n1 * len(pos1) * d, n2 * len(pos2) * d)
+def _elman_plan(cfg: RNNConfig, positions: tuple[int, ...]) -> BackwardPlan:
+    """The backward vectors one side needs: from step 0 when A or b is trained, else from step 1."""
+    return BackwardPlan.build(positions, 0 if {"A", "b"} & set(cfg.trainable) else 1)
 
 
 def structured_flops(

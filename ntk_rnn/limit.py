@@ -1,390 +1,129 @@
-"""The infinite-width NTK and NNGP kernels of the RNN (docs/theory.md §3, §9), for every RNNConfig option.
-
-Tensor Programs II (Yang 2020) makes the "gradient independence" calculation exact for weight-tied
-RNNs, so the limits follow from one recursion over the (a, b) time grid of two sequences i, j.
-
-Forward (q: pre-activation covariance, S: hidden-state covariance, k: derivative covariance):
-    q_ab = sigma_w2 S_{a-1,b-1} + sigma_u2 x_{i,a}.x_{j,b} / nu + sigma_b2,      S_{-1,*} = 0,
-    S_ab = V_phi(q_aa(i,i), q_ab, q_bb(j,j)),   k_ab = V_phi'(same),            (ntk_rnn.dual)
-with nu = 1 for "paper" and nu = d_x otherwise. Normalization: "paper" has vectors of norm O(1), so
-q = lim g_i.g_j and S = lim h_i.h_j (this needs phi(c u) = c phi(u), c > 0: relu, linear); "standard"
-and "ntk" have coordinates O(1), so q = lim g_i.g_j / m and S = lim h_i.h_j / m; in all three
-k = lim (1/m) sum_r phi'(g_{i,a,r}) phi'(g_{j,b,r}).
-
-Backward. With delta_{i,l,a} = dy_{i,l,k}/dg_{i,a}, E[delta_{i,l,a}.delta_{j,l',b}] vanishes unless
-l - a = l' - b = s, and is [k = k'] P_s with P_0 = c0 k_{l,l'}, P_s = P_{s-1} sigma_w2 k_{l-s,l'-s}
-(one step multiplies by c_W^2 Var(W) m = sigma_w2 in every parameterization); c0 = c_B^2 Var(B) m is
-sigma_v2 m / d ("paper") or sigma_v2 ("standard", "ntk"). The output at step l (readout "all") has
-    Theta_{l,l'} = sum_{s=0}^{min(l,l')} P_s F_{l-s,l'-s} + beta S_{l,l'},
-    F_ab = omega_W S_{a-1,b-1} + omega_A x_{i,a}.x_{j,b} + omega_b,
-computed as G_{l,l'} = k_{l,l'} (F_{l,l'} + sigma_w2 G_{l-1,l'-1}), Theta = c0 G + beta S. The
-weights of each trainable parameter (0 for frozen ones), after the normalization of the result:
-
-    parameterization | result  | c0          | omega_W | omega_A     | omega_b  | beta (B)
-    "paper"          | lim K/m | sigma_v2/d  | 1       | 1           | 1        | 0
-    "standard"       | lim K/m | sigma_v2    | 1       | 0           | 0        | 1
-    "ntk"            | lim K   | sigma_v2    | sigma_w2| sigma_u2/d_x| sigma_b2 | sigma_v2
-
-(in "paper" the B-gradient is O(1) against O(m) for the rest; in "standard" the A- and b-gradients are).
-Readout "last" is Theta_{L1-1,L2-1}; readout "mean" is the mean of Theta over all (l, l') pairs,
-since its Jacobian is the mean of the per-step Jacobians. Different output units never correlate.
-
-"paper" with a non-homogeneous phi: pre-activations are O(m^-1/2) per coordinate, so a phi with
-phi(0) = 0 that is differentiable at 0 acts as its linearization phi'(0) u; the limit is the linear
-RNN with gain phi'(0) (1 for tanh, 2/sqrt(pi) for erf). Any positively homogeneous callable (leaky
-relu, abs) keeps its own dual transforms, by quadrature. Other activations are refused for "paper"
-(paper_scale_activation says why).
-
-Cost: O(n1 n2 L1 L2) dual evaluations in one lax.scan over the steps of x1, vectorized over samples
-and the steps of x2 (memory O(n1 n2 L1 L2) for readout "all" and "forward_kernels", O(n1 n2 L2) for
-"mean"); readout "last" needs only the diagonal a - b = L1 - L2: O(n1 n2 min(L1, L2)). Quadrature (tanh,
-callables) multiplies the per-point cost by nodes^2 (4096 at the default). Timings: benchmarks/bench_limit.py.
-
-Stacked layers (num_layers = k). Layer j >= 2 reads the hidden states of layer j-1 through A_l{j-1},
-whose variance is sigma_u2/m in every parameterization, so in the normalization above
-    q^j_ab = sigma_w2 S^j_{a-1,b-1} + sigma_u2 S^{j-1}_ab + sigma_b2,
-and layer 1 is the recursion above. Backward, delta^j_a = phi'(g^j_a) (W_j^T delta^j_{a+1} + A_{j+1}^T
-delta^{j+1}_a) (multipliers included); each of the two factors gives c^2 Var m = sigma_w2, resp.
-sigma_u2, and the cross terms vanish, so every delta^j stays on the diagonal l - a = l' - b. As a forward
-recursion for G^j = k^j * (the pre-activation kernel of layer j), with G^0 = 0:
-    G^j_ab = k^j_ab (F^j_ab + sigma_w2 G^j_{a-1,b-1} + sigma_u2 G^{j-1}_ab),
-    F^j_ab = omega_W S^j_{a-1,b-1} + omega_A' S^{j-1}_ab + omega_b        (j >= 2),
-    Theta_{l,l'} = c0 G^k_{l,l'} + beta S^k_{l,l'},
-with omega_A' = 1 ("paper", "standard") or sigma_u2 ("ntk") when A is trained, else 0 (the A of layers
-j >= 2 has fan-in m, so its gradient is O(m) in "standard" too). For relu, "ntk", same-time pairs and
-all trained this is the RNTK recursion (Alemohammad et al. 2021) with Sigma^j = q^j, Theta^j = G^j / k^j.
-
-Bidirectional: the reverse stack has its own parameters and readout B_reverse, so the kernel is the sum
-of the forward-direction kernels of x and of the reversed sequences rev x (the real steps backwards);
-for readout "all" the reverse term at (l, l') is the reversed pair's at (len-1-l, len'-1-l').
-
-Variable lengths: padded steps freeze the state, so the limit between i and j is the recursion on the
-unpadded sequences. Readout "all" and "mean" use the padded grid (its entries with a < len_i, b < len_j
-are exact by causality), keeping real rows, resp. averaging over the len_i len_j real pairs. Readout
-"last" reads (len_i - 1, len_j - 1): it right-aligns the sequences to T = min(max len1, max len2) steps and
-scans the diagonal with the state held at 0 until both sequences of a pair have started, O(n1 n2 T).
-The GRU, the LSTM and user cells have no published limit here: they are refused."""
+"""The infinite-width NTK and NNGP kernels of the RNN as pure functions of the inputs and the variances
+(limit_ntk_fn, nngp_fn), their batched forms (limit_ntk, nngp_kernel) and the forward covariances
+(forward_kernels). The recursion they evaluate is ntk_rnn.recursion (docs/theory.md §3, §9, §14)."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
-from collections.abc import Callable, Sequence
-from functools import partial
-from typing import NamedTuple
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk_rnn.checks import check_inputs, check_pair
-from ntk_rnn.config import ACTIVATIONS, RNNConfig
-from ntk_rnn.distributed import CHUNK_BYTES, distribute
-from ntk_rnn.dual import DEFAULT_NODES, DEFAULT_RULE, dual_pair, normal_rule, resolve
-from ntk_rnn.model import real_rows
-
-HOMOGENEOUS = ("relu", "linear")  # phi(c u) = c phi(u) for c > 0: their "paper" limit is not degenerate
-LINEARIZED_GAIN = {"tanh": 1.0, "erf": 2 / math.sqrt(math.pi)}  # phi'(0) of smooth phi with phi(0) = 0
-_PROBE = np.linspace(-3.0, 3.0, 61)  # where a callable is tested for homogeneity
+from ntk_rnn.batching import Call, KernelFn, batch, bind_inputs
+from ntk_rnn.checks import check_inputs, check_pair, check_positions
+from ntk_rnn.config import VARIANCES, RNNConfig
+from ntk_rnn.dual import DEFAULT_NODES, DEFAULT_RULE
+from ntk_rnn.model import full_lengths
+from ntk_rnn.recursion import ForwardKernels, check_limit, grid, recursion, scalar_kernel
 
 
-def paper_scale_activation(activation) -> tuple[str | Callable[[jax.Array], jax.Array], float]:
-    """(activation for the dual transforms, gain^2) of phi in the "paper" parameterization's limit.
-
-    There every pre-activation coordinate is O(m^-1/2). A positively homogeneous phi (phi(c u) =
-    c phi(u), c > 0, checked numerically on [-3, 3]) keeps its own transforms; otherwise phi must have
-    phi(0) = 0 and phi'(0) != 0, and acts as the linear map u -> phi'(0) u: ("linear", phi'(0)^2).
-    """
-    name = activation if isinstance(activation, str) else getattr(activation, "__name__", "custom")
-    if isinstance(activation, str) and activation in LINEARIZED_GAIN:
-        return "linear", LINEARIZED_GAIN[activation] ** 2
-    phi = ACTIVATIONS[activation] if isinstance(activation, str) else activation
-    u = jnp.asarray(_PROBE)
-    values = np.asarray(phi(u), dtype=float)
-    if all(np.allclose(np.asarray(phi(c * u)), c * values, rtol=1e-10, atol=1e-12) for c in (0.25, 3.0)):
-        return resolve(activation), 1.0
-    at_zero, slope = (float(v) for v in jax.value_and_grad(lambda t: phi(t))(jnp.float64(0.0)))
-    if at_zero != 0.0 or slope == 0.0 or not math.isfinite(slope):
-        raise ValueError(
-            f"the 'paper' parameterization sends pre-activations to 0 like m^-1/2, so its limit needs a "
-            f"positively homogeneous activation, or one with phi(0) = 0 and phi'(0) != 0 (which then acts as "
-            f"phi'(0) u); activation {name!r} has phi(0) = {at_zero:g}, phi'(0) = {slope:g}. "
-            f"Use parameterization='standard' or 'ntk'."
-        )
-    return "linear", slope**2
-
-
-class ForwardKernels(NamedTuple):
-    """Limit forward covariances, each (n1, L1, n2, L2), indexed [i, a, j, b] (0-based steps).
-
-    q: pre-activations g; S: hidden states h; k: activation derivatives phi'(g). Normalization (see
-    the module docstring): "paper" q = lim g.g', S = lim h.h'; "standard"/"ntk" q = lim g.g'/m,
-    S = lim h.h'/m; always k = lim (1/m) phi'(g).phi'(g').
-    """
-
-    q: np.ndarray
-    S: np.ndarray
-    k: np.ndarray
-
-
-@partial(
-    jax.tree_util.register_dataclass,
-    data_fields=["gain2", "sw2", "su2", "su2_up", "sb2", "c0", "omega_w", "omega_a", "omega_a_up", "omega_b", "beta"],
-    meta_fields=["activation", "nodes", "rule", "layers"],
-)
 @dataclasses.dataclass(frozen=True)
-class _Recursion:
-    """The recursion's constants: a pytree whose numbers are traced (no recompilation when they change)
-    and whose activation and quadrature (nodes, rule) are static."""
+class LimitKernel(KernelFn):
+    """The infinite-width NTK or NNGP of cfg as a pure function of the inputs and the variances (limit_ntk_fn,
+    nngp_fn); `kind` is "ntk" or "nngp", `nodes` and `rule` the quadrature (ntk_rnn.dual)."""
 
-    activation: str | Callable  # closed-form name or callable (ntk_rnn.dual.resolve)
-    gain2: float  # multiplies both dual transforms ("paper" with tanh/erf: phi'(0)^2 with a linear phi)
+    cfg: RNNConfig
+    positions: tuple[int, ...] | None
+    kind: str
     nodes: int
     rule: str
-    sw2: float
-    su2: float  # sigma_u2 / nu
-    su2_up: float  # sigma_u2: the input weight of layers >= 2 (fan-in m), forward and backward
-    sb2: float
-    c0: float  # backward start
-    omega_w: float
-    omega_a: float
-    omega_a_up: float  # omega_A' of layers >= 2
-    omega_b: float
-    beta: float  # readout (B) term
-    layers: int
 
-    def pair(self, q11, q12, q22):
-        s, k = dual_pair(self.activation, q11, q12, q22, self.nodes, self.rule)
-        return self.gain2 * s, self.gain2 * k
+    def __call__(self, x1, x2=None, *, lengths1=None, lengths2=None, sigma_w2=None, sigma_u2=None, sigma_b2=None,
+                 sigma_v2=None) -> jax.Array:  # fmt: skip
+        """The kernel, shaped like empirical_ntk_fn's (rows of padded positions zero); a variance left None is
+        cfg's."""
+        return super().__call__(x1, x2, lengths1=lengths1, lengths2=lengths2, sigma_w2=sigma_w2, sigma_u2=sigma_u2,
+                                sigma_b2=sigma_b2, sigma_v2=sigma_v2)  # fmt: skip
 
+    def bind(self, x1, x2=None, *, lengths1=None, lengths2=None, **variances) -> Call:
+        x1, x2, lengths1, lengths2 = bind_inputs(self.cfg, x1, x2, lengths1, lengths2)
+        if x2 is not None and (lengths1 is None) != (lengths2 is None):  # one route for both sides
+            lengths1, lengths2 = full_lengths(x1, lengths1), full_lengths(x2, lengths2)
+        if variances.get("sigma_b2") is not None and not self.cfg.has_bias:
+            raise ValueError("sigma_b2 needs a model with biases: cfg.sigma_b2 = 0 means none")
+        unknown = set(variances) - set(VARIANCES)
+        if unknown:
+            raise TypeError(f"unexpected arguments {sorted(unknown)}; the variances are {VARIANCES}")
+        operands = {}
+        for k in VARIANCES:
+            value = variances.get(k)
+            operands[k] = jnp.asarray(getattr(self.cfg, k) if value is None else value, jnp.float64)
+        return Call(operands, x1, x2, lengths1, lengths2)
 
-def _recursion(cfg: RNNConfig, nodes: int, rule: str, kernel: str) -> _Recursion:
-    """Constants for the NTK ("ntk") or the NNGP ("nngp") of cfg (table in the module docstring)."""
-    if cfg.cell != "elman":
-        raise ValueError(
-            f"cell={cfg.cell_name!r} has no published infinite-width limit: limit_ntk and nngp_kernel cover the "
-            f"Elman cell (any layers, directions and lengths); use ntk_rnn.empirical_ntk at a large width instead"
-        )
-    normal_rule(nodes, rule)  # validates both
-    activation, gain2 = resolve(cfg.activation), 1.0
-    par = cfg.parameterization
-    if par == "paper" and activation not in HOMOGENEOUS:
-        activation, gain2 = paper_scale_activation(cfg.activation)
-    sw2, su2, sb2, sv2 = cfg.sigma_w2, cfg.sigma_u2, cfg.sigma_b2, cfg.sigma_v2
-    dx, d = cfg.input_dim, cfg.output_dim
-    t = {name: float(name in cfg.trainable) for name in ("W", "A", "b", "B")}
-    forward = dict(activation=activation, gain2=gain2, nodes=nodes, rule=rule, sw2=sw2, sb2=sb2)
-    forward |= dict(su2_up=su2, layers=cfg.num_layers)
-    if kernel == "nngp":
-        beta = sv2 / d if par == "paper" else sv2
-        return _Recursion(**forward, su2=su2 if par == "paper" else su2 / dx, c0=0.0, omega_w=0.0, omega_a=0.0,
-                          omega_a_up=0.0, omega_b=0.0, beta=beta)  # fmt: skip
-    if par == "paper":
-        weights = dict(su2=su2, c0=sv2 / d, omega_w=t["W"], omega_a=t["A"], omega_b=t["b"], beta=0.0)
-    elif par == "standard":
-        weights = dict(su2=su2 / dx, c0=sv2, omega_w=t["W"], omega_a=0.0, omega_b=0.0, beta=t["B"])
-    else:
-        weights = dict(su2=su2 / dx, c0=sv2, omega_w=sw2 * t["W"], omega_a=su2 / dx * t["A"], omega_b=sb2 * t["b"])
-        weights["beta"] = sv2 * t["B"]
-    weights["omega_a_up"] = t["A"] * (su2 if par == "ntk" else 1.0)
-    rec = _Recursion(**forward, **weights)
-    upper = rec.omega_a_up if rec.layers > 1 else 0.0
-    if rec.omega_w == rec.omega_a == rec.omega_b == rec.beta == upper == 0.0:
-        warnings.warn(
-            f"trainable={cfg.trainable} contributes only O(1) to an O(m) kernel in the {par!r} parameterization: "
-            "the normalized limit K/m is identically 0",
-            stacklevel=3,
-        )
-    return rec
+    def features(self, variances, x, lengths, positions, grid) -> tuple:
+        return x, lengths
 
-
-def _shift(a: jax.Array) -> jax.Array:
-    """a[..., b] -> a[..., b-1] along the last axis, with 0 at b = 0."""
-    return jnp.pad(a[..., :-1], [(0, 0)] * (a.ndim - 1) + [(1, 0)])
-
-
-def _variances(rec: _Recursion, x: jax.Array) -> jax.Array:
-    """Self-covariances q^j_aa(i, i) of each layer's pre-activations, (layers, n, L)."""
-
-    def step(s_prev, x_a):
-        inputs, s_new, v_new = rec.su2 * jnp.sum(x_a * x_a, axis=-1), [], []
-        for j, s in enumerate(s_prev):
-            v_new.append(rec.sw2 * s + (inputs if j == 0 else rec.su2_up * s_new[-1]) + rec.sb2)
-            s_new.append(rec.pair(v_new[-1], v_new[-1], v_new[-1])[0])
-        return tuple(s_new), jnp.stack(v_new)
-
-    zeros = (jnp.zeros(x.shape[0], x.dtype),) * rec.layers
-    _, v = jax.lax.scan(step, zeros, jnp.swapaxes(x, 0, 1))
-    return jnp.transpose(v, (1, 2, 0))
-
-
-def _layer_step(rec: _Recursion, s_prev, g_prev, xx, v_a, v_b, shift):
-    """One time step of every layer (module docstring) on a row or diagonal of the time grid.
-
-    s_prev, g_prev: per-layer S and G of the previous step; xx: the tokens' dot products; v_a, v_b: per-layer
-    self-variances, broadcastable to xx; shift: maps the previous step's arrays to (a-1, b-1). Returns
-    per-layer (q, S, k, G).
-    """
-    out = []
-    for j in range(rec.layers):
-        s_shift = shift(s_prev[j])
-        inputs, su2, omega_a = (xx, rec.su2, rec.omega_a) if j == 0 else (out[-1][1], rec.su2_up, rec.omega_a_up)
-        q = rec.sw2 * s_shift + su2 * inputs + rec.sb2
-        s, k = rec.pair(v_a[j], q, v_b[j])
-        through = rec.sw2 * shift(g_prev[j])
-        if j:
-            through = through + rec.su2_up * out[-1][3]
-        out.append((q, s, k, k * (rec.omega_w * s_shift + omega_a * inputs + rec.omega_b + through)))
-    return out
-
-
-@partial(jax.jit, static_argnames=("mode", "pos1", "pos2", "layer"))
-def _grid(rec: _Recursion, mode: str, x1: jax.Array, x2: jax.Array, pos1=None, pos2=None, len1=None, len2=None,
-          layer: int = -1):  # fmt: skip
-    """One scan over the steps a of x1; each step updates the rows (n1, n2, L2) of every layer's time grid.
-
-    mode "all" -> (n1, P1, n2, P2) at the positions; "mean" -> (n1, n2), over the real steps when len1,
-    len2 (n1,), (n2,) are given; "forward" -> (q, S, k) of the layer.
-    """
-    v1, v2 = _variances(rec, x1), _variances(rec, x2)
-    n1, n2, length2 = x1.shape[0], x2.shape[0], x2.shape[1]
-    real2 = None if len2 is None else jnp.arange(length2)[None] < len2[:, None]  # (n2, L2)
-
-    def step(carry, inputs):
-        s_prev, g_prev, total = carry
-        x_a, v_a, real_a = inputs
-        xx = jnp.einsum("ik,jbk->ijb", x_a, x2)
-        layers = _layer_step(rec, s_prev, g_prev, xx, [v[:, None, None] for v in v_a], [v[None] for v in v2], _shift)
-        theta = rec.c0 * layers[-1][3] + rec.beta * layers[-1][1]
-        if real_a is None:
-            total = total + theta.sum(axis=-1)
+    def pair(self, variances, f1, f2, pos1, pos2, grid) -> jax.Array:
+        cfg = jax.tree.unflatten(jax.tree.structure(self.cfg), [variances[k] for k in VARIANCES])
+        (x1, len1), (x2, len2) = f1, f2
+        theta = scalar_kernel(recursion(cfg, self.nodes, self.rule, self.kind), cfg, x1, x2, pos1, pos2, len1,
+                               len2)  # fmt: skip
+        if cfg.readout != "all":
+            theta = theta[:, None, :, None]
         else:
-            total = total + jnp.where(real_a[:, None], jnp.where(real2[None], theta, 0.0).sum(axis=-1), 0.0)
-        out = {"all": theta, "forward": layers[layer][:3]}.get(mode)
-        return (tuple(t[1] for t in layers), tuple(t[3] for t in layers), total), out
+            theta = theta * _real(pos1, len1, x1)[:, :, None, None] * _real(pos2, len2, x2)[None, None]
+        d = cfg.output_dim
+        K = theta[:, :, None, :, :, None] * jnp.eye(d)[None, None, :, None, None, :]
+        return K.reshape(K.shape[0], K.shape[1] * d, K.shape[3], K.shape[4] * d)
 
-    zeros = (jnp.zeros((n1, n2, length2), x1.dtype),) * rec.layers
-    real1 = None if len1 is None else jnp.arange(x1.shape[1])[:, None] < len1[None]  # (L1, n1)
-    inputs = (jnp.swapaxes(x1, 0, 1), jnp.transpose(v1, (2, 0, 1)), real1)
-    (_, _, total), rows = jax.lax.scan(step, (zeros, zeros, jnp.zeros((n1, n2), x1.dtype)), inputs)
-    if mode == "mean":
-        return total / (x1.shape[1] * length2) if len1 is None else total / (len1[:, None] * len2[None])
-    if mode == "forward":
-        return tuple(jnp.transpose(r, (1, 0, 2, 3)) for r in rows)
-    rows = rows[np.asarray(pos1)][..., np.asarray(pos2)]  # (P1, n1, n2, P2)
-    return jnp.transpose(rows, (1, 0, 2, 3))
-
-
-def _diagonal(rec: _Recursion, x1, x2, v1, v2, started) -> jax.Array:
-    """Theta at the end of a diagonal of the grid, (n1, n2), from aligned steps x1 (n1, T, d_x), x2 (n2, T,
-    d_x), self-variances v1 (layers, n1, T), v2 (layers, n2, T) and started (T, n1, n2) (None: always)."""
-
-    def step(carry, inputs):
-        s_prev, g_prev = carry
-        x_a, x_b, v_a, v_b, on = inputs
-        layers = _layer_step(rec, s_prev, g_prev, x_a @ x_b.T, [v[:, None] for v in v_a], [v[None] for v in v_b],
-                             lambda a: a)  # fmt: skip
-        s, g = tuple(t[1] for t in layers), tuple(t[3] for t in layers)
-        if on is not None:
-            s, g = tuple(jnp.where(on, a, 0.0) for a in s), tuple(jnp.where(on, a, 0.0) for a in g)
-        return (s, g), None
-
-    zeros = (jnp.zeros((x1.shape[0], x2.shape[0]), x1.dtype),) * rec.layers
-    steps = (jnp.swapaxes(x1, 0, 1), jnp.swapaxes(x2, 0, 1), jnp.transpose(v1, (2, 0, 1)), jnp.transpose(v2, (2, 0, 1)))
-    (s, g), _ = jax.lax.scan(step, (zeros, zeros), (*steps, started))
-    return rec.c0 * g[-1] + rec.beta * s[-1]
+    def chunk_size(self, n, length1, length2, pos1, pos2, max_bytes) -> int:
+        # the recursion's state per pair of sequences: (L1, L2) grids for readout "all", a row of L2 steps for
+        # "mean", the diagonal for "last"; a few copies of each per layer
+        steps = {"all": length1 * length2, "mean": length2, "last": min(length1, length2)}[self.cfg.readout]
+        per_pair = 8 * 6 * self.cfg.num_layers * steps * (2 if self.cfg.bidirectional else 1)
+        if per_pair > max_bytes // 2:
+            raise ValueError(f"max_bytes={max_bytes} is too small: one pair of samples needs about {per_pair} bytes")
+        return max(1, min(n, math.isqrt(max_bytes // 2 // per_pair)))
 
 
-@jax.jit
-def _last(rec: _Recursion, x1: jax.Array, x2: jax.Array) -> jax.Array:
-    """Theta at (L1-1, L2-1), (n1, n2). Only the diagonal a - b = L1 - L2 of the grid enters it: a scan
-    along it from where a or b is 0, O(n1 n2 min(L1, L2)) instead of O(n1 n2 L1 L2)."""
-    steps = min(x1.shape[1], x2.shape[1])
-    v1, v2 = _variances(rec, x1)[..., -steps:], _variances(rec, x2)[..., -steps:]
-    return _diagonal(rec, x1[:, -steps:], x2[:, -steps:], v1, v2, None)
+def _real(positions, lengths, x) -> jax.Array:
+    """(n, P) 1.0 where the position is a real step of the sequence, else 0.0."""
+    if lengths is None:
+        return jnp.ones((x.shape[0], len(positions)))
+    return (jnp.asarray(positions)[None] < lengths[:, None]).astype(jnp.float64)
 
 
-@partial(jax.jit, static_argnames=("steps",))
-def _last_lengths(rec: _Recursion, x1, x2, len1, len2, steps: int) -> jax.Array:
-    """Theta at (len1_i - 1, len2_j - 1), (n1, n2): the sequences right-aligned to `steps` = min(max len1,
-    max len2) steps, the state of a pair held at 0 until both have started. O(n1 n2 steps)."""
+def limit_ntk_fn(cfg: RNNConfig, *, positions: Sequence[int] | None = None, nodes: int = DEFAULT_NODES,
+                 rule: str = DEFAULT_RULE) -> LimitKernel:  # fmt: skip
+    """The infinite-width NTK of cfg (limit_ntk) as a pure function
 
-    def align(x, lengths):  # step tau of the window is step lengths - steps + tau of the sequence
-        index = lengths[:, None] - steps + jnp.arange(steps)[None]  # (n, T)
-        valid, index = index >= 0, jnp.maximum(index, 0)
-        xa = jnp.where(valid[..., None], jnp.take_along_axis(x, index[..., None], axis=1), 0.0)
-        va = jnp.where(valid, jnp.take_along_axis(_variances(rec, x), index[None], axis=2), 1.0)
-        return xa, va
+        kernel(x1, x2=None, *, lengths1=None, lengths2=None, sigma_w2=None, sigma_u2=None, sigma_b2=None,
+               sigma_v2=None) -> jax.Array,
 
-    (x1a, v1a), (x2a, v2a) = align(x1, len1), align(x2, len2)
-    started = jnp.arange(steps)[:, None, None] >= steps - jnp.minimum(len1[:, None], len2[None])[None]
-    return _diagonal(rec, x1a, x2a, v1a, v2a, started)
+    shaped like empirical_ntk_fn(cfg)'s (rows of padded positions zero). The variances are arguments (None:
+    cfg's): vmap it over a grid of them or differentiate it with respect to them; nothing is compiled anew
+    when they change (docs/theory.md §14). positions, nodes, rule: as in limit_ntk.
+    """
+    return _limit_fn(cfg, positions, nodes, rule, "ntk")
 
 
-def _full(lengths, x) -> np.ndarray:
-    """lengths as numpy ints, or L for every sequence."""
-    return np.full(x.shape[0], x.shape[1]) if lengths is None else np.asarray(lengths)
+def nngp_fn(cfg: RNNConfig, *, positions: Sequence[int] | None = None, nodes: int = DEFAULT_NODES,
+            rule: str = DEFAULT_RULE) -> LimitKernel:  # fmt: skip
+    """The infinite-width output covariance of cfg (nngp_kernel) as a pure function, called like
+    limit_ntk_fn's."""
+    return _limit_fn(cfg, positions, nodes, rule, "nngp")
 
 
-def _one_direction(rec: _Recursion, cfg: RNNConfig, x1, x2, pos1, pos2, len1, len2) -> np.ndarray:
-    """The forward direction's scalar kernel: (n1, P1, n2, P2) for readout "all", else (n1, n2)."""
-    lengths = len1 is not None or len2 is not None
-    if lengths:
-        len1, len2 = jnp.asarray(_full(len1, x1), jnp.int32), jnp.asarray(_full(len2, x2), jnp.int32)
-    if cfg.readout == "last" and lengths:
-        return np.asarray(_last_lengths(rec, x1, x2, len1, len2, int(min(len1.max(), len2.max()))))
-    if cfg.readout == "last":
-        return np.asarray(_last(rec, x1, x2))
-    if cfg.readout == "mean" and lengths:
-        return np.asarray(_grid(rec, "mean", x1, x2, len1=len1, len2=len2))
-    return np.asarray(_grid(rec, cfg.readout, x1, x2, pos1, pos2))
-
-
-def _reverse(x, lengths: np.ndarray) -> jax.Array:
-    """Each sequence's real steps backwards, the padding left in place: (n, L, d_x)."""
-    t = np.arange(x.shape[1])[None]
-    order = np.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
-    return jnp.asarray(np.asarray(x)[np.arange(x.shape[0])[:, None], order])
-
-
-def _scalar_kernel(rec: _Recursion, cfg: RNNConfig, x1, x2, pos1, pos2, len1, len2) -> np.ndarray:
-    """Both directions' scalar kernels summed, shaped like _one_direction's."""
-    theta = _one_direction(rec, cfg, x1, x2, pos1, pos2, len1, len2)
-    if not cfg.bidirectional:
-        return theta
-    full1, full2 = _full(len1, x1), _full(len2, x2)
-    r1, r2 = _reverse(x1, full1), _reverse(x2, full2)
-    if cfg.readout != "all":
-        return theta + _one_direction(rec, cfg, r1, r2, None, None, len1, len2)
-    grid = np.asarray(_grid(rec, "all", r1, r2, tuple(range(x1.shape[1])), tuple(range(x2.shape[1]))))
-    at1 = np.maximum(full1[:, None] - 1 - np.asarray(pos1)[None], 0)  # (n1, P1): padded rows are dropped later
-    at2 = np.maximum(full2[:, None] - 1 - np.asarray(pos2)[None], 0)
-    n1, n2 = np.arange(x1.shape[0]), np.arange(x2.shape[0])
-    return theta + grid[n1[:, None, None, None], at1[:, :, None, None], n2[None, None, :, None], at2[None, None]]
-
-
-def _output_kernel(rec: _Recursion, cfg: RNNConfig, pair) -> np.ndarray:
-    """The scalar kernel expanded over output units ([k = k']), flattened like empirical_ntk and reduced to
-    the real rows."""
-    x1, x2, pos1, pos2, _, len1, len2 = pair
-    theta = _scalar_kernel(rec, cfg, x1, x2, pos1, pos2, len1, len2)
-    if cfg.readout != "all":
-        theta = theta[:, None, :, None]
-    d = cfg.output_dim
-    if d > 1:
-        theta = theta[:, :, None, :, :, None] * np.eye(d)[None, None, :, None, None, :]
-    K = theta.reshape(theta.shape[0] * theta.shape[1] * d, -1)
-    if len1 is None and len2 is None:
-        return K
-    return K[np.ix_(real_rows(cfg, pos1, len1, x1.shape[0]), real_rows(cfg, pos2, len2, x2.shape[0]))]
+def _limit_fn(cfg: RNNConfig, positions, nodes: int, rule: str, kind: str) -> LimitKernel:
+    if not isinstance(cfg, RNNConfig):
+        raise TypeError(f"cfg must be an ntk_rnn.RNNConfig, got {type(cfg).__name__}")
+    check_limit(cfg, nodes, rule, kind)
+    if positions is not None:
+        if cfg.readout != "all":
+            raise ValueError(f"positions does not apply to readout={cfg.readout!r} (one output per sequence)")
+        positions = check_positions(positions, 2**62)
+    return LimitKernel(cfg, positions, kind, nodes, rule)
 
 
 def limit_ntk(cfg: RNNConfig, x1, x2=None, positions: Sequence[int] | None = None, *, lengths1=None, lengths2=None,
-              nodes: int = DEFAULT_NODES, rule: str = DEFAULT_RULE, output: str = "numpy",
-              path=None) -> np.ndarray | jax.Array:  # fmt: skip
+              nodes: int = DEFAULT_NODES, rule: str = DEFAULT_RULE, max_bytes: int | None = None,
+              output: str = "numpy", path=None) -> np.ndarray | jax.Array:  # fmt: skip
     """Infinite-width NTK, shaped and ordered exactly like empirical_ntk(cfg, params, x1, x2, positions,
-    lengths1=lengths1, lengths2=lengths2), for the Elman cell with any layers and directions.
+    lengths1=lengths1, lengths2=lengths2), for the Elman cell with any layers and directions: the inputs
+    checked once, then batch(limit_ntk_fn(cfg, ...)).
 
     Returns lim K/m for the "paper" and "standard" parameterizations (their kernels grow like m) and
     lim K for "ntk"; cfg.width plays no role. Readout "all": (n1 * P1 * d, n2 * P2 * d), rows
@@ -392,30 +131,32 @@ def limit_ntk(cfg: RNNConfig, x1, x2=None, positions: Sequence[int] | None = Non
     "last"/"mean": (n1 * d, n2 * d) with positions None. lengths1, lengths2: (n1,), (n2,) lengths of
     right-padded sequences, None for full length. Float64. `nodes` (per dimension) and `rule`
     ("trapezoid", "hermite"): the quadrature for activations without a closed form (accuracy table in
-    ntk_rnn.dual). output, path: as in empirical_ntk ("numpy", "sharded" or "npy"; rows split over all
-    devices of all processes). The recursion and its constants: see the module docstring.
+    ntk_rnn.dual). max_bytes, output, path: as in ntk_rnn.batch. The recursion and its constants: see the
+    module docstring.
     """
-    return _kernel(_recursion(cfg, nodes, rule, "ntk"), cfg, check_pair(cfg, x1, x2, positions, lengths1, lengths2),
-                   output, path)  # fmt: skip
+    return _batched(limit_ntk_fn(cfg, positions=positions, nodes=nodes, rule=rule), x1, x2, lengths1, lengths2,
+                    max_bytes, output, path)  # fmt: skip
 
 
 def nngp_kernel(cfg: RNNConfig, x1, x2=None, positions: Sequence[int] | None = None, *, lengths1=None,
-                lengths2=None, nodes: int = DEFAULT_NODES, rule: str = DEFAULT_RULE, output: str = "numpy",
-                path=None) -> np.ndarray | jax.Array:  # fmt: skip
+                lengths2=None, nodes: int = DEFAULT_NODES, rule: str = DEFAULT_RULE, max_bytes: int | None = None,
+                output: str = "numpy", path=None) -> np.ndarray | jax.Array:  # fmt: skip
     """Infinite-width output covariance at initialization, lim E[y(x1) y(x2)^T], shaped like limit_ntk.
 
     It is finite in every parameterization and is NOT divided by m: "paper" gives sigma_v2/d S
     (S = lim h.h' of the top layer), "standard" and "ntk" give sigma_v2 S (S = lim h.h'/m), summed over
     the directions; readouts, lengths and outputs as in limit_ntk.
     """
-    return _kernel(_recursion(cfg, nodes, rule, "nngp"), cfg, check_pair(cfg, x1, x2, positions, lengths1, lengths2),
-                   output, path)  # fmt: skip
+    return _batched(nngp_fn(cfg, positions=positions, nodes=nodes, rule=rule), x1, x2, lengths1, lengths2,
+                    max_bytes, output, path)  # fmt: skip
 
 
-def _kernel(rec: _Recursion, cfg: RNNConfig, pair, output: str, path) -> np.ndarray | jax.Array:
-    return distribute(cfg, pair, lambda: _output_kernel(rec, cfg, pair),
-                      lambda rows, cols, device: _output_kernel(rec, cfg, pair.block(rows, cols)), output, path,
-                      CHUNK_BYTES)  # fmt: skip
+def _batched(kernel: LimitKernel, x1, x2, lengths1, lengths2, max_bytes, output, path) -> np.ndarray | jax.Array:
+    pair = check_pair(kernel.cfg, x1, x2, kernel.positions, lengths1, lengths2)
+    batched = batch(kernel, max_bytes=max_bytes, output=output, path=path)
+    if pair.symmetric:
+        return batched(pair.x1, lengths1=pair.lengths1)
+    return batched(pair.x1, pair.x2, lengths1=pair.lengths1, lengths2=pair.lengths2)
 
 
 def forward_kernels(
@@ -432,5 +173,5 @@ def forward_kernels(
                          f"got {layer}")  # fmt: skip
     x1 = check_inputs(cfg, x1, "x1")
     x2 = x1 if x2 is None else check_inputs(cfg, x2, "x2")
-    rec = _recursion(cfg, nodes, rule, "nngp")
-    return ForwardKernels(*(np.asarray(a) for a in _grid(rec, "forward", x1, x2, layer=layer % cfg.num_layers)))
+    rec = recursion(cfg, nodes, rule, "nngp")
+    return ForwardKernels(*(np.asarray(a) for a in grid(rec, "forward", x1, x2, layer=layer % cfg.num_layers)))

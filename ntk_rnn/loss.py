@@ -46,7 +46,7 @@ def loss(cfg: RNNConfig, params: Mapping[str, jax.Array], x: jax.Array, y: jax.A
     return 0.5 * jnp.sum(residuals(cfg, params, x, y, positions, lengths) ** 2)
 
 
-@partial(jax.jit, static_argnums=(0, 4))
+@partial(jax.jit, static_argnums=4)
 def gradient_sq_norm(cfg: RNNConfig, params: Mapping[str, jax.Array], x: jax.Array, y: jax.Array,
                      positions: Positions, lengths: jax.Array | None = None) -> jax.Array:  # fmt: skip
     """||grad f||^2 over the trainable parameters of cfg, by autodiff (independent of the kernel)."""

@@ -40,8 +40,7 @@ import scipy.sparse.linalg
 
 from ntk_rnn.checks import Params, check_inputs, check_lengths, check_params, loss_positions
 from ntk_rnn.config import RNNConfig
-from ntk_rnn.eigen import EigenvalueConvergenceError, check_solver_args, extreme_eigenpairs
-from ntk_rnn.kernel import DEFAULT_MAX_BYTES
+from ntk_rnn.eigen import DEFAULT_MAX_BYTES, EigenvalueConvergenceError, check_solver_args, extreme_eigenpairs
 from ntk_rnn.model import output_fn, real_rows, trainable
 from ntk_rnn.sharded import gathered, replicated_ntk, split_ntk_matmat
 
@@ -72,7 +71,7 @@ def dense_eigh_bytes(size: int) -> int:
 # ----------------------------------------------------------------------------- the operator
 
 
-@partial(jax.jit, static_argnums=(0, 3))
+@partial(jax.jit, static_argnums=3)
 def _ntk_matmat(cfg: RNNConfig, params: Params, x: jax.Array, positions, lengths, V: jax.Array) -> jax.Array:
     """K V = J (J^T V) for V (N, b) over all rows of flat_outputs, padded ones included (those rows of J
     are zero), column by column with one vjp then one jvp (vmapped)."""

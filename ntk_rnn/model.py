@@ -8,7 +8,6 @@ Every function here composes with jax.jit (cfg static), jax.vmap and jax.grad. T
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -34,7 +33,7 @@ def init_params(cfg: RNNConfig, *, key: jax.Array) -> Params:
     }
 
 
-@partial(jax.jit, static_argnums=0)
+@jax.jit
 def hidden_states(cfg: RNNConfig, params: Params, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Pre-activations g and hidden states h, each (n, L, m), for inputs x (n, L, d_x), of a one-layer
     Elman RNN (cfg.is_elman) on equal-length sequences."""

@@ -42,7 +42,7 @@ class PairedResult:
     summary: dict
 
 
-@partial(jax.jit, static_argnums=(0, 4, 5))
+@partial(jax.jit, static_argnums=(4, 5))
 def _flat_outputs(cfg, params0, theta, x, positions, linear, lengths):
     return select_outputs(model_outputs(cfg, params0, theta, x, linear, lengths), positions).reshape(-1)
 

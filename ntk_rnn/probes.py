@@ -64,7 +64,7 @@ def limit_forward_norms(cfg: RNNConfig, x) -> np.ndarray:
     return np.sqrt(_limit_diagonal(forward_kernels(cfg, x).S))
 
 
-@partial(jax.jit, static_argnums=0)
+@jax.jit
 def _backward_rows(cfg: RNNConfig, params: Params, x: jax.Array) -> jax.Array:
     """R[s, i, l] = B D_l W D_{l-1} W ... D_{l-s} W, (L, n, L, d, m); zero where s > l."""
     g, _ = hidden_states(cfg, params, x)
@@ -270,7 +270,7 @@ def perturbation_direction(
     return best
 
 
-@partial(jax.jit, static_argnums=(0, 3))
+@partial(jax.jit, static_argnums=3)
 def _square_and_grad(
     cfg: RNNConfig, params: Params, x: jax.Array, pos: tuple[int, ...] | None, ref: jax.Array, delta: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
@@ -286,7 +286,7 @@ def _square_and_grad(
 FLIP_MARGIN = 0.05  # the greedy prefix uses at most (1 - FLIP_MARGIN) of the radius: every selected unit crosses
 
 
-@partial(jax.jit, static_argnums=0)
+@jax.jit
 def _flip_counts(cfg: RNNConfig, params: Params, x: jax.Array, delta: jax.Array) -> jax.Array:
     """||D'_{i,l} - D_{i,l}||_0: units whose pre-activation sign changed under c_W W + delta, (n, L) ints."""
     g0, _ = hidden_states(cfg, params, x)

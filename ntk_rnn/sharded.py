@@ -83,7 +83,7 @@ class KernelOperator(scipy.sparse.linalg.LinearOperator):
         return gathered(self.K[np.asarray(index)]).T
 
 
-@partial(jax.jit, static_argnums=(0, 3))
+@partial(jax.jit, static_argnums=3)
 def split_ntk_matmat(cfg: RNNConfig, params: Params, x: jax.Array, positions, lengths, V: jax.Array) -> jax.Array:
     """K V = J (J^T V) over all rows of flat_outputs (n R of them, R rows per sample, padded positions
     included) with the n samples split over all devices of all processes; n must be a multiple of

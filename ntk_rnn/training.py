@@ -24,8 +24,9 @@ from tqdm.auto import tqdm
 from ntk_rnn.checks import Params, check_inputs, check_lengths, check_params, check_targets, loss_positions
 from ntk_rnn.config import RNNConfig
 from ntk_rnn.data import SequenceData
+from ntk_rnn.eigen import DEFAULT_MAX_BYTES
 from ntk_rnn.fitting import fit_log_rate, predicted_log_rate
-from ntk_rnn.kernel import DEFAULT_MAX_BYTES, empirical_ntk
+from ntk_rnn.kernel import empirical_ntk
 from ntk_rnn.linearized import model_outputs
 from ntk_rnn.loss import gradient_sq_norm, loss, masked_residuals
 from ntk_rnn.matfree import dense_eigh_bytes, ntk_extreme_eigenvalues
@@ -156,7 +157,7 @@ def train_step(
     return optax.apply_updates(theta, updates), opt_state, value
 
 
-@partial(jax.jit, static_argnames=("cfg", "tcfg", "num_steps", "positions", "linear"))
+@partial(jax.jit, static_argnames=("tcfg", "num_steps", "positions", "linear"))
 def run_steps(
     cfg: RNNConfig,
     tcfg: TrainConfig,

@@ -9,16 +9,13 @@ import numpy as np
 import pytest
 
 import ntk_rnn
+from analysis.nested import gd_until, linearized_steps, nested_params, paper_model
 from analysis.width import (
     FluctuationConfig,
     RateConfig,
     RequirementConfig,
     bisect_width,
     fluctuation_table,
-    gd_until,
-    linearized_steps,
-    nested_params,
-    paper_model,
     rate_table,
     relative_distance,
     requirement_table,
