@@ -210,12 +210,20 @@ def blocks(kernel_fn: KernelFn, operands: Any, pair: InputPair, max_bytes: int) 
         0 if symmetric else kernel_fn.feature_bytes(x2.shape[1], pos2) * n2) <= max_bytes // 2  # fmt: skip
 
     def source(x, lengths, positions):
-        """chunk index -> its features: kept when they fit, else computed whenever a block needs them."""
-        parts = _chunks(x, lengths, c)
+        """chunk index -> its features: computed for all samples in one call and kept when they fit (features
+        are per sample), else computed whenever a block needs them."""
+        x, lengths = _padded(x, lengths, c)
+        count = x.shape[0] // c
         if keep:
-            kept = [kernel_fn.features(operands, *part, positions, grid) for part in parts]
-            return kept.__getitem__, len(parts)
-        return (lambda a: kernel_fn.features(operands, *parts[a], positions, grid)), len(parts)
+            whole = kernel_fn.features(operands, x, lengths, positions, grid)
+            kept = [jax.tree.map(lambda f, a=a: f[a * c : (a + 1) * c], whole) for a in range(count)]
+            return kept.__getitem__, count
+
+        def chunk(a: int):
+            part = slice(a * c, (a + 1) * c)
+            return kernel_fn.features(operands, x[part], None if lengths is None else lengths[part], positions, grid)
+
+        return chunk, count
 
     side2, count2 = source(x2, len2, pos2)
     side1, count1 = (side2, count2) if symmetric else source(x1, len1, pos1)
@@ -235,12 +243,12 @@ def blocks(kernel_fn: KernelFn, operands: Any, pair: InputPair, max_bytes: int) 
     return out if keep1.all() and keep2.all() else out[np.ix_(keep1, keep2)]
 
 
-def _chunks(x: jax.Array, lengths: jax.Array | None, c: int) -> list[tuple[jax.Array, jax.Array | None]]:
-    """Chunks of c sequences (and their lengths); the last is padded with copies of the first sequence
-    (computed, then dropped), so that every chunk has one shape and one compilation."""
+def _padded(x: jax.Array, lengths: jax.Array | None, c: int) -> tuple[jax.Array, jax.Array | None]:
+    """x (and its lengths) padded to a multiple of c sequences with copies of the first (computed, then dropped),
+    so that every chunk has one shape and one compilation."""
     pad = (-x.shape[0]) % c
     if pad:
         x = jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad, *x.shape[1:]))])
         if lengths is not None:
             lengths = jnp.concatenate([lengths, jnp.broadcast_to(lengths[:1], (pad,))])
-    return [(x[i : i + c], None if lengths is None else lengths[i : i + c]) for i in range(0, x.shape[0], c)]
+    return x, lengths

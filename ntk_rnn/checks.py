@@ -177,6 +177,25 @@ def check_pair(cfg: RNNConfig, x1, x2=None, positions: Sequence[int] | None = No
     return InputPair(x1, x2, pos1, pos2, symmetric, lengths1, lengths2)
 
 
+class NTKInputs(NamedTuple):
+    """The inputs of one NTK K(x, x), validated: params (float64 jax arrays), x (n, L, d_x) float64, the
+    resolved output positions (None for a per-sequence readout) and lengths ((n,) int32, or None)."""
+
+    params: Params
+    x: jax.Array
+    positions: tuple[int, ...] | None
+    lengths: jax.Array | None
+
+
+def check_ntk_inputs(cfg: RNNConfig, params: Mapping[str, jax.Array], x, positions: Sequence[int] | None = None,
+                     lengths=None) -> NTKInputs:  # fmt: skip
+    """params, x, positions and lengths of K(x, x) checked once (check_params, check_inputs, check_lengths,
+    loss_positions)."""
+    x = check_inputs(cfg, x, "x")
+    return NTKInputs(check_params(cfg, params), x, loss_positions(cfg, positions, x.shape[1], "positions"),
+                     check_lengths(lengths, x, "lengths"))  # fmt: skip
+
+
 def check_key(key, name: str = "key") -> jax.Array:
     """A single typed JAX PRNG key, as jax.random.key(seed) makes."""
     if not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ()):

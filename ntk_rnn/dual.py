@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -140,29 +141,65 @@ def normal_rule(nodes: int, rule: str = DEFAULT_RULE) -> tuple[np.ndarray, np.nd
 
 
 def _quadrature(phi: Callable, q11, q12, q22, nodes: int, rule: str) -> tuple[jax.Array, jax.Array]:
-    """2-D Gauss-Hermite via the Cholesky factor u = a z1, v = b z1 + c z2 (a >= 0, c >= 0).
+    """(E[phi(u) phi(v)], E[phi'(u) phi'(v)]) by quadrature, differentiable in (q11, q12, q22) everywhere
+    (_quadrature_pair's derivative rule)."""
+    return _quadrature_pair(phi, nodes, rule, q11, q12, q22)
 
-    u is the variable with the larger variance, so the result is exactly symmetric in (q11, q22).
-    Cost: nodes^2 evaluations of phi and phi' per entry, in a loop over nodes (memory stays that of
-    the inputs).
-    """
+
+def _derivative(f: Callable) -> Callable:
+    """t -> f'(t), elementwise, by a jvp (nests for higher derivatives)."""
+    return lambda t: jax.jvp(f, (t,), (jnp.ones_like(t),))[1]
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2))
+def _quadrature_pair(phi: Callable, nodes: int, rule: str, q11, q12, q22) -> tuple[jax.Array, jax.Array]:
+    d1 = _derivative(phi)
+    return tuple(_expectations([(phi, phi), (d1, d1)], q11, q12, q22, nodes, rule))
+
+
+@_quadrature_pair.defjvp
+def _quadrature_pair_jvp(phi: Callable, nodes: int, rule: str, primals, tangents):
+    """Price's theorem: d E[f(u) g(v)] = E[f'(u) g'(v)] dq12 + 1/2 E[f''(u) g(v)] dq11 + 1/2 E[f(u) g''(v)] dq22.
+    Autodiff through the Cholesky factor instead would divide by c = 0 where the correlation is +-1 (the
+    kernel's diagonal)."""
+    q11, q12, q22 = primals
+    t11, t12, t22 = (jnp.broadcast_to(t, jnp.shape(q11)) for t in tangents)
+    d1 = _derivative(phi)
+    d2 = _derivative(d1)
+    d3 = _derivative(d2)
+    pairs = [(phi, phi), (d1, d1), (d2, phi), (phi, d2), (d2, d2), (d3, d1), (d1, d3)]
+    s, k, s11, s22, k12, k11, k22 = _expectations(pairs, q11, q12, q22, nodes, rule)
+    ds = k * t12 + 0.5 * (s11 * t11 + s22 * t22)
+    dk = k12 * t12 + 0.5 * (k11 * t11 + k22 * t22)
+    return (s, k), (ds, dk)
+
+
+def _expectations(pairs: list[tuple[Callable, Callable]], q11, q12, q22, nodes: int, rule: str) -> list[jax.Array]:
+    """E[f(u) g(v)] for each (f, g) of `pairs`, by 2-D quadrature over the Cholesky factor U = a z1,
+    V = b z1 + c z2 (a >= 0, c >= 0) of the variable with the larger variance first; where that is v, the
+    pair's value is E[g(U) f(V)], so the result is exactly symmetric in (q11, q22). `pairs` must hold (g, f)
+    with every (f, g) whose members differ. Cost: nodes^2 evaluations of each function per entry, in a loop
+    over nodes (memory stays that of the inputs)."""
     z, w = (jnp.asarray(t) for t in normal_rule(nodes, rule))
-    q11, q22 = jnp.maximum(q11, q22), jnp.minimum(q11, q22)
-    a = jnp.sqrt(q11)
+    q11, q12, q22 = jnp.broadcast_arrays(q11, q12, q22)
+    swap = q11 < q22
+    qa, qb = jnp.maximum(q11, q22), jnp.minimum(q11, q22)
+    a = jnp.sqrt(qa)
     b = jnp.where(a > 0, q12 / jnp.where(a > 0, a, 1.0), 0.0)
-    c = jnp.sqrt(jnp.maximum(q22 - b**2, 0.0))
-
-    def both(t):
-        return jax.jvp(phi, (t,), (jnp.ones_like(t),))
+    c = jnp.sqrt(jnp.maximum(qb - b**2, 0.0))
+    functions = list(dict.fromkeys(f for pair in pairs for f in pair))  # each evaluated once per node
+    index = {f: i for i, f in enumerate(functions)}
 
     def outer(i, acc):
-        f_u, df_u = both(a * z[i])
+        at_u = [f(a * z[i]) for f in functions]
 
         def inner(j, inner_acc):
-            f_v, df_v = both(b * z[i] + c * z[j])
-            return inner_acc[0] + w[j] * f_v, inner_acc[1] + w[j] * df_v
+            at_v = [f(b * z[i] + c * z[j]) for f in functions]
+            return [total + w[j] * at_v[index[g]] for total, (_, g) in zip(inner_acc, pairs, strict=True)]
 
-        f_sum, df_sum = jax.lax.fori_loop(0, nodes, inner, (jnp.zeros_like(a), jnp.zeros_like(a)))
-        return acc[0] + w[i] * f_u * f_sum, acc[1] + w[i] * df_u * df_sum
+        sums = jax.lax.fori_loop(0, nodes, inner, [jnp.zeros_like(a) for _ in pairs])
+        return [total + w[i] * at_u[index[f]] * g_sum for total, (f, _), g_sum in zip(acc, pairs, sums, strict=True)]
 
-    return jax.lax.fori_loop(0, nodes, outer, (jnp.zeros_like(a), jnp.zeros_like(a)))
+    values = jax.lax.fori_loop(0, nodes, outer, [jnp.zeros_like(a) for _ in pairs])
+    position = {(f, g): k for k, (f, g) in enumerate(pairs)}
+    return [jnp.where(swap, values[position[(g, f)]], value) for (f, g), value in zip(pairs, values, strict=True)]

@@ -130,9 +130,7 @@ class EmpiricalNTK(KernelFn):
         n1, n2 = (jax.tree.leaves(f)[0].shape[0] for f in (f1, f2))
         r1, r2 = self.rows(pos1), self.rows(pos2)
         if isinstance(f1, ElmanFactors):
-            K = _pair_kernel(cfg, _elman_plan(cfg, pos1), _elman_plan(cfg, pos2), f1, f2)
-            rank1, rank2 = np.argsort(np.argsort(pos1)), np.argsort(np.argsort(pos2))  # undo the sorting
-            return K[:, rank1][:, :, :, :, rank2].reshape(n1, r1, n2, r2)
+            return _pair_kernel(cfg, _elman_plan(cfg, pos1), _elman_plan(cfg, pos2), pos1, pos2, f1, f2)
         if isinstance(f1, CellFactors):
             return cell_block(cfg, row_plan(cfg, pos1, grid[0], grid), row_plan(cfg, pos2, grid[1], grid), f1, f2)
         reference = _jacobian_ntk if self.method == "jacobian" else _ntvp_ntk
@@ -339,9 +337,10 @@ def _backward_vectors(cfg: RNNConfig, plan: BackwardPlan, params: Params, x: jax
     return delta, features, h
 
 
-@partial(jax.jit, static_argnums=(1, 2))
-def _pair_kernel(cfg: RNNConfig, plan1: BackwardPlan, plan2: BackwardPlan, factors1, factors2) -> jax.Array:
-    """Kernel block between two batches of factors, (c1, P1, d, c2, P2, d), positions in sorted order:
+@partial(jax.jit, static_argnums=(1, 2, 3, 4))
+def _pair_kernel(cfg: RNNConfig, plan1: BackwardPlan, plan2: BackwardPlan, pos1: tuple[int, ...],
+                 pos2: tuple[int, ...], factors1, factors2) -> jax.Array:  # fmt: skip
+    """Kernel block between two batches of factors, (c1, P1 d, c2, P2 d), rows in the order of pos1, pos2:
 
     K[(i,l,k),(j,l',k')] = sum_{a,b} (delta_{i,l,a,k} . delta_{j,l',b,k'}) (u_{i,a} . u_{j,b})
                            + [B trained] [k = k'] c_B^2 (h_{i,l} . h_{j,l'}).
@@ -364,7 +363,12 @@ def _pair_kernel(cfg: RNNConfig, plan1: BackwardPlan, plan2: BackwardPlan, facto
     if "B" in cfg.trainable:
         hh = jnp.einsum("ilm,jqm->iljq", h1[:, np.asarray(plan1.positions)], h2[:, np.asarray(plan2.positions)])
         out = out + cfg.multipliers["B"] ** 2 * jnp.einsum("iljq,kr->ilkjqr", hh, jnp.eye(d, dtype=hh.dtype))
-    return out
+    rank1, rank2 = np.argsort(np.argsort(pos1)), np.argsort(np.argsort(pos2))  # undo the sorting
+    if not np.array_equal(rank1, np.arange(p1)):
+        out = out[:, rank1]
+    if not np.array_equal(rank2, np.arange(p2)):
+        out = out[:, :, :, :, rank2]
+    return out.reshape(c1, p1 * d, c2, p2 * d)
 
 
 GRAM_ROWS = 1024  # rows of backward vectors per chunk: big enough for efficient matrix products

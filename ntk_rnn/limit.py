@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -58,16 +59,7 @@ class LimitKernel(KernelFn):
 
     def pair(self, variances, f1, f2, pos1, pos2, grid) -> jax.Array:
         cfg = jax.tree.unflatten(jax.tree.structure(self.cfg), [variances[k] for k in VARIANCES])
-        (x1, len1), (x2, len2) = f1, f2
-        theta = scalar_kernel(recursion(cfg, self.nodes, self.rule, self.kind), cfg, x1, x2, pos1, pos2, len1,
-                               len2)  # fmt: skip
-        if cfg.readout != "all":
-            theta = theta[:, None, :, None]
-        else:
-            theta = theta * _real(pos1, len1, x1)[:, :, None, None] * _real(pos2, len2, x2)[None, None]
-        d = cfg.output_dim
-        K = theta[:, :, None, :, :, None] * jnp.eye(d)[None, None, :, None, None, :]
-        return K.reshape(K.shape[0], K.shape[1] * d, K.shape[3], K.shape[4] * d)
+        return _limit_block(cfg, self.kind, self.nodes, self.rule, *f1, *f2, pos1, pos2)
 
     def chunk_size(self, n, length1, length2, pos1, pos2, max_bytes) -> int:
         # the recursion's state per pair of sequences: (L1, L2) grids for readout "all", a row of L2 steps for
@@ -77,6 +69,20 @@ class LimitKernel(KernelFn):
         if per_pair > max_bytes // 2:
             raise ValueError(f"max_bytes={max_bytes} is too small: one pair of samples needs about {per_pair} bytes")
         return max(1, min(n, math.isqrt(max_bytes // 2 // per_pair)))
+
+
+@partial(jax.jit, static_argnames=("kind", "nodes", "rule", "pos1", "pos2"))
+def _limit_block(cfg: RNNConfig, kind: str, nodes: int, rule: str, x1, len1, x2, len2, pos1, pos2) -> jax.Array:
+    """The kernel between two batches, (n1, R1, n2, R2): the scalar kernel of both directions, rows of padded
+    positions zeroed, expanded over output units ([k = k'])."""
+    theta = scalar_kernel(recursion(cfg, nodes, rule, kind), cfg, x1, x2, pos1, pos2, len1, len2)
+    if cfg.readout != "all":
+        theta = theta[:, None, :, None]
+    else:
+        theta = theta * _real(pos1, len1, x1)[:, :, None, None] * _real(pos2, len2, x2)[None, None]
+    d = cfg.output_dim
+    K = theta[:, :, None, :, :, None] * jnp.eye(d)[None, None, :, None, None, :]
+    return K.reshape(K.shape[0], K.shape[1] * d, K.shape[3], K.shape[4] * d)
 
 
 def _real(positions, lengths, x) -> jax.Array:

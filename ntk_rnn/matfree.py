@@ -38,7 +38,8 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg
 
-from ntk_rnn.checks import Params, check_inputs, check_lengths, check_params, loss_positions
+from ntk_rnn.batching import check_max_bytes
+from ntk_rnn.checks import NTKInputs, Params, check_ntk_inputs
 from ntk_rnn.config import RNNConfig
 from ntk_rnn.eigen import DEFAULT_MAX_BYTES, EigenvalueConvergenceError, check_solver_args, extreme_eigenpairs
 from ntk_rnn.model import output_fn, real_rows, trainable
@@ -92,7 +93,8 @@ class _Operator(scipy.sparse.linalg.LinearOperator):
     processes) the samples are split over them (ntk_rnn.sharded.split_ntk_matmat), padded with zero
     sequences to a multiple of the device count."""
 
-    def __init__(self, cfg: RNNConfig, params: Params, x: jax.Array, positions, lengths, max_bytes: int):
+    def __init__(self, cfg: RNNConfig, inputs: NTKInputs, max_bytes: int):
+        params, x, positions, lengths = inputs
         self.keep = real_rows(cfg, positions, lengths, x.shape[0])  # the rows of K among flat_outputs'
         size, rows = int(self.keep.sum()), self.keep.size
         super().__init__(dtype=np.float64, shape=(size, size))
@@ -101,12 +103,11 @@ class _Operator(scipy.sparse.linalg.LinearOperator):
         states = 8 * 4 * n * length * cfg.width * cfg.cell_spec.state_factor * cfg.num_layers * len(cfg.directions)
         per_column = 8 * (2 * n_params + rows) + states
         self.batch = BLOCK_SIZE if states + BLOCK_SIZE * per_column <= max_bytes // 2 else 1
-        self._args = (cfg, params, x, positions, lengths)
         self.matvecs = 0
         pad = -n % jax.device_count()
         self.rows = rows * (n + pad) // n  # flat_outputs rows of the padded samples
         if jax.device_count() == 1:
-            self._product = partial(_ntk_matmat, *self._args)
+            self._product = partial(_ntk_matmat, cfg, params, x, positions, lengths)
         else:
             x = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)])
             lengths = None if lengths is None else jnp.concatenate([lengths, jnp.full((pad,), length, lengths.dtype)])
@@ -146,12 +147,9 @@ def ntk_operator(
     (N, N) scipy LinearOperator, N = n * P * d real rows (or n * d for readout "last"/"mean"): v (N,) -> K v
     by one vjp and one jvp. Blocks of vectors are applied in column batches sized to max_bytes. `.matvecs`
     counts the products."""
-    params = check_params(cfg, params)
-    x = check_inputs(cfg, x, "x")
-    lengths = check_lengths(lengths, x, "lengths")
-    pos = loss_positions(cfg, positions, x.shape[1], "positions")
-    _check_max_bytes(max_bytes)
-    return _Operator(cfg, params, x, pos, lengths, max_bytes)
+    inputs = check_ntk_inputs(cfg, params, x, positions, lengths)
+    check_max_bytes(max_bytes)
+    return _Operator(cfg, inputs, max_bytes)
 
 
 # ----------------------------------------------------------------------------- eigenvalues
@@ -183,8 +181,17 @@ def ntk_extreme_eigenvalues(
       ExtremeEigenvalues(lambda_min, lambda_max, size N, matvecs, columns).
     """
     key = check_solver_args(key, tol, maxiter)  # before any work
-    op = ntk_operator(cfg, params, x, positions, max_bytes, lengths=lengths)
-    params, x, pos, lengths = op._args[1:]
+    check_max_bytes(max_bytes)
+    inputs = check_ntk_inputs(cfg, params, x, positions, lengths)
+    return checked_extreme_eigenvalues(cfg, inputs, key=key, tol=tol, maxiter=maxiter, max_bytes=max_bytes)
+
+
+def checked_extreme_eigenvalues(cfg: RNNConfig, inputs: NTKInputs, *, key: jax.Array, tol: float, maxiter: int,
+                                max_bytes: int) -> ExtremeEigenvalues:  # fmt: skip
+    """ntk_extreme_eigenvalues on inputs that are already checked (ntk_rnn.checks.check_ntk_inputs, and the
+    solver's arguments): what ntk_rnn's own callers use, so that nothing is validated twice."""
+    op = _Operator(cfg, inputs, max_bytes)
+    params, x, pos, lengths = inputs
     groups, blocks = _diagonal_blocks(cfg, params, x, pos, lengths, max_bytes)
 
     def columns(idx: np.ndarray) -> np.ndarray:
@@ -224,8 +231,3 @@ def _diagonal_blocks(cfg: RNNConfig, params: Params, x: jax.Array, positions, le
             blocks.append(K[np.ix_(mine, mine)])
             groups.append(np.full(int(mine.sum()), i * c + j))
     return np.concatenate(groups), blocks
-
-
-def _check_max_bytes(max_bytes) -> None:
-    if not isinstance(max_bytes, (int, np.integer)) or isinstance(max_bytes, bool) or max_bytes < 1:
-        raise ValueError(f"max_bytes must be a positive int, got {max_bytes!r}")

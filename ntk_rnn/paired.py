@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ntk_rnn.batching import batch
 from ntk_rnn.checks import Params, check_inputs, check_lengths, check_targets, loss_positions
 from ntk_rnn.config import RNNConfig
 from ntk_rnn.data import SequenceData
-from ntk_rnn.kernel import empirical_ntk
+from ntk_rnn.kernel import empirical_ntk_fn
 from ntk_rnn.linearized import KernelGD, model_outputs
 from ntk_rnn.model import merge, real_rows, select_outputs, select_targets, trainable
 from ntk_rnn.training import (
@@ -95,8 +96,9 @@ def train_paired(
     closed, K_test = None, None
     if tcfg.batch_size is None and tcfg.optimizer == "sgd" and setup.dense:
         closed = KernelGD.from_kernel(setup.K0, f0["train"], targets["train"], lr)
-        K_test = empirical_ntk(cfg, params, x_test, x, positions=tcfg.positions, max_bytes=tcfg.max_bytes,
-                               lengths1=test_lengths, lengths2=lengths)  # fmt: skip
+        K_test = batch(empirical_ntk_fn(cfg, positions=tcfg.positions), max_bytes=tcfg.max_bytes)(
+            params, x_test, x, lengths1=test_lengths, lengths2=lengths
+        )
     loss0 = 0.5 * float(np.sum((f0["train"] - targets["train"]) ** 2))
     rows: list[dict] = []
     traces: list[dict] = []

@@ -69,6 +69,7 @@ The GRU, the LSTM and user cells have no published limit here: they are refused.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import warnings
 from collections.abc import Callable
@@ -87,6 +88,7 @@ LINEARIZED_GAIN = {"tanh": 1.0, "erf": 2 / math.sqrt(math.pi)}  # phi'(0) of smo
 _PROBE = np.linspace(-3.0, 3.0, 61)  # where a callable is tested for homogeneity
 
 
+@functools.cache  # structure only; kernel functions call it once outside jit (check_limit), then inside from here
 def paper_scale_activation(activation) -> tuple[str | Callable[[jax.Array], jax.Array], float]:
     """(activation for the dual transforms, gain^2) of phi in the "paper" parameterization's limit.
 

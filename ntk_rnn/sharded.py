@@ -23,11 +23,12 @@ import scipy.sparse.linalg
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from ntk_rnn.batching import batch
 from ntk_rnn.checks import Params
 from ntk_rnn.config import RNNConfig
 from ntk_rnn.distributed import ROWS, rows_mesh
 from ntk_rnn.eigen import DEFAULT_MAX_BYTES, ExtremeEigenpairs, check_solver_args, extreme_eigenpairs
-from ntk_rnn.kernel import empirical_ntk
+from ntk_rnn.kernel import empirical_ntk_fn
 from ntk_rnn.model import output_fn, real_rows, trainable
 
 
@@ -127,13 +128,14 @@ def kernel_eigenpairs(
 
 def replicated_ntk(cfg: RNNConfig, params: Params, x1: jax.Array, x2: jax.Array | None, *, positions, lengths1,
                    lengths2, max_bytes: int) -> np.ndarray:  # fmt: skip
-    """empirical_ntk(cfg, params, x1, x2, ...) as a numpy array on every process (x2 None: K(x1, x1)). On one
+    """empirical_ntk(cfg, params, x1, x2, ...) of checked inputs (resolved positions) as a numpy array on every
+    process (x2 None: K(x1, x1)). On one
     process that is the plain call; on several, the rows are computed over all devices (x1 padded with zero
     sequences to a multiple of the device count, their rows dropped) and gathered, which needs as many rows
     on every device (not so for readout "all" with unequal lengths: output="sharded" says so)."""
-    kwargs = {"positions": positions, "max_bytes": max_bytes}
+    ntk = empirical_ntk_fn(cfg, positions=positions)
     if jax.process_count() == 1:
-        return empirical_ntk(cfg, params, x1, x2, lengths1=lengths1, lengths2=lengths2, **kwargs)
+        return batch(ntk, max_bytes=max_bytes)(params, x1, x2, lengths1=lengths1, lengths2=lengths2)
     if x2 is None:
         x2, lengths2 = x1, lengths1
     n, length = x1.shape[:2]
@@ -142,5 +144,5 @@ def replicated_ntk(cfg: RNNConfig, params: Params, x1: jax.Array, x2: jax.Array 
     x1 = jnp.concatenate([x1, jnp.zeros((pad, *x1.shape[1:]), x1.dtype)])
     if lengths1 is not None:
         lengths1 = jnp.concatenate([jnp.asarray(lengths1), jnp.full((pad,), length, jnp.asarray(lengths1).dtype)])
-    K = empirical_ntk(cfg, params, x1, x2, lengths1=lengths1, lengths2=lengths2, output="sharded", **kwargs)
+    K = batch(ntk, max_bytes=max_bytes, output="sharded")(params, x1, x2, lengths1=lengths1, lengths2=lengths2)
     return gathered(K)[:kept]

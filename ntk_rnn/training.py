@@ -21,15 +21,16 @@ import scipy.linalg
 import scipy.sparse.linalg
 from tqdm.auto import tqdm
 
-from ntk_rnn.checks import Params, check_inputs, check_lengths, check_params, check_targets, loss_positions
+from ntk_rnn.batching import batch
+from ntk_rnn.checks import NTKInputs, Params, check_inputs, check_lengths, check_params, check_targets, loss_positions
 from ntk_rnn.config import RNNConfig
 from ntk_rnn.data import SequenceData
 from ntk_rnn.eigen import DEFAULT_MAX_BYTES
 from ntk_rnn.fitting import fit_log_rate, predicted_log_rate
-from ntk_rnn.kernel import empirical_ntk
+from ntk_rnn.kernel import empirical_ntk_fn
 from ntk_rnn.linearized import model_outputs
 from ntk_rnn.loss import gradient_sq_norm, loss, masked_residuals
-from ntk_rnn.matfree import dense_eigh_bytes, ntk_extreme_eigenvalues
+from ntk_rnn.matfree import ExtremeEigenvalues, checked_extreme_eigenvalues, dense_eigh_bytes
 from ntk_rnn.model import Positions, hidden_states, merge, real_rows, trainable
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
@@ -241,8 +242,9 @@ class Setup:
 
     def kernel(self, params: Params) -> np.ndarray:
         """K_t on the training inputs at the loss positions (dense; only for `dense` setups' sizes)."""
-        return empirical_ntk(self.cfg, params, self.x, positions=self.positions, max_bytes=self.max_bytes,
-                             lengths1=self.lengths)  # fmt: skip
+        return batch(empirical_ntk_fn(self.cfg, positions=self.positions), max_bytes=self.max_bytes)(
+            params, self.x, lengths1=self.lengths
+        )
 
     def spectrum(self, params: Params) -> tuple[float, float, np.ndarray | None]:
         """(lambda_min, lambda_max, K_t) of the kernel at params; K_t is None when tracked matrix-free."""
@@ -250,8 +252,8 @@ class Setup:
             K = self.kernel(params)
             eig = scipy.linalg.eigvalsh(K)
             return float(eig[0]), float(eig[-1]), K
-        result = ntk_extreme_eigenvalues(self.cfg, params, self.x, self.positions, max_bytes=self.max_bytes,
-                                         lengths=self.lengths)  # fmt: skip
+        result = matrix_free_spectrum(self.cfg, NTKInputs(params, self.x, self.positions, self.lengths),
+                                      self.max_bytes)  # fmt: skip
         return result.lambda_min, result.lambda_max, None
 
     def kernel_drift(self, K: np.ndarray | None) -> float:
@@ -265,6 +267,12 @@ def kernel_size(cfg: RNNConfig, x: jax.Array, positions: Positions, lengths: jax
     """N, the side of the training kernel: n * P * d (the real rows only, with lengths), or n * d for
     readout "last"/"mean"."""
     return int(real_rows(cfg, positions, lengths, x.shape[0]).sum())
+
+
+def matrix_free_spectrum(cfg: RNNConfig, inputs: NTKInputs, max_bytes: int) -> ExtremeEigenvalues:
+    """lambda_min and lambda_max of the NTK of checked inputs, matrix-free (ntk_rnn.matfree, default solver)."""
+    return checked_extreme_eigenvalues(cfg, inputs, key=jax.random.key(0), tol=1e-10, maxiter=2000,
+                                       max_bytes=max_bytes)  # fmt: skip
 
 
 def prepare(cfg: RNNConfig, params: Mapping[str, jax.Array], data: SequenceData, tcfg: TrainConfig) -> Setup:
@@ -284,11 +292,11 @@ def prepare(cfg: RNNConfig, params: Mapping[str, jax.Array], data: SequenceData,
     size = kernel_size(cfg, x, positions, lengths)
     K0 = eig0 = None
     if dense_eigh_bytes(size) + 8 * size * size <= tcfg.max_bytes:  # K_0 is kept beside K_t and LAPACK's copy
-        K0 = empirical_ntk(cfg, params, x, positions=positions, max_bytes=tcfg.max_bytes, lengths1=lengths)
+        K0 = batch(empirical_ntk_fn(cfg, positions=positions), max_bytes=tcfg.max_bytes)(params, x, lengths1=lengths)
         eig0 = scipy.linalg.eigvalsh(K0)
         lam_min0, lam_max0 = float(eig0[0]), float(eig0[-1])
     else:
-        result = ntk_extreme_eigenvalues(cfg, params, x, positions, max_bytes=tcfg.max_bytes, lengths=lengths)
+        result = matrix_free_spectrum(cfg, NTKInputs(params, x, positions, lengths), tcfg.max_bytes)
         lam_min0, lam_max0 = result.lambda_min, result.lambda_max
     if lam_max0 <= 0:
         raise ValueError("K_0 is zero (no output depends on the trainable parameters at these positions)")

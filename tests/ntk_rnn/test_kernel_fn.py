@@ -138,7 +138,7 @@ def test_grad_of_a_kernel_scalar_matches_central_differences(case):
     assert abs(along - central) < 1e-7 * max(abs(central), 1.0)
 
 
-@pytest.mark.parametrize("activation", ["relu", "erf"])
+@pytest.mark.parametrize("activation", ["relu", "erf", "tanh"])
 @pytest.mark.parametrize("kind", ["ntk", "nngp"])
 def test_limit_functions_jit_vmap_and_grad_in_sigma_w2(activation, kind):
     cfg = ntk_rnn.RNNConfig(width=1, input_dim=DX, output_dim=2, activation=activation, parameterization="ntk",
@@ -146,14 +146,15 @@ def test_limit_functions_jit_vmap_and_grad_in_sigma_w2(activation, kind):
     make, batched = (
         (ntk_rnn.limit_ntk_fn, ntk_rnn.limit_ntk) if kind == "ntk" else (ntk_rnn.nngp_fn, ntk_rnn.nngp_kernel)
     )
-    kernel = make(cfg)
+    nodes = 200 if activation == "tanh" else 64  # quadrature: its error below the finite differences' 1e-7
+    kernel = make(cfg, nodes=nodes)
     x = inputs()
     grid = jnp.asarray([0.6, 1.1, 1.7])
     stacked = np.asarray(jax.jit(jax.vmap(lambda s: kernel(x, lengths1=LENGTHS, sigma_w2=s)))(grid))
     positions = tuple(range(1, L))
     keep = ntk_rnn.model.real_rows(cfg, positions, LENGTHS, N)
     for s, K in zip(np.asarray(grid), stacked, strict=True):
-        expected = batched(cfg.replace(sigma_w2=float(s)), x, lengths1=LENGTHS)
+        expected = batched(cfg.replace(sigma_w2=float(s)), x, lengths1=LENGTHS, nodes=nodes)
         np.testing.assert_allclose(K[np.ix_(keep, keep)], expected, rtol=0, atol=1e-12 * np.abs(expected).max())
         assert np.all(K[~keep] == 0)
 
@@ -163,6 +164,27 @@ def test_limit_functions_jit_vmap_and_grad_in_sigma_w2(activation, kind):
     eps = 1e-5
     central = float(scalar(1.1 + eps) - scalar(1.1 - eps)) / (2 * eps)
     assert abs(float(jax.grad(scalar)(1.1)) - central) < 1e-7 * abs(central)
+
+
+@pytest.mark.parametrize("q", [(1.3, 0.4, 0.7), (0.8, 0.8, 0.8), (0.5, -0.6, 0.9), (0.9, 0.3, 2.0)])
+def test_quadrature_dual_is_differentiable_on_and_off_the_diagonal(q):
+    """Price's theorem as the derivative rule of the quadrature: gradients of E[phi(u) phi(v)] and E[phi'(u) phi'(v)]
+    in (q11, q12, q22) equal central differences, also at correlation 1 (q12 = q11 = q22: the kernel's diagonal,
+    where the Cholesky factor's derivative is infinite)."""
+    from ntk_rnn.dual import dual_pair
+
+    def both(q11, q12, q22):
+        return jnp.stack(dual_pair(jnp.tanh, q11, q12, q22, nodes=100))
+
+    q = jnp.asarray(q)
+    on_diagonal = bool(q[0] == q[1] == q[2])
+    directions = [jnp.ones(3)] if on_diagonal else list(jnp.eye(3))  # on it, q moves along the diagonal only
+    for direction in directions:
+        tangent = jax.jvp(lambda t, d=direction: both(*(q + t * d)), (0.0,), (1.0,))[1]
+        eps = 1e-5
+        central = (both(*(q + eps * direction)) - both(*(q - eps * direction))) / (2 * eps)
+        assert np.all(np.isfinite(tangent))
+        np.testing.assert_allclose(tangent, central, rtol=1e-7, atol=1e-9)
 
 
 def compile_counter():
