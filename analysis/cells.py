@@ -20,10 +20,10 @@ import scipy.linalg
 import ntk_rnn
 from analysis.datasets import study_dataset
 from analysis.sweep import run_sweep
-from ntk_rnn.data import train_test_split
-from ntk_rnn.limit import limit_ntk
-from ntk_rnn.paired import train_paired
-from ntk_rnn.training import TrainConfig
+from ntk_rnn.kernels.limit import limit_ntk
+from ntk_rnn.network.data import train_test_split
+from ntk_rnn.training.paired import train_paired
+from ntk_rnn.training.train import TrainConfig
 
 AXES = ("models", "widths", "seeds")  # config fields that only list the units (left out of cache keys)
 
@@ -118,7 +118,7 @@ LAZY_COLUMNS = ("kernel_drift", "gap_train", "gap_test", "gap_train_rel", "gap_t
 
 def cell_lazy_table(config: CellLazyConfig, cache_dir=None, progress: bool = True) -> pd.DataFrame:
     """One row per (model, width, seed) at the end of training: kernel_drift = ||K_T - K_0||_F/||K_0||_F,
-    gap_train/gap_test = ||f_true - f_lin|| and gap_*_rel = gap / ||f_true - f_0|| (ntk_rnn.paired),
+    gap_train/gap_test = ||f_true - f_lin|| and gap_*_rel = gap / ||f_true - f_0|| (ntk_rnn.training.paired),
     w_distance_true, the final train losses of both models, loss_0, lr, lambda_min_0 and lambda_max_0."""
     tcfg = TrainConfig(steps=config.steps, lr_scale=config.lr_scale, record_every=config.steps, kernel_every=0)
 

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.sweep import run_sweep
-from ntk_rnn.classification import FINITE_PREDICTORS, LIMIT_PREDICTORS, ClassifyConfig, classify_dataset
-from ntk_rnn.timeseries import DATASETS, LabeledSequences, load_splits
+from ntk_rnn.apps.classification import FINITE_PREDICTORS, LIMIT_PREDICTORS, ClassifyConfig, classify_dataset
+from ntk_rnn.apps.timeseries import DATASETS, LabeledSequences, load_splits
 
 AXES = ("datasets",)
 BASELINES = Path(__file__).with_name("baselines.csv")
@@ -26,7 +26,7 @@ BASELINES = Path(__file__).with_name("baselines.csv")
 @dataclasses.dataclass(frozen=True)
 class ClassificationConfig:
     """datasets: the units; finite_datasets: those that also get the finite networks (None: all);
-    the rest is ntk_rnn.classification.ClassifyConfig's."""
+    the rest is ntk_rnn.apps.classification.ClassifyConfig's."""
 
     datasets: tuple[str, ...] = DATASETS
     finite_datasets: tuple[str, ...] | None = None

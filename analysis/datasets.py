@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import jax
 
-from ntk_rnn.data import SequenceData
-from ntk_rnn.datasets import BINARY_DIGITS, digits_sequences, synthetic_sequences
+from ntk_rnn.apps.datasets import BINARY_DIGITS, digits_sequences, synthetic_sequences
+from ntk_rnn.network.data import SequenceData
 
 DATASETS = ("synthetic", "digits")
 

@@ -14,7 +14,7 @@ import scipy.linalg
 import ntk_rnn
 from analysis.datasets import study_dataset
 from analysis.sweep import run_sweep
-from ntk_rnn.limit import limit_ntk
+from ntk_rnn.kernels.limit import limit_ntk
 
 AXES = ("lengths", "deltas", "ns", "digits_lengths", "seeds", "widths", "activations", "parameterizations")
 

@@ -14,9 +14,9 @@ import scipy.linalg
 import ntk_rnn
 from analysis.datasets import study_dataset
 from analysis.sweep import run_sweep
-from ntk_rnn.checks import loss_positions
-from ntk_rnn.limit import limit_ntk
-from ntk_rnn.model import select_targets
+from ntk_rnn.kernels.limit import limit_ntk
+from ntk_rnn.network.checks import loss_positions
+from ntk_rnn.network.model import select_targets
 
 AXES = ("widths", "seeds", "datasets")  # config fields that only list the units (left out of cache keys)
 

@@ -15,9 +15,9 @@ import pandas as pd
 import ntk_rnn
 from analysis.datasets import study_dataset
 from analysis.sweep import run_sweep
-from ntk_rnn.data import train_test_split
-from ntk_rnn.paired import PairedResult, train_paired
-from ntk_rnn.training import TrainConfig
+from ntk_rnn.network.data import train_test_split
+from ntk_rnn.training.paired import PairedResult, train_paired
+from ntk_rnn.training.train import TrainConfig
 
 AXES = ("widths", "seeds", "datasets")  # config fields that only list the units (left out of cache keys)
 
@@ -51,7 +51,7 @@ def _paired_run(config: LinearizationConfig, dataset: str, width: int, seed: int
 
 def linearization_table(config: LinearizationConfig, cache_dir=None, progress: bool = True) -> pd.DataFrame:
     """The paired histories of every (dataset, width, seed), one row per recorded step (columns of
-    ntk_rnn.linearized.train_paired), with the run's lr and lambda_max_0 as constant columns."""
+    ntk_rnn.training.linearized.train_paired), with the run's lr and lambda_max_0 as constant columns."""
 
     def compute(unit: dict) -> pd.DataFrame:
         result = _paired_run(config, **unit)

@@ -1,4 +1,4 @@
-"""Studies: the paper's proof lemmas measured on real networks (docs/theory.md §6; ntk_rnn.probes).
+"""Studies: the paper's proof lemmas measured on real networks (docs/theory.md §6; ntk_rnn.apps.probes).
 
 forward_table (forward stability), backward_table (backward stability and intermediate-layer
 products), perturbation_table (omega-sized perturbations), training_probe_table (the gradient lower
@@ -18,8 +18,8 @@ from analysis.datasets import study_dataset
 from analysis.eigenvalues import clustered_first_tokens
 from analysis.sweep import run_sweep
 from ntk_rnn import probes
-from ntk_rnn.data import SequenceData
-from ntk_rnn.training import TrainConfig, train
+from ntk_rnn.network.data import SequenceData
+from ntk_rnn.training.train import TrainConfig, train
 
 AXES = (
     "activations",

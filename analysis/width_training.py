@@ -13,7 +13,7 @@ import jax
 import ntk_rnn
 from analysis.datasets import study_dataset
 from analysis.sweep import run_sweep
-from ntk_rnn.training import TrainConfig, train
+from ntk_rnn.training.train import TrainConfig, train
 
 AXES = ("widths", "seeds")  # config fields that only list the units (left out of cache keys)
 

@@ -120,7 +120,7 @@ def jacrev_vmap_call(cfg, params: dict, x, jac_bytes: int = int(JAC_GIB * 2**30)
     import jax
     import numpy as np
 
-    from ntk_rnn.model import apply
+    from ntk_rnn.network.model import apply
 
     theta = {k: params[k] for k in cfg.trainable_names}
     per_sample = LENGTH * D * sum(v.size for v in theta.values()) * 8

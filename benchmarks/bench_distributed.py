@@ -1,7 +1,7 @@
 """Kernels and their extreme eigenvalues on several processes (jax.distributed): time and memory per process.
 
-Each run starts `processes` local CPU processes (ntk_rnn.launch.launch_local: 127.0.0.1, gloo collectives, one
-CPU device each) running `ntk-rnn kernel` (python -m ntk_rnn.cli) on the paper's RNN and synthetic data:
+Each run starts `processes` local CPU processes (ntk_rnn.batching.launch.launch_local: 127.0.0.1, gloo collectives, one
+CPU device each) running `ntk-rnn kernel` (python -m ntk_rnn.apps.cli) on the paper's RNN and synthetic data:
 
 - output "sharded": the row-sharded kernel, then lambda_min and lambda_max of it by LOBPCG/ARPACK whose
   products gather K_k V from every process;
@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ntk_rnn.launch import launch_local
+from ntk_rnn.batching.launch import launch_local
 
 LENGTH, DX, SEED = 16, 8, 0
 
@@ -38,7 +38,7 @@ LENGTH, DX, SEED = 16, 8, 0
 def run(processes: int, n: int, width: int, output: str, timeout: float) -> dict:
     """One launch: `processes` processes, n sequences, width m, output "sharded", "npy" or "matrix-free"."""
     with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-m", "ntk_rnn.cli", "kernel", "--n", str(n), "--length", str(LENGTH),
+        command = [sys.executable, "-m", "ntk_rnn.apps.cli", "kernel", "--n", str(n), "--length", str(LENGTH),
                    "--input-dim", str(DX), "--width", str(width), "--seed", str(SEED)]  # fmt: skip
         if output == "matrix-free":
             command.append("--matrix-free")

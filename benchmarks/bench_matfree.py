@@ -1,4 +1,4 @@
-"""Matrix-free extreme eigenvalues (ntk_rnn.matfree) against dense eigvalsh of the structured kernel.
+"""Matrix-free extreme eigenvalues (ntk_rnn.eigen.matfree) against dense eigvalsh of the structured kernel.
 
 The model is the paper's RNN (relu, only W trained, positions 1..L-1, float64) on the paper's synthetic
 data (`ntk_rnn.synthetic_sequences`, delta = 0.5), d_x = 8, d = 1. For each size it runs one fresh
@@ -36,7 +36,7 @@ def run_one(n: int, length: int, m: int, mode: str) -> dict:
     import scipy.linalg
 
     import ntk_rnn
-    from ntk_rnn.matfree import ntk_extreme_eigenvalues
+    from ntk_rnn.eigen.matfree import ntk_extreme_eigenvalues
 
     jax.config.update("jax_enable_x64", True)
     cfg = ntk_rnn.RNNConfig(width=m, input_dim=DX, output_dim=D)

@@ -13,7 +13,7 @@ at positions 1..L-1, float64, n=32, L=16, d_x=8, d=1, the kernel of x with itsel
                    JACOBIAN_CONTRACTION, NTK_VECTOR_PRODUCTS, STRUCTURED_DERIVATIVES and AUTO (.venv-nt,
                    JAX 0.4.25), on the oracle's transcription of the RNN (reference/make_oracle.py)
   lin_ntk_rnn      one jitted full-batch GD step on the linearized model, through the jvp-based Taylor model
-                   that ntk_rnn.linearized.linearize and train_paired use (ntk_rnn.linearized.model_outputs)
+                   that ntk_rnn.linearize and train_paired use (ntk_rnn.training.linearized.model_outputs)
   lin_nt           the same step through nt.linearize (.venv-nt)
 
 Every run is a fresh subprocess of the right environment: build the problem, one warm-up call (compile
@@ -206,7 +206,7 @@ def _step_call(kind: str, m: int):
     y = np.random.default_rng(7).standard_normal((N, LENGTH - 1, D))
     if kind == "lin_ntk_rnn":
         import ntk_rnn
-        from ntk_rnn.linearized import model_outputs
+        from ntk_rnn.training.linearized import model_outputs
 
         cfg = ntk_rnn.RNNConfig(width=m, input_dim=DX, output_dim=D)
         params0 = {k: jnp.asarray(v) for k, v in params.items()}

@@ -58,7 +58,7 @@ def run_one(n: int, length: int, dx: int, d: int, m: int, method: str, repeats: 
     import jax
 
     import ntk_rnn
-    from ntk_rnn.kernel import structured_flops
+    from ntk_rnn.kernels.empirical import structured_flops
 
     cfg = ntk_rnn.RNNConfig(width=m, input_dim=dx, output_dim=d)
     params = ntk_rnn.init_params(cfg, key=jax.random.key(0))

@@ -19,10 +19,10 @@ import jax
 import numpy as np
 
 import ntk_rnn
-from ntk_rnn.classification import ClassifyConfig
-from ntk_rnn.fitting import power_law_fit
+from ntk_rnn.apps.classification import ClassifyConfig
+from ntk_rnn.apps.timeseries import DATASETS, LabeledSequences, load_splits, standardize
 from ntk_rnn.storage import environment, write_json
-from ntk_rnn.timeseries import DATASETS, LabeledSequences, load_splits, standardize
+from ntk_rnn.training.fitting import power_law_fit
 
 
 def _seconds(fn) -> float:

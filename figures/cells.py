@@ -10,7 +10,7 @@ import seaborn as sns
 
 from analysis.cells import MODELS
 from figures.style import MARKERS, apply_style, power_law_panel
-from ntk_rnn.fitting import linear_fit, power_law_fit
+from ntk_rnn.training.fitting import linear_fit, power_law_fit
 
 CONDITIONING = (
     ("lambda_min", r"$\lambda_{\min}(K_0)/m$"),

@@ -12,7 +12,7 @@ import seaborn as sns
 
 from analysis.classification import baselines
 from figures.style import MARKERS, apply_style
-from ntk_rnn.fitting import power_law_fit
+from ntk_rnn.training.fitting import power_law_fit
 
 ACCURACY_CAPTION = """Test accuracy on the official split of each UCR/UEA dataset: the infinite-width NTK and NNGP
     as the mean of an infinite ensemble trained to convergence on the squared error, SVMs on the same

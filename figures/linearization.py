@@ -8,7 +8,7 @@ import pandas as pd
 import seaborn as sns
 
 from figures.style import apply_style, power_law_panel, width_palette
-from ntk_rnn.fitting import power_law_fit
+from ntk_rnn.training.fitting import power_law_fit
 
 MODEL_NAMES = {"true": "true network", "lin": "linearized", "closed_form": "closed form"}
 

@@ -9,7 +9,7 @@ import pandas as pd
 import seaborn as sns
 
 from figures.style import MARKERS, apply_style, slope_label, width_palette
-from ntk_rnn.fitting import joint_power_law_fit, power_law_fit
+from ntk_rnn.training.fitting import joint_power_law_fit, power_law_fit
 
 LIMIT_STYLE = {"color": "black", "ls": "--", "lw": 1.4}
 # the paper's exponents (a, b) in y ~ omega^a m^b (docs/theory.md §6 and §10): Lemma C.2 (flips, hidden change),
@@ -147,7 +147,8 @@ def _fixed_omega(table: pd.DataFrame) -> float:
 
 def perturbation_fits(table: pd.DataFrame) -> pd.DataFrame:
     """Per (measure, kind): the joint law y ~ C omega^a m^b over every (width, seed, omega) with 95% intervals
-    (ntk_rnn.fitting.joint_power_law_fit; zeros, e.g. no flips at small omega, left out), and the paper's (a, b)."""
+    (ntk_rnn.training.fitting.joint_power_law_fit; zeros, e.g. no flips at small omega, left out), and the
+    paper's (a, b)."""
     rows = []
     for kind, runs in table.groupby("kind", sort=False):
         for measure, (paper_a, paper_b) in PAPER_EXPONENTS.items():

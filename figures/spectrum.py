@@ -9,7 +9,7 @@ import pandas as pd
 import seaborn as sns
 
 from figures.style import MARKERS, apply_style, width_palette
-from ntk_rnn.fitting import power_law_fit
+from ntk_rnn.training.fitting import power_law_fit
 
 LIMIT_STYLE = {"color": "black", "ls": "--", "lw": 1.5}
 

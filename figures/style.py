@@ -13,8 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-from ntk_rnn.fitting import power_law_fit
 from ntk_rnn.storage import atomic_write
+from ntk_rnn.training.fitting import power_law_fit
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
@@ -47,7 +47,7 @@ def slope_label(fit: dict, name: str = "slope") -> str:
 
 def power_law_panel(ax: plt.Axes, x, y, color, marker: str = "o", name: str = "") -> dict:
     """Scatter y against x on log-log axes with the fitted y = C x^slope, labelled with the slope and
-    its 95% interval; returns the fit (ntk_rnn.fitting.power_law_fit)."""
+    its 95% interval; returns the fit (ntk_rnn.training.fitting.power_law_fit)."""
     fit = power_law_fit(x, y)
     ax.scatter(x, y, color=color, marker=marker, s=22, alpha=0.7)
     ends = np.array([np.min(x), np.max(x)], float)

@@ -8,7 +8,7 @@ import pandas as pd
 import seaborn as sns
 
 from figures.style import MARKERS, apply_style, power_law_panel, width_palette
-from ntk_rnn.fitting import power_law_fit
+from ntk_rnn.training.fitting import power_law_fit
 
 
 def loss_curves_figure(table: pd.DataFrame) -> plt.Figure:

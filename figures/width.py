@@ -14,7 +14,7 @@ import scipy.stats
 import seaborn as sns
 
 from figures.style import MARKERS, apply_style
-from ntk_rnn.fitting import joint_power_law_fit
+from ntk_rnn.training.fitting import joint_power_law_fit
 
 QUANTITIES = {"limit_distance": r"$\|K_0/m - \Theta\|_F / \|\Theta\|_F$",
               "spread": r"$\|K_s/m - K_{s'}/m\|_F / \|\Theta\|_F$"}  # fmt: skip

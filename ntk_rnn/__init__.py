@@ -8,26 +8,26 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from ntk_rnn import probes  # noqa: E402
-from ntk_rnn.batching import KernelFn, batch  # noqa: E402
-from ntk_rnn.cells import Cell  # noqa: E402
-from ntk_rnn.checks import check_inputs, check_params  # noqa: E402
-from ntk_rnn.classification import ClassifyConfig, classify, classify_dataset  # noqa: E402
-from ntk_rnn.config import RNNConfig  # noqa: E402
-from ntk_rnn.data import SequenceData, load_npz, save_npz, train_test_split  # noqa: E402
-from ntk_rnn.datasets import digits_sequences, first_token_separation, synthetic_sequences  # noqa: E402
-from ntk_rnn.eigen import ExtremeEigenpairs, extreme_eigenpairs  # noqa: E402
-from ntk_rnn.ensemble import ensemble_moments  # noqa: E402
-from ntk_rnn.kernel import empirical_ntk, empirical_ntk_fn  # noqa: E402
-from ntk_rnn.limit import forward_kernels, limit_ntk, limit_ntk_fn, nngp_fn, nngp_kernel  # noqa: E402
-from ntk_rnn.linearized import KernelGD, linearize, taylor_outputs  # noqa: E402
-from ntk_rnn.loss import loss, per_sample_losses, residuals  # noqa: E402
-from ntk_rnn.matfree import EigenvalueConvergenceError, ntk_extreme_eigenvalues, ntk_operator  # noqa: E402
-from ntk_rnn.model import apply, flat_outputs, hidden_states, init_params  # noqa: E402
-from ntk_rnn.paired import PairedResult, train_paired  # noqa: E402
-from ntk_rnn.sharded import KernelOperator, kernel_eigenpairs  # noqa: E402
-from ntk_rnn.timeseries import LabeledSequences, load_splits, standardize  # noqa: E402
-from ntk_rnn.training import (  # noqa: E402
+from ntk_rnn.apps import probes  # noqa: E402
+from ntk_rnn.apps.classification import ClassifyConfig, classify, classify_dataset  # noqa: E402
+from ntk_rnn.apps.datasets import digits_sequences, first_token_separation, synthetic_sequences  # noqa: E402
+from ntk_rnn.apps.timeseries import LabeledSequences, load_splits, standardize  # noqa: E402
+from ntk_rnn.batching.batch import KernelFn, batch  # noqa: E402
+from ntk_rnn.eigen.lobpcg import ExtremeEigenpairs, extreme_eigenpairs  # noqa: E402
+from ntk_rnn.eigen.matfree import EigenvalueConvergenceError, ntk_extreme_eigenvalues, ntk_operator  # noqa: E402
+from ntk_rnn.eigen.sharded import KernelOperator, kernel_eigenpairs  # noqa: E402
+from ntk_rnn.kernels.empirical import empirical_ntk, empirical_ntk_fn  # noqa: E402
+from ntk_rnn.kernels.limit import forward_kernels, limit_ntk, limit_ntk_fn, nngp_fn, nngp_kernel  # noqa: E402
+from ntk_rnn.network.cells import Cell  # noqa: E402
+from ntk_rnn.network.checks import check_inputs, check_params  # noqa: E402
+from ntk_rnn.network.config import RNNConfig  # noqa: E402
+from ntk_rnn.network.data import SequenceData, load_npz, save_npz, train_test_split  # noqa: E402
+from ntk_rnn.network.loss import loss, per_sample_losses, residuals  # noqa: E402
+from ntk_rnn.network.model import apply, flat_outputs, hidden_states, init_params  # noqa: E402
+from ntk_rnn.training.ensemble import ensemble_moments  # noqa: E402
+from ntk_rnn.training.linearized import KernelGD, linearize, taylor_outputs  # noqa: E402
+from ntk_rnn.training.paired import PairedResult, train_paired  # noqa: E402
+from ntk_rnn.training.train import (  # noqa: E402
     TrainConfig,
     TrainingDivergedError,
     TrainResult,

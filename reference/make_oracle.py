@@ -2,7 +2,7 @@
 
 This script must not import ntk_rnn: it runs on neural-tangents 0.6.5 with JAX 0.4.25 (see
 reference/requirements-nt.txt), and it has its own transcription of the RNN (theory.md §1 and
-ntk_rnn/config.py's parameterizations):
+ntk_rnn/network/config.py's parameterizations):
 
     h_0 = 0,  h_l = phi(c_W W h_{l-1} + c_A A x_l + c_b b),  y_l = c_B B h_l  (l = 1..L),
 

@@ -1,6 +1,6 @@
 """The project's structure, read from its imports: one-way layers (ntk_rnn <- analysis <- figures <- the main
-job in figures.suite), no import cycle, no module reaching into another's underscore names, no module past
-450 lines."""
+job in figures.suite, and within ntk_rnn its folders bottom up), no import cycle, no module reaching into
+another's underscore names, no module past 450 lines."""
 
 from __future__ import annotations
 
@@ -17,6 +17,10 @@ FORBIDDEN = {  # layer -> what it must not import (prefixes)
     "analysis": ("figures", "matplotlib", "seaborn"),
     "figures": ("figures.suite",),  # figure functions know nothing of the job that runs them
 }
+
+
+# ntk_rnn's own layers, bottom up: each folder imports only the folders before it (and ntk_rnn.storage)
+CORE_LAYERS = ("network", "batching", "kernels", "eigen", "training", "apps")
 
 
 def _module_name(path: Path) -> str:
@@ -54,7 +58,7 @@ GRAPH = {name: {m for m, _, _ in _imports(name) if m in MODULES and m != name} f
 
 
 def test_the_project_has_the_modules_this_test_reads():
-    assert {"ntk_rnn.model", "ntk_rnn.kernel", "analysis.sweep", "figures.style"} <= set(MODULES)
+    assert {"ntk_rnn.network.model", "ntk_rnn.kernels.empirical", "analysis.sweep", "figures.style"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("layer", sorted(FORBIDDEN))
@@ -68,6 +72,23 @@ def test_layers_import_only_downwards(layer):
         if any(module == f or module.startswith(f + ".") for f in FORBIDDEN[layer])
     ]
     assert not bad, bad
+
+
+def test_ntk_rnn_folders_import_only_the_layers_below():
+    bad = []
+    for name in MODULES:
+        parts = name.split(".")
+        if parts[0] != "ntk_rnn" or len(parts) < 3 or parts[1] not in CORE_LAYERS:
+            continue
+        allowed = set(CORE_LAYERS[: CORE_LAYERS.index(parts[1]) + 1])
+        for module, _, line in _imports(name):
+            target = module.split(".")
+            if target[0] == "ntk_rnn" and len(target) > 1 and target[1] in CORE_LAYERS and target[1] not in allowed:
+                bad.append(f"{name}:{line} imports {module}")
+    assert not bad, bad
+    assert {name.split(".")[1] for name in MODULES if name.startswith("ntk_rnn.") and name.count(".") >= 2} == set(
+        CORE_LAYERS
+    )
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:

@@ -1,4 +1,4 @@
-"""`ntk-rnn`: the library's commands (kernel, train, linearized; ntk_rnn.cli) and the main job's `figures`.
+"""`ntk-rnn`: the library's commands (kernel, train, linearized; ntk_rnn.apps.cli) and the main job's `figures`.
 `ntk-rnn SUBCOMMAND --help` lists the options."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from figures.suite.outcomes import format_summary
 from figures.suite.overrides import configs_toml, effective_configs, load_overrides
 from figures.suite.registry import PROFILES
 from figures.suite.runner import run_suite
-from ntk_rnn import cli as library_cli
+from ntk_rnn.apps import cli as library_cli
 
 
 def _figures(args: argparse.Namespace) -> int:

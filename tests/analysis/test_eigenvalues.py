@@ -16,7 +16,7 @@ def test_eigenvalue_studies_and_figures(tmp_path):
         separation_table,
     )
     from figures.eigenvalues import conditioning_figure, convergence_figure, convergence_fits, separation_figure
-    from ntk_rnn.datasets import first_token_separation, synthetic_sequences, token_assumption_error
+    from ntk_rnn.apps.datasets import first_token_separation, synthetic_sequences, token_assumption_error
 
     x = synthetic_sequences(6, 3, 5, delta=0.5, key=jax.random.key(0)).x
     squeezed = clustered_first_tokens(x, 0.1)

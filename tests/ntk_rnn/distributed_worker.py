@@ -1,5 +1,5 @@
 """One process of the multi-process tests (tests/ntk_rnn/test_distributed.py), started by
-ntk_rnn.launch.launch_local. It writes what it computed under --out; the test compares it with one process.
+ntk_rnn.batching.launch.launch_local. It writes what it computed under --out; the test compares it with one process.
 
     python distributed_worker.py {kernels,memory} --out DIR --coordinator HOST:PORT --num-processes N --process-id K
 """
@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from ntk_rnn.launch import initialize
+from ntk_rnn.batching.launch import initialize
 
 
 def cases():
@@ -34,8 +34,8 @@ def kernels(out: Path) -> dict:
     import jax
     import numpy as np
 
-    from ntk_rnn.matfree import ntk_extreme_eigenvalues
-    from ntk_rnn.sharded import kernel_eigenpairs
+    from ntk_rnn.eigen.matfree import ntk_extreme_eigenvalues
+    from ntk_rnn.eigen.sharded import kernel_eigenpairs
 
     rank = jax.process_index()
     report: dict = {"processes": jax.process_count(), "devices": jax.device_count()}

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from ntk_rnn import RNNConfig, apply, empirical_ntk, init_params
-from ntk_rnn.cells import Cell
-from ntk_rnn.checks import check_lengths
+from ntk_rnn.network.cells import Cell
+from ntk_rnn.network.checks import check_lengths
 
 
 def _x(seed, n, length, dx):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import ntk_rnn
-from ntk_rnn.checks import (
+from ntk_rnn.network.checks import (
     check_inputs,
     check_int,
     check_key,

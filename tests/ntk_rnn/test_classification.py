@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import ntk_rnn.classification as classify_module
-from ntk_rnn.classification import (
+import ntk_rnn.apps.classification as classify_module
+from ntk_rnn.apps.classification import (
     LIMIT_PREDICTORS,
     PREDICTORS,
     ClassifyConfig,
@@ -16,8 +16,8 @@ from ntk_rnn.classification import (
     classify_dataset,
     select_model,
 )
-from ntk_rnn.ensemble import stratified_folds
-from ntk_rnn.timeseries import LabeledSequences, load_splits, standardize
+from ntk_rnn.apps.timeseries import LabeledSequences, load_splits, standardize
+from ntk_rnn.training.ensemble import stratified_folds
 
 LENGTH = 16
 CONFIG = ClassifyConfig(predictors=("ntk", "nngp", "ntk-svm", "linearized", "trained"), widths=(8,), steps=20,

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from ntk_rnn import cli
+from ntk_rnn.apps import cli
 from ntk_rnn.storage import read_table
 
 

@@ -1,4 +1,4 @@
-"""Tests for ntk_rnn.data: the paper's token form, delta-separation, digits, splits and npz files."""
+"""Tests for ntk_rnn.network.data: the paper's token form, delta-separation, digits, splits and npz files."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import ntk_rnn  # noqa: F401  (enables float64)
-from ntk_rnn.data import SequenceData, load_npz, save_npz, train_test_split
-from ntk_rnn.datasets import (
+from ntk_rnn.apps.datasets import (
     synthetic_sequences,
 )
+from ntk_rnn.network.data import SequenceData, load_npz, save_npz, train_test_split
 
 INV_SQRT2 = 1 / math.sqrt(2)
 

@@ -1,4 +1,4 @@
-"""Tests for ntk_rnn.datasets: the paper's token form, delta-separation, the synthetic sequences and the digits."""
+"""Tests for ntk_rnn.apps.datasets: the paper's token form, delta-separation, the synthetic sequences and the digits."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import ntk_rnn  # noqa: F401  (enables float64)
-from ntk_rnn.datasets import (
+from ntk_rnn.apps.datasets import (
     digits_sequences,
     first_token_separation,
     gaussian_labels,

@@ -1,7 +1,7 @@
 """Kernels and eigenvalues over several devices and processes equal the single-process ones.
 
 Multi-process runs start local CPU processes with jax.distributed on 127.0.0.1 (gloo collectives) through
-ntk_rnn.launch.launch_local, which kills them all when one fails or the timeout passes. Several devices in one
+ntk_rnn.batching.launch.launch_local, which kills them all when one fails or the timeout passes. Several devices in one
 process need XLA_FLAGS before jax is imported, so that check runs in a subprocess too.
 """
 
@@ -18,8 +18,8 @@ import pytest
 import scipy.linalg
 
 import ntk_rnn
-from ntk_rnn import distributed
-from ntk_rnn.launch import launch_local
+from ntk_rnn.batching import distributed
+from ntk_rnn.batching.launch import launch_local
 
 sys.path.insert(0, str(Path(__file__).parent))
 from distributed_worker import cases
@@ -181,7 +181,7 @@ FOUR_DEVICES = textwrap.dedent(
     sys.path.insert(0, sys.argv[2])
     import jax
     from distributed_worker import cases
-    from ntk_rnn.sharded import KernelOperator, split_ntk_matmat
+    from ntk_rnn.eigen.sharded import KernelOperator, split_ntk_matmat
 
     assert jax.device_count() == 4
     out = {}

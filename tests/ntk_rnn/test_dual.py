@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.special
 
-from ntk_rnn.dual import dual, dual_derivative, dual_pair, normal_rule
+from ntk_rnn.kernels.dual import dual, dual_derivative, dual_pair, normal_rule
 
 # covariances (q11, q12, q22): generic, unequal, negative, near-degenerate, degenerate, zero variance
 COVS = np.array(

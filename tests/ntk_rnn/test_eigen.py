@@ -1,4 +1,4 @@
-"""The generic extreme eigenpair solver (ntk_rnn.eigen) on dense PSD matrices, against scipy.linalg.eigh."""
+"""The generic extreme eigenpair solver (ntk_rnn.eigen.lobpcg) on dense PSD matrices, against scipy.linalg.eigh."""
 
 import jax
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import scipy.linalg
 import scipy.sparse.linalg
 
-from ntk_rnn.eigen import EigenvalueConvergenceError, extreme_eigenpairs
+from ntk_rnn.eigen.lobpcg import EigenvalueConvergenceError, extreme_eigenpairs
 
 
 def _psd(size: int, seed: int = 0, cond: float = 1e5) -> np.ndarray:

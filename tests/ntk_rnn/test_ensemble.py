@@ -6,7 +6,7 @@ import pytest
 from sklearn.kernel_ridge import KernelRidge
 from sklearn.svm import SVC
 
-from ntk_rnn.ensemble import RIDGES, SVM_CS, ensemble_moments, fit_ridge, fit_svm, stratified_folds, svm_scale
+from ntk_rnn.training.ensemble import RIDGES, SVM_CS, ensemble_moments, fit_ridge, fit_svm, stratified_folds, svm_scale
 
 N_TRAIN, N_TEST = 6, 3
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ntk_rnn.fitting import fit_log_rate, joint_power_law_fit, linear_fit, power_law_fit, predicted_log_rate
+from ntk_rnn.training.fitting import fit_log_rate, joint_power_law_fit, linear_fit, power_law_fit, predicted_log_rate
 
 
 def test_rate_fit_recovers_an_exact_exponential():

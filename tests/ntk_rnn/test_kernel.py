@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import ntk_rnn
-from ntk_rnn.kernel import BackwardPlan, structured_flops
+from ntk_rnn.kernels.empirical import BackwardPlan, structured_flops
 
 
 def _setup(n, length, dx, d, m, seed, activation="relu", **options):
@@ -178,7 +178,7 @@ def test_bad_params_and_inputs_raise():
 
 # ----------------------------------------------------------------------------- per-sequence readouts
 # For readout "last"/"mean" the structured kernel forms each row's Jacobian sum_t delta_t v_t^T for the groups
-# where that is cheaper than the step Gram (ntk_rnn.cell_kernel._summed_groups) and contracts it. Every
+# where that is cheaper than the step Gram (ntk_rnn.kernels.structured._summed_groups) and contracts it. Every
 # configuration compiles both the structured kernel and the autodiff reference (seconds each), so the cases
 # are few: the summed path for elman "last", gru "mean", lstm "last"
 # and a bidirectional 2-layer elman "mean"; the step Gram for an elman on 2-step sequences (the hypothesis
@@ -216,7 +216,7 @@ def _check_against_jacobian(cfg, params, x):
 @pytest.mark.parametrize("cell, readout", [("elman", "last"), ("gru", "mean"), ("lstm", "last")])
 def test_summed_jacobian_path_matches_autodiff(cell, readout):
     """L = 12, width 8: every group takes the summed-Jacobian path, and the kernel equals autodiff's."""
-    from ntk_rnn.cell_kernel import _groups, _summed_groups
+    from ntk_rnn.kernels.structured import _groups, _summed_groups
 
     cfg, params, x = _per_sequence_case(cell, readout, m=8, length=12)
     assert _summed_groups(cfg, 12, 12) == tuple(_groups(cfg))
@@ -227,7 +227,7 @@ def test_summed_jacobian_path_bidirectional_two_layers_unequal_lengths():
     """A bidirectional 2-layer Elman RNN, readout "mean", every one of its 4 groups summed; padded lengths
     12 against 9 (x2 is the reference's last 2 sequences cut to their first 9 steps, lengths 9 and 4): the
     kernel equals the autodiff reference over all 5 sequences padded to 12, to 1e-12."""
-    from ntk_rnn.cell_kernel import _groups, _summed_groups
+    from ntk_rnn.kernels.structured import _groups, _summed_groups
 
     cfg, params, x = _per_sequence_case("elman", "mean", m=8, length=12, layers=2, bidirectional=True)
     assert len(_groups(cfg)) == 4 and _summed_groups(cfg, 12, 9) == tuple(_groups(cfg))
@@ -241,7 +241,7 @@ def test_summed_jacobian_path_bidirectional_two_layers_unequal_lengths():
 def test_gram_path_matches_autodiff():
     """L = 2, width 16: the step Gram is cheaper (L1 L2 (k m + f) = 140 < k m f = 304), no group is summed,
     and the kernel (readout "last") still equals autodiff's to 1e-12."""
-    from ntk_rnn.cell_kernel import _summed_groups
+    from ntk_rnn.kernels.structured import _summed_groups
 
     cfg, params, x = _per_sequence_case("elman", "last", m=16, length=2)
     assert _summed_groups(cfg, 2, 2) == ()

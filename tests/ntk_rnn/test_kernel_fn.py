@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import ntk_rnn
-from ntk_rnn.kernel import bucket_width, pad_params
+from ntk_rnn.kernels.empirical import bucket_width, pad_params
 
 CASES = {
     "elman": dict(),
@@ -60,7 +60,7 @@ def test_jitted_function_equals_autodiff_and_empirical_ntk(case, with_lengths):
     scale = np.abs(reference).max()
     np.testing.assert_allclose(K, reference, rtol=0, atol=1e-12 * scale)
     positions = tuple(range(1, L)) if cfg.readout == "all" else None
-    keep = ntk_rnn.model.real_rows(cfg, positions, lengths, N)
+    keep = ntk_rnn.network.model.real_rows(cfg, positions, lengths, N)
     batched = ntk_rnn.empirical_ntk(cfg, params, x, lengths1=lengths)
     np.testing.assert_allclose(K[np.ix_(keep, keep)], batched, rtol=0, atol=1e-12 * scale)
     if with_lengths and cfg.readout == "all":
@@ -70,7 +70,7 @@ def test_jitted_function_equals_autodiff_and_empirical_ntk(case, with_lengths):
 def test_two_inputs_positions_and_references():
     cfg, params = model("elman")
     x1, x2 = inputs(3, seed=1), inputs(2, seed=2)
-    for method in ntk_rnn.kernel.METHODS:
+    for method in ntk_rnn.kernels.empirical.METHODS:
         ntk = jax.jit(ntk_rnn.empirical_ntk_fn(cfg, positions=(4, 0, 2), method=method))
         K = np.asarray(ntk(params, x1, x2))
         full = ntk_rnn.empirical_ntk(cfg, params, x1, x2, positions=(4, 0, 2), method="jacobian")
@@ -152,7 +152,7 @@ def test_limit_functions_jit_vmap_and_grad_in_sigma_w2(activation, kind):
     grid = jnp.asarray([0.6, 1.1, 1.7])
     stacked = np.asarray(jax.jit(jax.vmap(lambda s: kernel(x, lengths1=LENGTHS, sigma_w2=s)))(grid))
     positions = tuple(range(1, L))
-    keep = ntk_rnn.model.real_rows(cfg, positions, LENGTHS, N)
+    keep = ntk_rnn.network.model.real_rows(cfg, positions, LENGTHS, N)
     for s, K in zip(np.asarray(grid), stacked, strict=True):
         expected = batched(cfg.replace(sigma_w2=float(s)), x, lengths1=LENGTHS, nodes=nodes)
         np.testing.assert_allclose(K[np.ix_(keep, keep)], expected, rtol=0, atol=1e-12 * np.abs(expected).max())
@@ -171,7 +171,7 @@ def test_quadrature_dual_is_differentiable_on_and_off_the_diagonal(q):
     """Price's theorem as the derivative rule of the quadrature: gradients of E[phi(u) phi(v)] and E[phi'(u) phi'(v)]
     in (q11, q12, q22) equal central differences, also at correlation 1 (q12 = q11 = q22: the kernel's diagonal,
     where the Cholesky factor's derivative is infinite)."""
-    from ntk_rnn.dual import dual_pair
+    from ntk_rnn.kernels.dual import dual_pair
 
     def both(q11, q12, q22):
         return jnp.stack(dual_pair(jnp.tanh, q11, q12, q22, nodes=100))
@@ -242,7 +242,8 @@ def test_batch_in_small_chunks_equals_the_function(case):
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12 * np.abs(expected).max())
     limit = ntk_rnn.limit_ntk_fn(cfg.replace(cell="elman"))
     expected = np.asarray(limit(x1, lengths1=np.arange(7) % L + 1))
-    keep = ntk_rnn.model.real_rows(cfg, tuple(range(1, L)) if cfg.readout == "all" else None, np.arange(7) % L + 1, 7)
+    positions = tuple(range(1, L)) if cfg.readout == "all" else None
+    keep = ntk_rnn.network.model.real_rows(cfg, positions, np.arange(7) % L + 1, 7)
     got = ntk_rnn.batch(limit, max_bytes=20_000)(x1, lengths1=np.arange(7) % L + 1)
     np.testing.assert_allclose(got, expected[np.ix_(keep, keep)], rtol=0, atol=1e-12 * np.abs(expected).max())
 

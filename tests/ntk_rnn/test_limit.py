@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import ntk_rnn
-from ntk_rnn.fitting import power_law_fit
-from ntk_rnn.limit import forward_kernels, limit_ntk, nngp_kernel
+from ntk_rnn.kernels.limit import forward_kernels, limit_ntk, nngp_kernel
+from ntk_rnn.training.fitting import power_law_fit
 
 ALL = ("W", "A", "b", "B")
 
@@ -74,7 +74,7 @@ def test_single_step_kernel_by_hand(parameterization, activation, readout):
     np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-14)
 
 
-LINEAR_WEIGHTS = {  # (c0, omega_W, omega_A, omega_b, beta), derived in the module docstring of ntk_rnn.limit
+LINEAR_WEIGHTS = {  # (c0, omega_W, omega_A, omega_b, beta), derived in the module docstring of ntk_rnn.kernels.limit
     "paper": lambda sw2, su2, sb2, sv2, dx, d: (sv2 / d, 1.0, 1.0, 1.0, 0.0),
     "standard": lambda sw2, su2, sb2, sv2, dx, d: (sv2, 1.0, 0.0, 0.0, 1.0),
     "ntk": lambda sw2, su2, sb2, sv2, dx, d: (sv2, sw2, su2 / dx, sb2, sv2),

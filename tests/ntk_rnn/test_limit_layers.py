@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import ntk_rnn
-from ntk_rnn.fitting import power_law_fit
-from ntk_rnn.limit import forward_kernels, limit_ntk, nngp_kernel
+from ntk_rnn.kernels.limit import forward_kernels, limit_ntk, nngp_kernel
+from ntk_rnn.training.fitting import power_law_fit
 
 ALL = ("W", "A", "b", "B")
 

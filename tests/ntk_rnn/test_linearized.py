@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import ntk_rnn
-from ntk_rnn.linearized import KernelGD, linearize
+from ntk_rnn.training.linearized import KernelGD, linearize
 
 
 def test_linearize_is_the_first_order_taylor_model(train_test_problem):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import ntk_rnn
-from ntk_rnn.loss import gradient_sq_norm, loss, per_sample_losses, residuals
+from ntk_rnn.network.loss import gradient_sq_norm, loss, per_sample_losses, residuals
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import pytest
 import scipy.linalg
 
 import ntk_rnn
-from ntk_rnn.matfree import EigenvalueConvergenceError, ntk_extreme_eigenvalues, ntk_operator
-from ntk_rnn.paired import train_paired
-from ntk_rnn.training import TrainConfig, train
+from ntk_rnn.eigen.matfree import EigenvalueConvergenceError, ntk_extreme_eigenvalues, ntk_operator
+from ntk_rnn.training.paired import train_paired
+from ntk_rnn.training.train import TrainConfig, train
 
 
 def _setup(n, length, m, dx=4, d=1, seed=0, **options):

@@ -4,8 +4,8 @@ The oracle files come from reference/make_oracle.py in its own environment (.ven
 its own transcription of the RNN); `make reference` builds both. Each file holds the inputs and
 parameters, so ntk_rnn is evaluated here at exactly the same arrays. Compared: every
 nt.empirical_ntk_fn implementation's kernel (train-train and test-train) with ntk_rnn.empirical_ntk
-to 1e-10 relative, nt.linearize with ntk_rnn.linearized.linearize and nt.predict.gradient_descent_mse
-with ntk_rnn.linearized.KernelGD (gradient flow) to 1e-8 relative. Relative errors are
+to 1e-10 relative, nt.linearize with ntk_rnn.training.linearized.linearize and nt.predict.gradient_descent_mse
+with ntk_rnn.training.linearized.KernelGD (gradient flow) to 1e-8 relative. Relative errors are
 max |a - b| / max |b|.
 """
 
@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 import ntk_rnn
-from ntk_rnn.checks import loss_positions
-from ntk_rnn.linearized import KernelGD, linearize
-from ntk_rnn.model import select_outputs
+from ntk_rnn.network.checks import loss_positions
+from ntk_rnn.network.model import select_outputs
+from ntk_rnn.training.linearized import KernelGD, linearize
 
 ORACLE_DIR = Path(os.environ.get("NTK_RNN_ORACLE_DIR", Path(__file__).resolve().parents[2] / "reference" / "oracle"))
 MANIFEST = ORACLE_DIR / "manifest.json"
@@ -129,7 +129,7 @@ def test_structured_kernel_matches_neural_tangents(case, impl):
 
 
 def test_linearize_matches_neural_tangents(case):
-    """ntk_rnn.linearized.linearize equals nt.linearize at the same shifted parameters (1e-8), and the
+    """ntk_rnn.training.linearized.linearize equals nt.linearize at the same shifted parameters (1e-8), and the
     shift is large enough that the linearized model differs from the true one (unless f is linear in theta)."""
     shifted = {**case.params, **{k: case.arrays[f"shift_{k}"] for k in case.cfg.trainable}}
     f_lin = linearize(case.cfg, case.params)

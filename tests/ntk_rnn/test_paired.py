@@ -1,4 +1,4 @@
-"""True against linearized training side by side (ntk_rnn.paired): the trained linearized model against the
+"""True against linearized training side by side (ntk_rnn.training.paired): the trained linearized model against the
 closed form, the gap against width, shared minibatches, optimizers, and refusals."""
 
 import jax
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 import ntk_rnn
-from ntk_rnn.datasets import synthetic_sequences
-from ntk_rnn.linearized import KernelGD, linearize
-from ntk_rnn.paired import train_paired
-from ntk_rnn.training import TrainConfig
+from ntk_rnn.apps.datasets import synthetic_sequences
+from ntk_rnn.training.linearized import KernelGD, linearize
+from ntk_rnn.training.paired import train_paired
+from ntk_rnn.training.train import TrainConfig
 
 # Relative tolerance, against the outputs' scale, for float64 outputs that two code paths compute equal in
 # exact arithmetic. Rounding in L = 5 steps of length-m dot products (m = 48) is bounded by about L m eps =

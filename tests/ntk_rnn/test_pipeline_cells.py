@@ -12,10 +12,10 @@ import pytest
 import scipy.linalg
 
 import ntk_rnn
-from ntk_rnn import cli, probes
-from ntk_rnn.data import SequenceData, load_npz, save_npz
-from ntk_rnn.paired import train_paired
-from ntk_rnn.training import TrainConfig, train
+from ntk_rnn.apps import cli, probes
+from ntk_rnn.network.data import SequenceData, load_npz, save_npz
+from ntk_rnn.training.paired import train_paired
+from ntk_rnn.training.train import TrainConfig, train
 
 LENGTHS = np.array([6, 3, 2, 5, 6, 4])
 

@@ -7,7 +7,7 @@ import pytest
 
 import ntk_rnn
 from ntk_rnn import probes
-from ntk_rnn.fitting import power_law_fit
+from ntk_rnn.training.fitting import power_law_fit
 
 
 def _numpy_states(cfg, params, x):

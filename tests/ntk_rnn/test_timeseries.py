@@ -4,7 +4,7 @@ train-only standardization, and the errors of LabeledSequences."""
 import numpy as np
 import pytest
 
-from ntk_rnn.timeseries import DATASETS, LabeledSequences, load_splits, standardize
+from ntk_rnn.apps.timeseries import DATASETS, LabeledSequences, load_splits, standardize
 
 
 def _sktime(name, split, return_type="numpy3D"):

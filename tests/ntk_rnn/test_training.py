@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import ntk_rnn
-from ntk_rnn.datasets import synthetic_sequences
-from ntk_rnn.loss import loss, residuals
-from ntk_rnn.training import TrainConfig, TrainingDivergedError, run_steps, spectral_norm, train, train_step
+from ntk_rnn.apps.datasets import synthetic_sequences
+from ntk_rnn.network.loss import loss, residuals
+from ntk_rnn.training.train import TrainConfig, TrainingDivergedError, run_steps, spectral_norm, train, train_step
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from figures.suite import cli
-from ntk_rnn import cli as library_cli
+from ntk_rnn.apps import cli as library_cli
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk_rnn.checks import check_float_array, check_lengths, numpy_rng
+from ntk_rnn.network.checks import check_float_array, check_lengths, numpy_rng
 from ntk_rnn.storage import atomic_write
 
 

@@ -15,8 +15,8 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from ntk_rnn.config import RNNConfig
-from ntk_rnn.model import Positions, apply, merge, position_mask, select_outputs, select_targets, trainable
+from ntk_rnn.network.config import RNNConfig
+from ntk_rnn.network.model import Positions, apply, merge, position_mask, select_outputs, select_targets, trainable
 
 
 def masked_residuals(outputs: jax.Array, y: jax.Array, positions: Positions, lengths: jax.Array | None):

@@ -15,18 +15,18 @@ import scipy.linalg
 from jax.experimental import multihost_utils
 
 import ntk_rnn
-from ntk_rnn.cells import CELLS
-from ntk_rnn.classification import PREDICTORS, ClassifyConfig, classify_dataset
-from ntk_rnn.data import SequenceData, load_npz, train_test_split
-from ntk_rnn.datasets import BINARY_DIGITS, digits_sequences, synthetic_sequences
-from ntk_rnn.distributed import OUTPUTS
-from ntk_rnn.launch import initialize
-from ntk_rnn.matfree import ntk_extreme_eigenvalues
-from ntk_rnn.paired import train_paired
-from ntk_rnn.sharded import kernel_eigenpairs
+from ntk_rnn.apps.classification import PREDICTORS, ClassifyConfig, classify_dataset
+from ntk_rnn.apps.datasets import BINARY_DIGITS, digits_sequences, synthetic_sequences
+from ntk_rnn.apps.timeseries import DATASETS
+from ntk_rnn.batching.distributed import OUTPUTS
+from ntk_rnn.batching.launch import initialize
+from ntk_rnn.eigen.matfree import ntk_extreme_eigenvalues
+from ntk_rnn.eigen.sharded import kernel_eigenpairs
+from ntk_rnn.network.cells import CELLS
+from ntk_rnn.network.data import SequenceData, load_npz, train_test_split
 from ntk_rnn.storage import atomic_write, environment, write_json, write_table
-from ntk_rnn.timeseries import DATASETS
-from ntk_rnn.training import TrainConfig, TrainingDivergedError, train
+from ntk_rnn.training.paired import train_paired
+from ntk_rnn.training.train import TrainConfig, TrainingDivergedError, train
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -211,7 +211,7 @@ def add_commands(sub) -> None:
     returns; each command sets `run(args) -> exit status`."""
     kernel = sub.add_parser("kernel", help="empirical NTK at initialization: spectrum and timing")
     _add_model_args(kernel)
-    kernel.add_argument("--method", default="structured", choices=ntk_rnn.kernel.METHODS)
+    kernel.add_argument("--method", default="structured", choices=ntk_rnn.kernels.empirical.METHODS)
     kernel.add_argument(
         "--kernel",
         default="empirical",
@@ -309,7 +309,7 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m ntk_rnn.cli`: the library's commands. The `ntk-rnn` script adds the main job's `figures`."""
+    """`python -m ntk_rnn.apps.cli`: the library's commands. The `ntk-rnn` script adds the main job's `figures`."""
     return run(build_parser(), argv)
 
 

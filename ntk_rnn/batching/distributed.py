@@ -37,9 +37,9 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
-from ntk_rnn.checks import InputPair
-from ntk_rnn.config import RNNConfig
-from ntk_rnn.model import real_rows
+from ntk_rnn.network.checks import InputPair
+from ntk_rnn.network.config import RNNConfig
+from ntk_rnn.network.model import real_rows
 
 OUTPUTS = ("numpy", "sharded", "npy")
 ROWS = "rows"  # the mesh axis the rows are split over

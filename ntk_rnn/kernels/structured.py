@@ -16,8 +16,8 @@ G_o = sum_t delta_{o,t} (c_V v_t)^T (k m, f) is formed once per row and contract
 long sequences this is what keeps the kernel linear in L.
 
 Rows are ordered (sample, position, unit) over every position of the padded sequences (rows of padded
-positions are zero). ntk_rnn.kernel builds its kernel function on cell_factors and cell_block;
-ntk_rnn.batching chunks it.
+positions are zero). ntk_rnn.kernels.empirical builds its kernel function on cell_factors and cell_block;
+ntk_rnn.batching.batch chunks it.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk_rnn.checks import Params
-from ntk_rnn.config import RNNConfig, base_name
-from ntk_rnn.model import sequence_outputs
+from ntk_rnn.network.checks import Params
+from ntk_rnn.network.config import RNNConfig, base_name
+from ntk_rnn.network.model import sequence_outputs
 
 GRAM_ROWS = 2048  # (sample, row, step) triples per chunk side: large, efficient matrix products
 

@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk_rnn.checks import check_float_array, check_int, numpy_rng
-from ntk_rnn.data import SequenceData
+from ntk_rnn.network.checks import check_float_array, check_int, numpy_rng
+from ntk_rnn.network.data import SequenceData
 
 INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _REPULSION_STEPS = 500

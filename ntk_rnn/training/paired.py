@@ -14,14 +14,14 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ntk_rnn.batching import batch
-from ntk_rnn.checks import Params, check_inputs, check_lengths, check_targets, loss_positions
-from ntk_rnn.config import RNNConfig
-from ntk_rnn.data import SequenceData
-from ntk_rnn.kernel import empirical_ntk_fn
-from ntk_rnn.linearized import KernelGD, model_outputs
-from ntk_rnn.model import merge, real_rows, select_outputs, select_targets, trainable
-from ntk_rnn.training import (
+from ntk_rnn.batching.batch import batch
+from ntk_rnn.kernels.empirical import empirical_ntk_fn
+from ntk_rnn.network.checks import Params, check_inputs, check_lengths, check_targets, loss_positions
+from ntk_rnn.network.config import RNNConfig
+from ntk_rnn.network.data import SequenceData
+from ntk_rnn.network.model import merge, real_rows, select_outputs, select_targets, trainable
+from ntk_rnn.training.linearized import KernelGD, model_outputs
+from ntk_rnn.training.train import (
     TrainConfig,
     check_divergence,
     is_kernel_step,

@@ -1,5 +1,5 @@
 """Validation at the library's boundary: what users pass in, checked once, with errors that name the
-argument and the expected form. The pure functions (ntk_rnn.model.apply and those built on it) check only
+argument and the expected form. The pure functions (ntk_rnn.network.model.apply and those built on it) check only
 structure, which JAX knows while tracing; these checks also look at values (finite, numeric).
 """
 
@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk_rnn.config import RNNConfig
+from ntk_rnn.network.config import RNNConfig
 
 Params = dict[str, jax.Array]
 

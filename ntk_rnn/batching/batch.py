@@ -12,7 +12,7 @@ so with lengths the rows of padded positions are there, and are zero.
 `batch(kernel_fn)` is the same kernel for sizes that do not fit in one call, as neural-tangents' nt.batch is:
 it cuts the samples into chunks, computes each chunk's features once (or again per block when they do not
 fit in memory), computes only the upper blocks of a symmetric K(x, x) and mirrors the rest, spreads the rows
-over every device of every process (ntk_rnn.distributed), and returns the real rows only, as a numpy array, a
+over every device of every process (ntk_rnn.batching.distributed), and returns the real rows only, as a numpy array, a
 row-sharded jax.Array or a .npy file.
 """
 
@@ -31,10 +31,10 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from ntk_rnn.checks import InputPair, check_input_shape, check_positions
-from ntk_rnn.config import RNNConfig
-from ntk_rnn.distributed import check_output, distribute, host_bytes_available
-from ntk_rnn.model import real_rows
+from ntk_rnn.batching.distributed import check_output, distribute, host_bytes_available
+from ntk_rnn.network.checks import InputPair, check_input_shape, check_positions
+from ntk_rnn.network.config import RNNConfig
+from ntk_rnn.network.model import real_rows
 
 Positions = tuple[int, ...] | None
 HOST_SHARE = 4  # max_bytes=None: a quarter of the available host memory (CPU)
@@ -170,7 +170,7 @@ def batch(kernel_fn: KernelFn, *, max_bytes: int | None = None, output: str = "n
       max_bytes: working-memory budget per device, in bytes; None derives it (default_max_bytes).
       output: "numpy" (the whole kernel on this host), "sharded" (a global jax.Array split by rows over every
         device of every process) or "npy" (written to the .npy file `path`, returned memory-mapped read-only).
-        ntk_rnn.distributed explains the last two.
+        ntk_rnn.batching.distributed explains the last two.
 
     Returns:
       A function of kernel_fn's arguments returning the kernel over the real rows, (N1, N2) float64: rows of

@@ -1,4 +1,4 @@
-"""GD and SGD on the paper's loss (ntk_rnn.loss), with the kernel, weight movement and ReLU patterns tracked
+"""GD and SGD on the paper's loss (ntk_rnn.network.loss), with the kernel, weight movement and ReLU patterns tracked
 (docs/theory.md §4).
 
 `train_step` and `run_steps` are the pure core (jax.jit, jax.vmap and jax.grad compose with them);
@@ -21,17 +21,25 @@ import scipy.linalg
 import scipy.sparse.linalg
 from tqdm.auto import tqdm
 
-from ntk_rnn.batching import batch
-from ntk_rnn.checks import NTKInputs, Params, check_inputs, check_lengths, check_params, check_targets, loss_positions
-from ntk_rnn.config import RNNConfig
-from ntk_rnn.data import SequenceData
-from ntk_rnn.eigen import DEFAULT_MAX_BYTES
-from ntk_rnn.fitting import fit_log_rate, predicted_log_rate
-from ntk_rnn.kernel import empirical_ntk_fn
-from ntk_rnn.linearized import model_outputs
-from ntk_rnn.loss import gradient_sq_norm, loss, masked_residuals
-from ntk_rnn.matfree import ExtremeEigenvalues, checked_extreme_eigenvalues, dense_eigh_bytes
-from ntk_rnn.model import Positions, hidden_states, merge, real_rows, trainable
+from ntk_rnn.batching.batch import batch
+from ntk_rnn.eigen.lobpcg import DEFAULT_MAX_BYTES
+from ntk_rnn.eigen.matfree import ExtremeEigenvalues, checked_extreme_eigenvalues, dense_eigh_bytes
+from ntk_rnn.kernels.empirical import empirical_ntk_fn
+from ntk_rnn.network.checks import (
+    NTKInputs,
+    Params,
+    check_inputs,
+    check_lengths,
+    check_params,
+    check_targets,
+    loss_positions,
+)
+from ntk_rnn.network.config import RNNConfig
+from ntk_rnn.network.data import SequenceData
+from ntk_rnn.network.loss import gradient_sq_norm, loss, masked_residuals
+from ntk_rnn.network.model import Positions, hidden_states, merge, real_rows, trainable
+from ntk_rnn.training.fitting import fit_log_rate, predicted_log_rate
+from ntk_rnn.training.linearized import model_outputs
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 
@@ -55,7 +63,7 @@ class TrainConfig:
         with coefficient `momentum`) or "adam", all from optax, at step size eta.
       max_bytes: memory budget of one kernel checkpoint. The tracked kernel is dense (N x N, N = n P d)
         while K_0, K_t and the eigendecomposition's copy of K_t fit in it (3 * 8 * N^2 bytes); beyond
-        that lambda_min and lambda_max are computed matrix-free (ntk_rnn.matfree, K never formed) and
+        that lambda_min and lambda_max are computed matrix-free (ntk_rnn.eigen.matfree, K never formed) and
         kernel_drift, which needs both dense kernels, is NaN. Also the structured kernel's budget.
     """
 
@@ -270,7 +278,7 @@ def kernel_size(cfg: RNNConfig, x: jax.Array, positions: Positions, lengths: jax
 
 
 def matrix_free_spectrum(cfg: RNNConfig, inputs: NTKInputs, max_bytes: int) -> ExtremeEigenvalues:
-    """lambda_min and lambda_max of the NTK of checked inputs, matrix-free (ntk_rnn.matfree, default solver)."""
+    """lambda_min and lambda_max of the NTK of checked inputs, matrix-free (ntk_rnn.eigen.matfree, default solver)."""
     return checked_extreme_eigenvalues(cfg, inputs, key=jax.random.key(0), tol=1e-10, maxiter=2000,
                                        max_bytes=max_bytes)  # fmt: skip
 
@@ -342,7 +350,7 @@ def train(
     """Train the trainable parameters of cfg on data with GD or SGD (batches drawn from key), tracking the NTK.
 
     Every record_every steps a row holds: step, loss, w_distance_fro = ||W_t - W_0||_F, omega =
-    sqrt(m) ||c_W (W_t - W_0)||_2 (the paper's radius, of the effective matrix c_W W, as in ntk_rnn.probes;
+    sqrt(m) ||c_W (W_t - W_0)||_2 (the paper's radius, of the effective matrix c_W W, as in ntk_rnn.apps.probes;
     W of the first layer) and pattern_flip_fraction (one Elman layer only; NaN for other models). Kernel
     checkpoints add lambda_min, lambda_max, condition,
     kernel_drift = ||K_t - K_0||_F / ||K_0||_F, grad_sq_norm = ||grad f||^2

@@ -11,9 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
-from ntk_rnn.checks import Params, check_params, check_structure
-from ntk_rnn.config import RNNConfig
-from ntk_rnn.model import apply, merge, trainable
+from ntk_rnn.network.checks import Params, check_params, check_structure
+from ntk_rnn.network.config import RNNConfig
+from ntk_rnn.network.model import apply, merge, trainable
 
 
 def taylor_outputs(cfg: RNNConfig, params0: Mapping[str, jax.Array], theta: Params, x: jax.Array,

@@ -16,11 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk_rnn.batching import Call, KernelFn, batch, bind_inputs
-from ntk_rnn.cell_kernel import cell_block, cell_chunk, cell_factor_bytes, cell_factors, row_plan
-from ntk_rnn.checks import Params, check_pair, check_params, check_positions, check_structure
-from ntk_rnn.config import RNNConfig, base_name
-from ntk_rnn.model import activation_derivative, full_lengths, hidden_states, output_fn, trainable
+from ntk_rnn.batching.batch import Call, KernelFn, batch, bind_inputs
+from ntk_rnn.kernels.structured import cell_block, cell_chunk, cell_factor_bytes, cell_factors, row_plan
+from ntk_rnn.network.checks import Params, check_pair, check_params, check_positions, check_structure
+from ntk_rnn.network.config import RNNConfig, base_name
+from ntk_rnn.network.model import activation_derivative, full_lengths, hidden_states, output_fn, trainable
 
 METHODS = ("structured", "jacobian", "ntvp")
 
@@ -78,7 +78,7 @@ class ElmanFactors(NamedTuple):
 
 
 class CellFactors(NamedTuple):
-    """One batch's factors on the any-cell path (ntk_rnn.cell_kernel.cell_factors)."""
+    """One batch's factors on the any-cell path (ntk_rnn.kernels.structured.cell_factors)."""
 
     kept: dict
     features: dict

@@ -1,6 +1,6 @@
 """The infinite-width NTK and NNGP kernels of the RNN as pure functions of the inputs and the variances
 (limit_ntk_fn, nngp_fn), their batched forms (limit_ntk, nngp_kernel) and the forward covariances
-(forward_kernels). The recursion they evaluate is ntk_rnn.recursion (docs/theory.md §3, §9, §14)."""
+(forward_kernels). The recursion they evaluate is ntk_rnn.kernels.recursion (docs/theory.md §3, §9, §14)."""
 
 from __future__ import annotations
 
@@ -13,18 +13,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk_rnn.batching import Call, KernelFn, batch, bind_inputs
-from ntk_rnn.checks import check_inputs, check_pair, check_positions
-from ntk_rnn.config import VARIANCES, RNNConfig
-from ntk_rnn.dual import DEFAULT_NODES, DEFAULT_RULE
-from ntk_rnn.model import full_lengths
-from ntk_rnn.recursion import ForwardKernels, check_limit, grid, recursion, scalar_kernel
+from ntk_rnn.batching.batch import Call, KernelFn, batch, bind_inputs
+from ntk_rnn.kernels.dual import DEFAULT_NODES, DEFAULT_RULE
+from ntk_rnn.kernels.recursion import ForwardKernels, check_limit, grid, recursion, scalar_kernel
+from ntk_rnn.network.checks import check_inputs, check_pair, check_positions
+from ntk_rnn.network.config import VARIANCES, RNNConfig
+from ntk_rnn.network.model import full_lengths
 
 
 @dataclasses.dataclass(frozen=True)
 class LimitKernel(KernelFn):
     """The infinite-width NTK or NNGP of cfg as a pure function of the inputs and the variances (limit_ntk_fn,
-    nngp_fn); `kind` is "ntk" or "nngp", `nodes` and `rule` the quadrature (ntk_rnn.dual)."""
+    nngp_fn); `kind` is "ntk" or "nngp", `nodes` and `rule` the quadrature (ntk_rnn.kernels.dual)."""
 
     cfg: RNNConfig
     positions: tuple[int, ...] | None
@@ -137,7 +137,7 @@ def limit_ntk(cfg: RNNConfig, x1, x2=None, positions: Sequence[int] | None = Non
     "last"/"mean": (n1 * d, n2 * d) with positions None. lengths1, lengths2: (n1,), (n2,) lengths of
     right-padded sequences, None for full length. Float64. `nodes` (per dimension) and `rule`
     ("trapezoid", "hermite"): the quadrature for activations without a closed form (accuracy table in
-    ntk_rnn.dual). max_bytes, output, path: as in ntk_rnn.batch. The recursion and its constants: see the
+    ntk_rnn.kernels.dual). max_bytes, output, path: as in ntk_rnn.batch. The recursion and its constants: see the
     module docstring.
     """
     return _batched(limit_ntk_fn(cfg, positions=positions, nodes=nodes, rule=rule), x1, x2, lengths1, lengths2,

@@ -30,7 +30,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg
 
-from ntk_rnn.checks import check_key
+from ntk_rnn.network.checks import check_key
 
 DEFAULT_MAX_BYTES = 2 * 2**30
 MAX_RANK = 4096  # columns of the Nystrom factor: at most N / 2, MAX_RANK, and what max_bytes allows

@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk_rnn.config import ACTIVATIONS
+from ntk_rnn.network.config import ACTIVATIONS
 
 CLOSED_FORMS = ("relu", "step", "erf", "linear")
 DEFAULT_NODES = 64  # quadrature nodes per dimension

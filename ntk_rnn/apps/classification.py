@@ -2,7 +2,7 @@
 
 The predictors, for an Elman relu RNN (stacked and bidirectional as configured) in the NTK
 parameterization with every parameter trained:
-  "ntk", "nngp": the infinite ensemble trained to convergence on the squared error (ntk_rnn.ensemble),
+  "ntk", "nngp": the infinite ensemble trained to convergence on the squared error (ntk_rnn.training.ensemble),
       mean and variance, from the limit kernels; "ntk-svm", "nngp-svm": an SVM on the same kernels;
   "linearized": one finite network's Taylor model, trained by full-batch GD for `steps` steps (closed
       form from its empirical NTK at initialization), and "linearized-converged", the same trained to
@@ -28,14 +28,14 @@ import numpy as np
 import pandas as pd
 import scipy.linalg
 
-from ntk_rnn.config import RNNConfig
-from ntk_rnn.ensemble import ensemble_mean, ensemble_moments, fit_ridge, fit_svm, stratified_folds, svm_scale
-from ntk_rnn.kernel import empirical_ntk
-from ntk_rnn.limit import limit_ntk, nngp_kernel
-from ntk_rnn.linearized import KernelGD
-from ntk_rnn.model import apply, init_params, trainable
-from ntk_rnn.timeseries import LabeledSequences, load_splits, standardize
-from ntk_rnn.training import TrainConfig, run_steps
+from ntk_rnn.apps.timeseries import LabeledSequences, load_splits, standardize
+from ntk_rnn.kernels.empirical import empirical_ntk
+from ntk_rnn.kernels.limit import limit_ntk, nngp_kernel
+from ntk_rnn.network.config import RNNConfig
+from ntk_rnn.network.model import apply, init_params, trainable
+from ntk_rnn.training.ensemble import ensemble_mean, ensemble_moments, fit_ridge, fit_svm, stratified_folds, svm_scale
+from ntk_rnn.training.linearized import KernelGD
+from ntk_rnn.training.train import TrainConfig, run_steps
 
 LIMIT_PREDICTORS = ("ntk", "nngp", "ntk-svm", "nngp-svm")
 FINITE_PREDICTORS = ("linearized", "trained")

@@ -1,12 +1,12 @@
 """The infinite-width recursion of the RNN's NTK and NNGP over the time grid of two sequences (docs/theory.md §3,
-§9), for every RNNConfig option of the Elman cell; ntk_rnn.limit makes kernel functions of it.
+§9), for every RNNConfig option of the Elman cell; ntk_rnn.kernels.limit makes kernel functions of it.
 
 Tensor Programs II (Yang 2020) makes the "gradient independence" calculation exact for weight-tied
 RNNs, so the limits follow from one recursion over the (a, b) time grid of two sequences i, j.
 
 Forward (q: pre-activation covariance, S: hidden-state covariance, k: derivative covariance):
     q_ab = sigma_w2 S_{a-1,b-1} + sigma_u2 x_{i,a}.x_{j,b} / nu + sigma_b2,      S_{-1,*} = 0,
-    S_ab = V_phi(q_aa(i,i), q_ab, q_bb(j,j)),   k_ab = V_phi'(same),            (ntk_rnn.dual)
+    S_ab = V_phi(q_aa(i,i), q_ab, q_bb(j,j)),   k_ab = V_phi'(same),            (ntk_rnn.kernels.dual)
 with nu = 1 for "paper" and nu = d_x otherwise. Normalization: "paper" has vectors of norm O(1), so
 q = lim g_i.g_j and S = lim h_i.h_j (this needs phi(c u) = c phi(u), c > 0: relu, linear); "standard"
 and "ntk" have coordinates O(1), so q = lim g_i.g_j / m and S = lim h_i.h_j / m; in all three
@@ -80,8 +80,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk_rnn.config import ACTIVATIONS, RNNConfig
-from ntk_rnn.dual import dual_pair, normal_rule, resolve
+from ntk_rnn.kernels.dual import dual_pair, normal_rule, resolve
+from ntk_rnn.network.config import ACTIVATIONS, RNNConfig
 
 HOMOGENEOUS = ("relu", "linear")  # phi(c u) = c phi(u) for c > 0: their "paper" limit is not degenerate
 LINEARIZED_GAIN = {"tanh": 1.0, "erf": 2 / math.sqrt(math.pi)}  # phi'(0) of smooth phi with phi(0) = 0
@@ -138,7 +138,7 @@ class Recursion:
     """The recursion's constants: a pytree whose numbers are traced (no recompilation when they change)
     and whose activation and quadrature (nodes, rule) are static."""
 
-    activation: str | Callable  # closed-form name or callable (ntk_rnn.dual.resolve)
+    activation: str | Callable  # closed-form name or callable (ntk_rnn.kernels.dual.resolve)
     gain2: float  # multiplies both dual transforms ("paper" with tanh/erf: phi'(0)^2 with a linear phi)
     nodes: int
     rule: str

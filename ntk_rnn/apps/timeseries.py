@@ -15,8 +15,8 @@ import re
 
 import numpy as np
 
-from ntk_rnn.checks import check_float_array
-from ntk_rnn.data import SequenceShape
+from ntk_rnn.network.checks import check_float_array
+from ntk_rnn.network.data import SequenceShape
 
 # the UCR (univariate) and UEA (multivariate) classification datasets bundled in sktime 1.2's wheel
 DATASETS = ("ArrowHead", "BasicMotions", "GunPoint", "ItalyPowerDemand", "JapaneseVowels", "OSULeaf")

@@ -6,7 +6,7 @@ the Jacobian of the selected outputs (rows ordered by sample, position, unit; on
 for readout "last"/"mean") with respect to the trainable parameters. Neither K (N x N, N = n P d) nor J is
 ever held: memory is O(N r + n L m + |theta|) for a Nystrom factor of r columns.
 
-The eigensolver is `ntk_rnn.eigen.extreme_eigenpairs` (LOBPCG at both ends, a block-Jacobi-scaled randomly
+The eigensolver is `ntk_rnn.eigen.lobpcg.extreme_eigenpairs` (LOBPCG at both ends, a block-Jacobi-scaled randomly
 pivoted Cholesky preconditioner for lambda_min; its docstring says why). The NTK supplies it with:
 
 - products V -> K V (the expensive part: a forward pass, a vjp and a jvp over all n sequences per pair of
@@ -38,12 +38,12 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg
 
-from ntk_rnn.batching import check_max_bytes
-from ntk_rnn.checks import NTKInputs, Params, check_ntk_inputs
-from ntk_rnn.config import RNNConfig
-from ntk_rnn.eigen import DEFAULT_MAX_BYTES, EigenvalueConvergenceError, check_solver_args, extreme_eigenpairs
-from ntk_rnn.model import output_fn, real_rows, trainable
-from ntk_rnn.sharded import gathered, replicated_ntk, split_ntk_matmat
+from ntk_rnn.batching.batch import check_max_bytes
+from ntk_rnn.eigen.lobpcg import DEFAULT_MAX_BYTES, EigenvalueConvergenceError, check_solver_args, extreme_eigenpairs
+from ntk_rnn.eigen.sharded import gathered, replicated_ntk, split_ntk_matmat
+from ntk_rnn.network.checks import NTKInputs, Params, check_ntk_inputs
+from ntk_rnn.network.config import RNNConfig
+from ntk_rnn.network.model import output_fn, real_rows, trainable
 
 __all__ = ["EigenvalueConvergenceError", "ExtremeEigenvalues", "dense_eigh_bytes", "ntk_extreme_eigenvalues",
            "ntk_operator"]  # fmt: skip
@@ -90,7 +90,7 @@ def _ntk_matmat(cfg: RNNConfig, params: Params, x: jax.Array, positions, lengths
 class _Operator(scipy.sparse.linalg.LinearOperator):
     """K as a scipy LinearOperator. Single vectors go one at a time; blocks in zero-padded groups of BLOCK_SIZE
     columns (1 if memory is short), so only two widths are ever compiled. With several devices (of any
-    processes) the samples are split over them (ntk_rnn.sharded.split_ntk_matmat), padded with zero
+    processes) the samples are split over them (ntk_rnn.eigen.sharded.split_ntk_matmat), padded with zero
     sequences to a multiple of the device count."""
 
     def __init__(self, cfg: RNNConfig, inputs: NTKInputs, max_bytes: int):
@@ -188,7 +188,7 @@ def ntk_extreme_eigenvalues(
 
 def checked_extreme_eigenvalues(cfg: RNNConfig, inputs: NTKInputs, *, key: jax.Array, tol: float, maxiter: int,
                                 max_bytes: int) -> ExtremeEigenvalues:  # fmt: skip
-    """ntk_extreme_eigenvalues on inputs that are already checked (ntk_rnn.checks.check_ntk_inputs, and the
+    """ntk_extreme_eigenvalues on inputs that are already checked (ntk_rnn.network.checks.check_ntk_inputs, and the
     solver's arguments): what ntk_rnn's own callers use, so that nothing is validated twice."""
     op = _Operator(cfg, inputs, max_bytes)
     params, x, pos, lengths = inputs

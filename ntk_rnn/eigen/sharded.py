@@ -3,7 +3,7 @@
 - `KernelOperator`: a row-sharded kernel (`empirical_ntk(..., output="sharded")`) as a scipy LinearOperator.
   A product V (N, b) -> K V computes each device's rows K_k V and gathers them: one all-gather of N x b
   floats. diag(K) and columns K[:, idx] come back the same way.
-- `kernel_eigenpairs`: the k smallest and largest eigenpairs of such a kernel (ntk_rnn.eigen's solver).
+- `kernel_eigenpairs`: the k smallest and largest eigenpairs of such a kernel (ntk_rnn.eigen.lobpcg's solver).
 - `split_ntk_matmat`: K V = J (J^T V) with the samples split over the devices. Each device pulls its
   samples' rows of V back through its vjp (J_k^T V_k), one psum (an all-reduce of |theta| x b floats) adds
   them into J^T V, and each device's jvp gives its rows of K V, gathered.
@@ -23,13 +23,13 @@ import scipy.sparse.linalg
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ntk_rnn.batching import batch
-from ntk_rnn.checks import Params
-from ntk_rnn.config import RNNConfig
-from ntk_rnn.distributed import ROWS, rows_mesh
-from ntk_rnn.eigen import DEFAULT_MAX_BYTES, ExtremeEigenpairs, check_solver_args, extreme_eigenpairs
-from ntk_rnn.kernel import empirical_ntk_fn
-from ntk_rnn.model import output_fn, real_rows, trainable
+from ntk_rnn.batching.batch import batch
+from ntk_rnn.batching.distributed import ROWS, rows_mesh
+from ntk_rnn.eigen.lobpcg import DEFAULT_MAX_BYTES, ExtremeEigenpairs, check_solver_args, extreme_eigenpairs
+from ntk_rnn.kernels.empirical import empirical_ntk_fn
+from ntk_rnn.network.checks import Params
+from ntk_rnn.network.config import RNNConfig
+from ntk_rnn.network.model import output_fn, real_rows, trainable
 
 
 def gathered(array: jax.Array) -> np.ndarray:
@@ -117,7 +117,7 @@ def kernel_eigenpairs(
 ) -> ExtremeEigenpairs:
     """The k smallest and k largest eigenpairs of a symmetric PSD kernel held as a jax.Array (row-sharded over
     any devices and processes, e.g. `empirical_ntk(..., output="sharded")`, or on one device), by
-    ntk_rnn.eigen.extreme_eigenpairs: every product K V is one all-gather, the preconditioner's columns are read
+    ntk_rnn.eigen.lobpcg.extreme_eigenpairs: every product K V is one all-gather, the preconditioner's columns are read
     from K. key: for the pivots and starting vectors (None: jax.random.key(0)); tol, maxiter, max_bytes: as
     there. Every process returns the same pairs (vectors (N, k) on every process)."""
     key = check_solver_args(key, tol, maxiter)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from ntk_rnn.cells import CELLS, Cell, builtin_cell
+from ntk_rnn.network.cells import CELLS, Cell, builtin_cell
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": jax.nn.relu,
@@ -54,7 +54,7 @@ class RNNConfig:
         each name covers that parameter in every layer and direction.
       readout: "all" (an output at every step, the paper's), "last" (the last state's) or "mean" (the
         readout of the mean of the states); the last two give one output per sequence.
-      cell: "elman", "gru", "lstm" (PyTorch's equations and gate order, ntk_rnn.cells) or a Cell.
+      cell: "elman", "gru", "lstm" (PyTorch's equations and gate order, ntk_rnn.network.cells) or a Cell.
         Parameters W (k m, m), A (k m, d_x), b (k m,) with k = the cell's gates.
       num_layers: stacked layers; layer j >= 1 has parameters W_l{j}, A_l{j}, b_l{j} (PyTorch's names
         without "weight_hh_"/"weight_ih_"/"bias_ih_").
@@ -143,7 +143,7 @@ class RNNConfig:
 
     @property
     def cell_spec(self) -> Cell:
-        """The cell as a Cell (ntk_rnn.cells)."""
+        """The cell as a Cell (ntk_rnn.network.cells)."""
         return self.cell if isinstance(self.cell, Cell) else builtin_cell(self.cell, self.phi)
 
     @property

@@ -2,7 +2,7 @@
 loss positions (docs/theory.md §1).
 
 Every function here composes with jax.jit (cfg static), jax.vmap and jax.grad. They check structure only
-(keys and shapes, known while tracing); ntk_rnn.checks validates values at the boundary.
+(keys and shapes, known while tracing); ntk_rnn.network.checks validates values at the boundary.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk_rnn.cells import TiedUse
-from ntk_rnn.checks import Params, check_structure
-from ntk_rnn.config import RNNConfig, base_name
+from ntk_rnn.network.cells import TiedUse
+from ntk_rnn.network.checks import Params, check_structure
+from ntk_rnn.network.config import RNNConfig, base_name
 
 Positions = tuple[int, ...] | None
 

@@ -11,7 +11,7 @@
 Perturbations act on the effective recurrent matrix c_W W (c_W = 1 except in the "ntk"
 parameterization), so omega means the same in every parameterization: the paper's omega.
 Steps are 0-based: l = 0 is the paper's first step. The gradient lower bound and sign flips along
-training come from ntk_rnn.training's history (grad_sq_norm, lambda_min, pattern_flip_fraction, omega).
+training come from ntk_rnn.training.train's history (grad_sq_norm, lambda_min, pattern_flip_fraction, omega).
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse.linalg
 
-from ntk_rnn.checks import Params, check_inputs, check_params, check_targets, loss_positions
-from ntk_rnn.config import RNNConfig
-from ntk_rnn.limit import forward_kernels
-from ntk_rnn.model import activation_derivative, flat_outputs, hidden_states, select_targets
+from ntk_rnn.kernels.limit import forward_kernels
+from ntk_rnn.network.checks import Params, check_inputs, check_params, check_targets, loss_positions
+from ntk_rnn.network.config import RNNConfig
+from ntk_rnn.network.model import activation_derivative, flat_outputs, hidden_states, select_targets
 
 KINDS = ("random", "gradient", "adversarial", "flip")
 
@@ -37,7 +37,7 @@ KINDS = ("random", "gradient", "adversarial", "flip")
 def check_elman(cfg: RNNConfig) -> None:
     """The probes measure the paper's lemmas, which are about one forward Elman layer (D_l, W)."""
     if not cfg.is_elman:
-        raise ValueError(f"ntk_rnn.probes measure the paper's lemmas on the one-layer Elman RNN; this config has "
+        raise ValueError(f"ntk_rnn.apps.probes measure the paper's lemmas on the one-layer Elman RNN; this config has "
                          f"cell={cfg.cell_name!r}, num_layers={cfg.num_layers}, "
                          f"bidirectional={cfg.bidirectional}")  # fmt: skip
 
