@@ -13,7 +13,7 @@ subprocess and reports:
 
 Sizes whose dense kernel and LAPACK's copy (16 N^2 bytes) exceed --dense-gib run matrix-free only.
 
-    python benchmarks/bench_matfree.py                  # the default grid 
+    python benchmarks/bench_matfree.py                  # the default grid
     python benchmarks/bench_matfree.py --sizes 64,16,256 1024,16,256   # other (n, L, m)
 """
 

@@ -59,8 +59,9 @@ def _kernels(data: LabeledSequences, width: int) -> dict:
     one = cfg.replace(output_dim=1)
     return {
         "limit_last_s": _seconds(lambda: ntk_rnn.limit_ntk(one, data.x, lengths1=lengths)),
-        "empirical_last_s": _seconds(lambda: ntk_rnn.empirical_ntk(cfg, params, data.x, lengths1=lengths,
-                                                                   max_bytes=MAX_BYTES)),
+        "empirical_last_s": _seconds(
+            lambda: ntk_rnn.empirical_ntk(cfg, params, data.x, lengths1=lengths, max_bytes=MAX_BYTES)
+        ),
     }
 
 

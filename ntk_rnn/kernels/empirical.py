@@ -58,14 +58,16 @@ def pad_params(cfg: RNNConfig, params: Mapping[str, jax.Array], width: int) -> P
     m, k, extra = cfg.width, cfg.cell_spec.gates, width - cfg.width
     out = {}
     for name, value in params.items():
+        xp = jnp if isinstance(value, jax.core.Tracer) else np  # concrete ones on the host: nothing to compile
+        value = xp.asarray(value)
         base = base_name(name)
         if base == "B":
-            out[name] = jnp.pad(value, ((0, 0), (0, extra)))
+            out[name] = jnp.asarray(xp.pad(value, ((0, 0), (0, extra))))
             continue
         reads_states = base == "W" or (base == "A" and name not in ("A", "A_reverse"))  # fan-in m
         cols = [(0, extra if reads_states else 0)] if value.ndim == 2 else []
-        padded = jnp.pad(value.reshape(k, m, *value.shape[1:]), [(0, 0), (0, extra), *cols])
-        out[name] = padded.reshape(k * width, *padded.shape[2:])
+        padded = xp.pad(value.reshape(k, m, *value.shape[1:]), [(0, 0), (0, extra), *cols])
+        out[name] = jnp.asarray(padded.reshape(k * width, *padded.shape[2:]))
     return out
 
 
