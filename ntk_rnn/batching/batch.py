@@ -142,13 +142,13 @@ def bind_inputs(cfg: RNNConfig, x1, x2, lengths1, lengths2) -> tuple:
 
 
 def default_max_bytes() -> int:
-    """The working-memory budget of batch(max_bytes=None): half of the default device's free memory on an
-    accelerator, a quarter of the host's available memory on a CPU."""
+    """The working-memory budget per device of batch(max_bytes=None): half of the default device's free memory
+    on an accelerator; on a CPU a quarter of the host's available memory, shared by its local devices."""
     device = jax.devices()[0]
     stats = device.memory_stats() if device.platform != "cpu" else None
     if stats and stats.get("bytes_limit"):
         return (int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))) // DEVICE_SHARE
-    return host_bytes_available() // HOST_SHARE
+    return host_bytes_available() // HOST_SHARE // jax.local_device_count()
 
 
 def check_max_bytes(max_bytes) -> int:

@@ -129,14 +129,13 @@ class EmpiricalNTK(KernelFn):
 
     def pair(self, params, f1, f2, pos1, pos2, grid) -> jax.Array:
         cfg = self.inner
-        n1, n2 = (jax.tree.leaves(f)[0].shape[0] for f in (f1, f2))
-        r1, r2 = self.rows(pos1), self.rows(pos2)
         if isinstance(f1, ElmanFactors):
             return _pair_kernel(cfg, _elman_plan(cfg, pos1), _elman_plan(cfg, pos2), pos1, pos2, f1, f2)
         if isinstance(f1, CellFactors):
             return cell_block(cfg, row_plan(cfg, pos1, grid[0], grid), row_plan(cfg, pos2, grid[1], grid), f1, f2)
         reference = _jacobian_ntk if self.method == "jacobian" else _ntvp_ntk
-        return reference(cfg, params, f1.x, f2.x, pos1, pos2, f1.lengths, f2.lengths).reshape(n1, r1, n2, r2)
+        K = reference(cfg, params, f1.x, f2.x, pos1, pos2, f1.lengths, f2.lengths)
+        return K.reshape(f1.x.shape[0], self.rows(pos1), f2.x.shape[0], self.rows(pos2))
 
     def feature_bytes(self, length: int, positions) -> int:
         cfg = self.inner
