@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import math
 import os
 from collections.abc import Callable
 from functools import lru_cache
@@ -88,14 +87,10 @@ class KernelFn(abc.ABC):
         """Bytes of one sample's features (what batch keeps per sample between blocks)."""
         return 8 * length * self.cfg.input_dim
 
+    @abc.abstractmethod
     def chunk_size(self, n: int, length1: int, length2: int, pos1: Positions, pos2: Positions, max_bytes: int) -> int:
-        """Samples per chunk that keep one block's working set within half of max_bytes."""
-        rows = max(self.rows(pos1), self.rows(pos2))
-        per_pair = 8 * 4 * rows**2 * max(length1, length2) ** 2  # a (L1, L2) grid per pair of rows, a few copies
-        c = max(1, min(n, math.isqrt(max(max_bytes // 2 // per_pair, 1))))
-        if per_pair > max_bytes // 2:
-            raise ValueError(f"max_bytes={max_bytes} is too small: one pair of samples needs about {per_pair} bytes")
-        return c
+        """Samples per chunk (at most n) that keep one block's working set within half of max_bytes; raises
+        ValueError naming max_bytes when one sample does not fit."""
 
     def positions_for(self, length: int) -> Positions:
         """The output positions of inputs of length L (None for a per-sequence readout)."""
