@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from ntk_rnn.batching.distributed import check_output, distribute, host_bytes_available
 from ntk_rnn.network.checks import InputPair, check_input_shape, check_positions
 from ntk_rnn.network.config import RNNConfig
-from ntk_rnn.network.model import real_rows
+from ntk_rnn.network.model import full_lengths, real_rows
 
 Positions = tuple[int, ...] | None
 HOST_SHARE = 4  # max_bytes=None: a quarter of the available host memory (CPU)
@@ -115,7 +115,8 @@ class KernelFn(abc.ABC):
 
 def bind_inputs(cfg: RNNConfig, x1, x2, lengths1, lengths2) -> tuple:
     """x1, x2 as float64 arrays of shape (n, L, d_x) and the lengths as int32 (n,) arrays (or None), with the
-    shapes checked (values may be tracers). lengths2 needs x2."""
+    shapes checked (values may be tracers). lengths2 needs x2. When only one side of K(x1, x2) has lengths, the
+    other gets full ones, so that both sides take the same route."""
     x1 = jnp.asarray(x1, jnp.float64)
     check_input_shape(cfg, x1.shape, "x1")
     if x2 is None and lengths2 is not None:
@@ -133,7 +134,10 @@ def bind_inputs(cfg: RNNConfig, x1, x2, lengths1, lengths2) -> tuple:
                              f"got shape {value.shape}")  # fmt: skip
         return value.astype(jnp.int32)
 
-    return x1, x2, lengths(lengths1, x1, "lengths1"), None if x2 is None else lengths(lengths2, x2, "lengths2")
+    lengths1, lengths2 = lengths(lengths1, x1, "lengths1"), None if x2 is None else lengths(lengths2, x2, "lengths2")
+    if x2 is not None and (lengths1 is None) != (lengths2 is None):
+        lengths1, lengths2 = full_lengths(x1, lengths1), full_lengths(x2, lengths2)
+    return x1, x2, lengths1, lengths2
 
 
 def default_max_bytes() -> int:

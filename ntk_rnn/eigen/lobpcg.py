@@ -33,6 +33,8 @@ import scipy.sparse.linalg
 from ntk_rnn.network.checks import check_key
 
 DEFAULT_MAX_BYTES = 2 * 2**30
+DEFAULT_TOL = 1e-10  # relative residual tolerance, ||K v - lambda v|| <= tol lambda_max
+DEFAULT_MAXITER = 2000  # LOBPCG iterations at each end
 MAX_RANK = 4096  # columns of the Nystrom factor: at most N / 2, MAX_RANK, and what max_bytes allows
 ROUNDS = 4  # rounds of column reads in the randomly pivoted Cholesky
 ACCEPT = 10  # a wanted pair is accepted at residual <= ACCEPT * tol * lambda_max
@@ -108,8 +110,8 @@ def extreme_eigenpairs(
     diag_blocks: list[np.ndarray] | None = None,
     k: int = 1,
     key: jax.Array | None = None,
-    tol: float = 1e-10,
-    maxiter: int = 2000,
+    tol: float = DEFAULT_TOL,
+    maxiter: int = DEFAULT_MAXITER,
     rank: int | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> ExtremeEigenpairs:

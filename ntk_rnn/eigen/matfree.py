@@ -39,7 +39,14 @@ import scipy.linalg
 import scipy.sparse.linalg
 
 from ntk_rnn.batching.batch import check_max_bytes
-from ntk_rnn.eigen.lobpcg import DEFAULT_MAX_BYTES, EigenvalueConvergenceError, check_solver_args, extreme_eigenpairs
+from ntk_rnn.eigen.lobpcg import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAXITER,
+    DEFAULT_TOL,
+    EigenvalueConvergenceError,
+    check_solver_args,
+    extreme_eigenpairs,
+)
 from ntk_rnn.eigen.sharded import gathered, replicated_ntk, split_ntk_matmat
 from ntk_rnn.network.checks import NTKInputs, Params, check_ntk_inputs
 from ntk_rnn.network.config import RNNConfig
@@ -162,8 +169,8 @@ def ntk_extreme_eigenvalues(
     positions: Sequence[int] | None = None,
     *,
     key: jax.Array | None = None,
-    tol: float = 1e-10,
-    maxiter: int = 2000,
+    tol: float = DEFAULT_TOL,
+    maxiter: int = DEFAULT_MAXITER,
     max_bytes: int = DEFAULT_MAX_BYTES,
     lengths=None,
 ) -> ExtremeEigenvalues:

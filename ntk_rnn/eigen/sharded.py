@@ -25,7 +25,14 @@ from jax.sharding import PartitionSpec as P
 
 from ntk_rnn.batching.batch import batch
 from ntk_rnn.batching.distributed import ROWS, rows_mesh
-from ntk_rnn.eigen.lobpcg import DEFAULT_MAX_BYTES, ExtremeEigenpairs, check_solver_args, extreme_eigenpairs
+from ntk_rnn.eigen.lobpcg import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAXITER,
+    DEFAULT_TOL,
+    ExtremeEigenpairs,
+    check_solver_args,
+    extreme_eigenpairs,
+)
 from ntk_rnn.kernels.empirical import empirical_ntk_fn
 from ntk_rnn.network.checks import Params
 from ntk_rnn.network.config import RNNConfig
@@ -111,8 +118,8 @@ def kernel_eigenpairs(
     k: int = 1,
     *,
     key: jax.Array | None = None,
-    tol: float = 1e-10,
-    maxiter: int = 2000,
+    tol: float = DEFAULT_TOL,
+    maxiter: int = DEFAULT_MAXITER,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> ExtremeEigenpairs:
     """The k smallest and k largest eigenpairs of a symmetric PSD kernel held as a jax.Array (row-sharded over

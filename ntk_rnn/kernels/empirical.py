@@ -52,22 +52,21 @@ def padded_config(cfg: RNNConfig, width: int) -> RNNConfig:
     return cfg.replace(width=width, sigma_w2=cfg.sigma_w2 * ratio, sigma_v2=cfg.sigma_v2 * ratio)
 
 
+@partial(jax.jit, static_argnames="width")
 def pad_params(cfg: RNNConfig, params: Mapping[str, jax.Array], width: int) -> Params:
     """params of cfg zero-padded to `width` units: each gate block of W, A, b gets width - m zero rows, W, B and
-    the A of upper layers zero columns."""
+    the A of upper layers zero columns. One program per (width of cfg, width), on the device."""
     m, k, extra = cfg.width, cfg.cell_spec.gates, width - cfg.width
     out = {}
     for name, value in params.items():
-        xp = jnp if isinstance(value, jax.core.Tracer) else np  # concrete ones on the host: nothing to compile
-        value = xp.asarray(value)
         base = base_name(name)
         if base == "B":
-            out[name] = jnp.asarray(xp.pad(value, ((0, 0), (0, extra))))
+            out[name] = jnp.pad(value, ((0, 0), (0, extra)))
             continue
         reads_states = base == "W" or (base == "A" and name not in ("A", "A_reverse"))  # fan-in m
         cols = [(0, extra if reads_states else 0)] if value.ndim == 2 else []
-        padded = xp.pad(value.reshape(k, m, *value.shape[1:]), [(0, 0), (0, extra), *cols])
-        out[name] = jnp.asarray(padded.reshape(k * width, *padded.shape[2:]))
+        padded = jnp.pad(value.reshape(k, m, *value.shape[1:]), [(0, 0), (0, extra), *cols])
+        out[name] = padded.reshape(k * width, *padded.shape[2:])
     return out
 
 
@@ -111,11 +110,9 @@ class EmpiricalNTK(KernelFn):
     def bind(self, params, x1, x2=None, *, lengths1=None, lengths2=None) -> Call:
         check_structure(self.cfg, params)
         x1, x2, lengths1, lengths2 = bind_inputs(self.cfg, x1, x2, lengths1, lengths2)
-        if x2 is not None and (lengths1 is None) != (lengths2 is None):  # one route for both sides
-            lengths1, lengths2 = full_lengths(x1, lengths1), full_lengths(x2, lengths2)
         params = {k: jnp.asarray(v, jnp.float64) for k, v in params.items()}
         if self.inner.width != self.cfg.width:
-            params = pad_params(self.cfg, params, self.inner.width)
+            params = pad_params(self.cfg, params, width=self.inner.width)
         return Call(params, x1, x2, lengths1, lengths2)
 
     def features(self, params, x, lengths, positions, grid) -> ElmanFactors | CellFactors | Inputs:

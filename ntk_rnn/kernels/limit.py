@@ -18,7 +18,7 @@ from ntk_rnn.kernels.dual import DEFAULT_NODES, DEFAULT_RULE
 from ntk_rnn.kernels.recursion import ForwardKernels, check_limit, grid, recursion, scalar_kernel
 from ntk_rnn.network.checks import check_inputs, check_pair, check_positions
 from ntk_rnn.network.config import VARIANCES, RNNConfig
-from ntk_rnn.network.model import full_lengths
+from ntk_rnn.network.model import position_mask
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,8 +41,6 @@ class LimitKernel(KernelFn):
 
     def bind(self, x1, x2=None, *, lengths1=None, lengths2=None, **variances) -> Call:
         x1, x2, lengths1, lengths2 = bind_inputs(self.cfg, x1, x2, lengths1, lengths2)
-        if x2 is not None and (lengths1 is None) != (lengths2 is None):  # one route for both sides
-            lengths1, lengths2 = full_lengths(x1, lengths1), full_lengths(x2, lengths2)
         if variances.get("sigma_b2") is not None and not self.cfg.has_bias:
             raise ValueError("sigma_b2 needs a model with biases: cfg.sigma_b2 = 0 means none")
         unknown = set(variances) - set(VARIANCES)
@@ -79,17 +77,11 @@ def _limit_block(cfg: RNNConfig, kind: str, nodes: int, rule: str, x1, len1, x2,
     if cfg.readout != "all":
         theta = theta[:, None, :, None]
     else:
-        theta = theta * _real(pos1, len1, x1)[:, :, None, None] * _real(pos2, len2, x2)[None, None]
+        real1, real2 = position_mask(pos1, len1, x1.shape[0]), position_mask(pos2, len2, x2.shape[0])
+        theta = theta * real1[:, :, None, None] * real2[None, None]
     d = cfg.output_dim
     K = theta[:, :, None, :, :, None] * jnp.eye(d)[None, None, :, None, None, :]
     return K.reshape(K.shape[0], K.shape[1] * d, K.shape[3], K.shape[4] * d)
-
-
-def _real(positions, lengths, x) -> jax.Array:
-    """(n, P) 1.0 where the position is a real step of the sequence, else 0.0."""
-    if lengths is None:
-        return jnp.ones((x.shape[0], len(positions)))
-    return (jnp.asarray(positions)[None] < lengths[:, None]).astype(jnp.float64)
 
 
 def limit_ntk_fn(cfg: RNNConfig, *, positions: Sequence[int] | None = None, nodes: int = DEFAULT_NODES,

@@ -82,6 +82,7 @@ import numpy as np
 
 from ntk_rnn.kernels.dual import dual_pair, normal_rule, resolve
 from ntk_rnn.network.config import ACTIVATIONS, RNNConfig
+from ntk_rnn.network.model import full_lengths, step_order
 
 HOMOGENEOUS = ("relu", "linear")  # phi(c u) = c phi(u) for c > 0: their "paper" limit is not degenerate
 LINEARIZED_GAIN = {"tanh": 1.0, "erf": 2 / math.sqrt(math.pi)}  # phi'(0) of smooth phi with phi(0) = 0
@@ -342,21 +343,14 @@ def _one_direction(rec: Recursion, cfg: RNNConfig, x1, x2, pos1, pos2, len1, len
     return grid(rec, cfg.readout, x1, x2, pos1, pos2)
 
 
-def _reverse_order(x: jax.Array, lengths: jax.Array) -> jax.Array:
-    """(n, L) step each reversed sequence reads: its real steps backwards, then the padding in place."""
-    t = jnp.arange(x.shape[1])[None]
-    return jnp.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
-
-
 @partial(jax.jit, static_argnames=("pos1", "pos2"))
 def scalar_kernel(rec: Recursion, cfg: RNNConfig, x1, x2, pos1, pos2, len1, len2) -> jax.Array:
     """Both directions' scalar kernels summed, shaped like _one_direction's."""
     theta = _one_direction(rec, cfg, x1, x2, pos1, pos2, len1, len2)
     if not cfg.bidirectional:
         return theta
-    full1 = jnp.full(x1.shape[0], x1.shape[1]) if len1 is None else len1
-    full2 = jnp.full(x2.shape[0], x2.shape[1]) if len2 is None else len2
-    order1, order2 = _reverse_order(x1, full1), _reverse_order(x2, full2)
+    full1, full2 = full_lengths(x1, len1), full_lengths(x2, len2)
+    order1, order2 = step_order(full1[:, None], x1.shape[1], True), step_order(full2[:, None], x2.shape[1], True)
     r1 = jnp.take_along_axis(x1, order1[..., None], axis=1)
     r2 = jnp.take_along_axis(x2, order2[..., None], axis=1)
     if cfg.readout != "all":

@@ -51,13 +51,18 @@ def check_input_shape(cfg: RNNConfig, shape: tuple[int, ...], name: str = "x") -
 def check_params(cfg: RNNConfig, params: Mapping[str, jax.Array]) -> Params:
     """A user's parameter dict checked against cfg (keys, shapes, finite) and returned as float64 jax arrays."""
     check_structure(cfg, params)
-    out = {}
+    out = {key: jnp.asarray(params[key], dtype=jnp.float64) for key in cfg.param_names}
+    finite = _all_finite(out)  # one program per shape set, on the device; only the flags come back
     for key in cfg.param_names:
-        arr = jnp.asarray(params[key], dtype=jnp.float64)
-        if not np.isfinite(np.asarray(arr)).all():  # on the host: no program compiled per shape
+        if not bool(finite[key]):
             raise ValueError(f"params[{key!r}] contains NaN or inf")
-        out[key] = arr
     return out
+
+
+@jax.jit
+def _all_finite(params: Params) -> dict[str, jax.Array]:
+    """{name: whether the array is finite}."""
+    return {key: jnp.all(jnp.isfinite(value)) for key, value in params.items()}
 
 
 def check_inputs(cfg: RNNConfig, x, name: str = "x") -> jax.Array:

@@ -145,9 +145,10 @@ def full_lengths(x: jax.Array, lengths: jax.Array | None) -> jax.Array:
     return jnp.full(x.shape[0], x.shape[1], jnp.int32) if lengths is None else jnp.asarray(lengths)
 
 
-def _order(length: jax.Array, steps: int, reverse: bool) -> jax.Array:
+def step_order(length: jax.Array, steps: int, reverse: bool) -> jax.Array:
     """The step each scan step reads, (L,): t itself, or for the reverse direction the real steps backwards,
-    len-1-t for t < len, then the padding as it is. An involution, so it also maps states back."""
+    len-1-t for t < len, then the padding as it is. An involution, so it also maps states back. A length of
+    shape (n, 1) gives the orders of n sequences, (n, L)."""
     t = jnp.arange(steps)
     return jnp.where(t < length, length - 1 - t, t) if reverse else t
 
@@ -192,7 +193,7 @@ def sequence_outputs(cfg: RNNConfig, params: Mapping[str, jax.Array], x: jax.Arr
     real = jnp.arange(steps) < length
     y, readout_inputs, features = 0.0, {}, {}
     for direction in cfg.directions:
-        order = _order(length, steps, direction == "_reverse")
+        order = step_order(length, steps, direction == "_reverse")
         h = x[order]
         for layer in cfg.layers:
             names = [k + layer + direction for k in ("W", "A", "b") if k + layer + direction in params]

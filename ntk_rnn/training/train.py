@@ -22,7 +22,7 @@ import scipy.sparse.linalg
 from tqdm.auto import tqdm
 
 from ntk_rnn.batching.batch import batch
-from ntk_rnn.eigen.lobpcg import DEFAULT_MAX_BYTES
+from ntk_rnn.eigen.lobpcg import DEFAULT_MAX_BYTES, DEFAULT_MAXITER, DEFAULT_TOL
 from ntk_rnn.eigen.matfree import ExtremeEigenvalues, checked_extreme_eigenvalues, dense_eigh_bytes
 from ntk_rnn.kernels.empirical import empirical_ntk_fn
 from ntk_rnn.network.checks import (
@@ -279,7 +279,7 @@ def kernel_size(cfg: RNNConfig, x: jax.Array, positions: Positions, lengths: jax
 
 def matrix_free_spectrum(cfg: RNNConfig, inputs: NTKInputs, max_bytes: int) -> ExtremeEigenvalues:
     """lambda_min and lambda_max of the NTK of checked inputs, matrix-free (ntk_rnn.eigen.matfree, default solver)."""
-    return checked_extreme_eigenvalues(cfg, inputs, key=jax.random.key(0), tol=1e-10, maxiter=2000,
+    return checked_extreme_eigenvalues(cfg, inputs, key=jax.random.key(0), tol=DEFAULT_TOL, maxiter=DEFAULT_MAXITER,
                                        max_bytes=max_bytes)  # fmt: skip
 
 
