@@ -54,18 +54,24 @@ def padded_config(cfg: RNNConfig, width: int) -> RNNConfig:
 
 @partial(jax.jit, static_argnames="width")
 def pad_params(cfg: RNNConfig, params: Mapping[str, jax.Array], width: int) -> Params:
-    """params of cfg zero-padded to `width` units: each gate block of W, A, b gets width - m zero rows, W, B and
-    the A of upper layers zero columns. One program per (width of cfg, width), on the device."""
+    """params of cfg zero-padded to `width` units: each gate block of W, A, b, bh gets width - m zero rows, and
+    each m-column block of W, B and the A of upper layers zero columns (bo is unchanged). One program per
+    (width of cfg, width), on the device."""
     m, k, extra = cfg.width, cfg.cell_spec.gates, width - cfg.width
+
+    def pad_columns(value: jax.Array) -> jax.Array:  # (rows, j m) -> (rows, j width)
+        blocks = value.reshape(value.shape[0], -1, m)
+        return jnp.pad(blocks, ((0, 0), (0, 0), (0, extra))).reshape(value.shape[0], -1)
+
     out = {}
     for name, value in params.items():
         base = base_name(name)
-        if base == "B":
-            out[name] = jnp.pad(value, ((0, 0), (0, extra)))
+        if base in ("B", "bo"):
+            out[name] = pad_columns(value) if base == "B" else value
             continue
-        reads_states = base == "W" or (base == "A" and name not in ("A", "A_reverse"))  # fan-in m
-        cols = [(0, extra if reads_states else 0)] if value.ndim == 2 else []
-        padded = jnp.pad(value.reshape(k, m, *value.shape[1:]), [(0, 0), (0, extra), *cols])
+        if base == "W" or (base == "A" and name not in ("A", "A_reverse")):  # reads states
+            value = pad_columns(value)
+        padded = jnp.pad(value.reshape(k, m, *value.shape[1:]), [(0, 0), (0, extra)] + [(0, 0)] * (value.ndim - 1))
         out[name] = padded.reshape(k * width, *padded.shape[2:])
     return out
 
@@ -84,6 +90,7 @@ class CellFactors(NamedTuple):
     kept: dict
     features: dict
     readin: dict
+    real: jax.Array
 
 
 class Inputs(NamedTuple):

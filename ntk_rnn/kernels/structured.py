@@ -4,11 +4,13 @@
 Every tied weight V enters step t once, as z = c_V V v_t, so dy_o/dV = sum_t delta_{o,t} (c_V v_t)^T with
 delta_{o,t} = dy_o/dz_t, and
 
-    K[o, o'] = sum_V sum_{t,t'} (delta_{o,t} . delta_{o',t'}) c_V^2 (v_t . v'_t') + [B] [k = k'] c_B^2 r_o . r'_o',
+    K[o, o'] = sum_V sum_{t,t'} (delta_{o,t} . delta_{o',t'}) c_V^2 (v_t . v'_t') + [B] [k = k'] c_B^2 r_o . r'_o'
+               + [bo] [k = k'] c_bo^2,
 
-r_o the vector the readout multiplies. All delta_{o,t} of one output row o come from one reverse pass
-with zero taps eps_t added to z_t (jax.vjp, vmapped over the rows). For the forward direction and readout
-"all", causality (delta_{o,t} = 0 for t after o's position) drops more than half of the (o, t) pairs.
+r_o the vector the readout multiplies, k and k' the output units of rows o and o'. All delta_{o,t} of one output row
+o come from one reverse pass with zero taps eps_t added to z_t (jax.vjp, vmapped over the rows). For the forward
+direction and readout "all", causality (delta_{o,t} = 0 for t after o's position) drops more than half of the (o, t)
+pairs (not below the top layer of a "concat" stack, whose reverse direction reads every step).
 
 The double sum over (t, t') costs L1 L2 (k m + f) per pair of rows (f = the features' width). For a
 per-sequence readout ("last", "mean") there are few rows, and where it is cheaper the per-row Jacobian
@@ -30,9 +32,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntk_rnn.network.cells import CELL_WEIGHTS
 from ntk_rnn.network.checks import Params
 from ntk_rnn.network.config import RNNConfig, base_name
-from ntk_rnn.network.model import sequence_outputs
+from ntk_rnn.network.model import position_mask, sequence_outputs
 
 GRAM_ROWS = 2048  # (sample, row, step) triples per chunk side: large, efficient matrix products
 
@@ -66,11 +69,15 @@ class RowPlan:
 
 
 def _causal(cfg: RNNConfig, name: str) -> bool:
-    return cfg.readout == "all" and not name.endswith("_reverse")
+    """Whether output rows at position p see the weight only at steps t <= p: a forward weight with readout
+    "all", except below the top layer with stacking "concat", whose reverse direction reads every step."""
+    if cfg.readout != "all" or name.endswith("_reverse"):
+        return False
+    return cfg.stacking == "separate" or name[len(base_name(name)) :] == cfg.layers[-1]
 
 
 def _tapped_names(cfg: RNNConfig) -> tuple[str, ...]:
-    return tuple(k for k in cfg.trainable_names if base_name(k) in ("W", "A", "b"))
+    return tuple(k for k in cfg.trainable_names if base_name(k) in CELL_WEIGHTS)
 
 
 def _groups(cfg: RNNConfig) -> dict[str, tuple[str, ...]]:
@@ -94,7 +101,8 @@ def row_plan(cfg: RNNConfig, positions, length: int, grid: tuple[int, int]) -> R
 def cell_factors(cfg: RNNConfig, plan: RowPlan, params: Params, x: jax.Array, lengths: jax.Array):
     """For a chunk x (c, L, d_x) with lengths (c,): the backward vectors of the kept (row, step) pairs
     {owner: (c, T, k m)}, the features of each group's members side by side {owner: (c, L, f)}, and the
-    readout inputs {direction: (c, R', m)} (R' = P, or 1 for a per-sequence readout)."""
+    readout inputs {direction: (c, R', m)} (R' = P, or 1 for a per-sequence readout), and the mask of real
+    positions (c, R')."""
     groups = _groups(cfg)
     shapes = cfg.param_shapes
     n, length = x.shape[:2]
@@ -122,14 +130,15 @@ def cell_factors(cfg: RNNConfig, plan: RowPlan, params: Params, x: jax.Array, le
         readin = {d: r[:, np.asarray(plan.positions)] for d, r in readin.items()}
     else:
         readin = {d: r[:, None] for d, r in readin.items()}
-    return kept, features, readin
+    real = position_mask(plan.positions, lengths, n).reshape(n, -1)
+    return kept, features, readin, real
 
 
 @partial(jax.jit, static_argnums=(1, 2))
 def cell_block(cfg: RNNConfig, plan1: RowPlan, plan2: RowPlan, factors1, factors2) -> jax.Array:
     """The kernel between two chunks, (c1, R1, c2, R2)."""
-    kept1, feats1, readin1 = factors1
-    kept2, feats2, readin2 = factors2
+    kept1, feats1, readin1, real1 = factors1
+    kept2, feats2, readin2, real2 = factors2
     c1, c2 = next(iter(readin1.values())).shape[0], next(iter(readin2.values())).shape[0]
     out = jnp.zeros((c1, plan1.rows, c2, plan2.rows), jnp.float64)
     for k in kept1:
@@ -152,6 +161,10 @@ def cell_block(cfg: RNNConfig, plan1: RowPlan, plan2: RowPlan, factors1, factors
             rr = jnp.einsum("ipm,jqm->ipjq", readin1[direction], readin2[direction])
             rr = jnp.einsum("ipjq,kl->ipkjql", rr, eye).reshape(out.shape)
             out = out + c_b**2 * rr
+    if "bo" in cfg.trainable:  # dy/dbo = c_bo I at real positions
+        eye = jnp.eye(cfg.output_dim, dtype=out.dtype)
+        ones = jnp.einsum("ip,jq,kl->ipkjql", real1, real2, eye).reshape(out.shape)
+        out = out + cfg.multipliers["bo"] ** 2 * ones
     return out
 
 

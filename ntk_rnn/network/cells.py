@@ -2,13 +2,13 @@
 (docs/theory.md §8).
 
 A cell's parameters are W (k m, m), the hidden-to-hidden weights; A (k m, d_in), the input weights; and
-optionally b (k m,), a bias, with k = Cell.gates blocks stacked in rows (PyTorch's weight_hh, weight_ih,
-bias_ih). The step sees them with their multipliers applied and must use each one exactly once:
-W and A as `params["W"] @ v` for a vector v it computes (h_{t-1}, r * h_{t-1}, x_t, ...), and b by adding
-it, `z + params["b"]`. That is all the structured kernel needs: the Jacobian of a weight used once as
-V @ v is a sum over steps of rank-one terms delta_t v_t^T (docs/theory.md §8). The state has
-Cell.state_factor * m entries; the hidden state h (what the next layer and the readout see) is its first
-m. Steps act on one sequence: s (state_factor m,), x (d_in,); the model vmaps them over samples.
+optionally b and bh (k m,), the input-side and hidden-side biases, with k = Cell.gates blocks stacked in rows
+(PyTorch's weight_hh, weight_ih, bias_ih, bias_hh). The step sees them with their multipliers applied and must
+use each one exactly once: W and A as `params["W"] @ v` for a vector v it computes (h_{t-1}, r * h_{t-1}, x_t,
+...), and a bias by adding it, `z + params["b"]`. That is all the structured kernel needs: the Jacobian of a
+weight used once as V @ v is a sum over steps of rank-one terms delta_t v_t^T (docs/theory.md §8). The state has
+Cell.state_factor * m entries; the hidden state h (what the next layer and the readout see) is its first m.
+Steps act on one sequence: s (state_factor m,), x (d_in,); the model vmaps them over samples.
 """
 
 from __future__ import annotations
@@ -22,21 +22,23 @@ import jax
 import jax.numpy as jnp
 
 Step = Callable[[Mapping[str, Any], jax.Array, jax.Array], jax.Array]
-CELL_WEIGHTS = ("W", "A", "b")
+CELL_WEIGHTS = ("W", "A", "b", "bh")
 
 
 @dataclasses.dataclass(frozen=True)
 class Cell:
-    """A recurrent cell: `step(params, s, x) -> s` in plain JAX, with W, A and b used once each (module doc).
+    """A recurrent cell: `step(params, s, x) -> s` in plain JAX, with each weight used once (module doc).
 
     Attributes:
       name: a label for tables and figures.
-      step: the step function; params holds "W", "A" and, when the model has a bias, "b".
-      gates: k, the number of m-row blocks of W, A and b (1 for Elman, 3 for GRU, 4 for LSTM).
+      step: the step function; params holds "W", "A" and, when the model has them, the biases "b" and
+        "bh" (RNNConfig.hidden_bias).
+      gates: k, the number of m-row blocks of W, A, b and bh (1 for Elman, 3 for GRU, 4 for LSTM).
       state_factor: the state has state_factor * m entries, h = s[:m] first (2 for LSTM: s = [h; c]).
       shared: groups of weights whose products the step adds into one pre-activation before anything
-        else touches them (Elman and LSTM: ("W", "A", "b"); GRU: ("A", "b")). Their backward vectors
-        are equal, so the kernel computes one Gram matrix per group. A wrong group gives a wrong kernel.
+        else touches them (Elman and LSTM: ("W", "A", "b", "bh"); GRU: ("A", "b") and ("W", "bh")). Their
+        backward vectors are equal, so the kernel computes one Gram matrix per group. A wrong group gives a
+        wrong kernel.
     """
 
     name: str
@@ -59,7 +61,7 @@ class Cell:
             raise ValueError(f"Cell.shared must be disjoint groups of {CELL_WEIGHTS}, got {self.shared!r}")
 
     def group_of(self, weight: str) -> tuple[str, ...]:
-        """The shared group of a weight ("W", "A" or "b"), or the weight alone."""
+        """The shared group of a weight ("W", "A", "b" or "bh"), or the weight alone."""
         return next((group for group in self.shared if weight in group), (weight,))
 
 
@@ -69,16 +71,22 @@ def _affine(params: Mapping[str, Any], x: jax.Array) -> jax.Array:
     return z + params["b"] if "b" in params else z
 
 
+def _recurrent(params: Mapping[str, Any], h: jax.Array) -> jax.Array:
+    """W h (+ bh): the hidden part of every built-in cell."""
+    z = params["W"] @ h
+    return z + params["bh"] if "bh" in params else z
+
+
 def _elman_step(phi: Callable[[jax.Array], jax.Array], params: Mapping[str, Any], h: jax.Array, x: jax.Array):
-    return phi(params["W"] @ h + _affine(params, x))
+    return phi(_recurrent(params, h) + _affine(params, x))
 
 
 def gru_step(params: Mapping[str, Any], h: jax.Array, x: jax.Array) -> jax.Array:
-    """PyTorch's GRU with one bias: gates (r, z, n) stacked in rows,
-    r = sigmoid(A_r x + b_r + W_r h), z = sigmoid(A_z x + b_z + W_z h), n = tanh(A_n x + b_n + r * (W_n h)),
-    h' = (1 - z) * n + z * h."""
+    """PyTorch's GRU: gates (r, z, n) stacked in rows, with the hidden bias bh when the model has one,
+    r = sigmoid(A_r x + b_r + W_r h + bh_r), z = sigmoid(A_z x + b_z + W_z h + bh_z),
+    n = tanh(A_n x + b_n + r * (W_n h + bh_n)), h' = (1 - z) * n + z * h."""
     m = h.shape[0]
-    gx, gh = _affine(params, x), params["W"] @ h
+    gx, gh = _affine(params, x), _recurrent(params, h)
     r = jax.nn.sigmoid(gx[:m] + gh[:m])
     z = jax.nn.sigmoid(gx[m : 2 * m] + gh[m : 2 * m])
     n = jnp.tanh(gx[2 * m :] + r * gh[2 * m :])
@@ -86,11 +94,11 @@ def gru_step(params: Mapping[str, Any], h: jax.Array, x: jax.Array) -> jax.Array
 
 
 def lstm_step(params: Mapping[str, Any], s: jax.Array, x: jax.Array) -> jax.Array:
-    """PyTorch's LSTM with one bias on the state s = [h; c]: gates (i, f, g, o) stacked in rows of
-    W h + A x + b, c' = f * c + i * g, h' = o * tanh(c')."""
+    """PyTorch's LSTM on the state s = [h; c]: gates (i, f, g, o) stacked in rows of W h + A x (+ b + bh),
+    c' = f * c + i * g, h' = o * tanh(c')."""
     m = s.shape[0] // 2
     h, c = s[:m], s[m:]
-    gates = params["W"] @ h + _affine(params, x)
+    gates = _recurrent(params, h) + _affine(params, x)
     i, f, o = (jax.nn.sigmoid(gates[k * m : (k + 1) * m]) for k in (0, 1, 3))
     g = jnp.tanh(gates[2 * m : 3 * m])
     c = f * c + i * g
@@ -139,7 +147,7 @@ class TiedUse:
                         f"or z + params[{self.name!r}] (b)")  # fmt: skip
 
 
-GRU = Cell("gru", gru_step, gates=3, shared=(("A", "b"),))
+GRU = Cell("gru", gru_step, gates=3, shared=(("A", "b"), ("W", "bh")))
 LSTM = Cell("lstm", lstm_step, gates=4, state_factor=2, shared=(CELL_WEIGHTS,))
 CELLS = ("elman", "gru", "lstm")
 

@@ -23,10 +23,11 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "erf": jax.scipy.special.erf,
     "linear": lambda u: u,
 }
-PARAM_NAMES = ("W", "A", "b", "B")
+PARAM_NAMES = ("W", "A", "b", "bh", "B", "bo")
 PARAMETERIZATIONS = ("paper", "standard", "ntk")
 VARIANCES = ("sigma_w2", "sigma_u2", "sigma_b2", "sigma_v2")
 READOUTS = ("all", "last", "mean")
+STACKINGS = ("separate", "concat")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,16 +51,25 @@ class RNNConfig:
                     c_b = sqrt(sigma_b2), c_B = sqrt(sigma_v2/m).
         Layers j >= 1 read the layer below through A_l{j} (k m, m): its fan-in d_x above becomes m.
       sigma_w2, sigma_u2, sigma_b2, sigma_v2: the variances; sigma_b2 = 0 means no bias b.
-      trainable: the parameters the kernel and training differentiate, a subset of ("W", "A", "b", "B");
-        each name covers that parameter in every layer and direction.
+      trainable: the parameters the kernel and training differentiate, a subset of PARAM_NAMES
+        ("W", "A", "b", "bh", "B", "bo"); each name covers that parameter in every layer and direction.
       readout: "all" (an output at every step, the paper's), "last" (the last state's) or "mean" (the
         readout of the mean of the states); the last two give one output per sequence.
       cell: "elman", "gru", "lstm" (PyTorch's equations and gate order, ntk_rnn.network.cells) or a Cell.
         Parameters W (k m, m), A (k m, d_x), b (k m,) with k = the cell's gates.
       num_layers: stacked layers; layer j >= 1 has parameters W_l{j}, A_l{j}, b_l{j} (PyTorch's names
         without "weight_hh_"/"weight_ih_"/"bias_ih_").
-      bidirectional: add a second stack, with parameters suffixed "_reverse" and its own readout
+      bidirectional: add a second direction, with parameters suffixed "_reverse" and its own readout
         B_reverse, run on each sequence reversed; the two readouts are summed.
+      stacking: how the layers of a bidirectional model read the layer below: "separate" (two independent
+        stacks, each direction's layer j reads its own layer j - 1) or "concat" (PyTorch's, Flax's and
+        Keras's: layer j of both directions reads [h_forward; h_reverse] of layer j - 1, so A_l{j} is
+        (k m, 2 m)).
+      hidden_bias: a second cell bias bh (k m,) on the hidden side, PyTorch's bias_hh: added to W h, which
+        for the GRU's candidate puts it inside the reset product, n = tanh(A_n x + b_n + r * (W_n h + bh_n)).
+        It has b's law (sigma_b2) and multiplier, and needs sigma_b2 > 0.
+      output_bias: a readout bias bo (d,), added to every output (0 at padded positions); it starts at 0
+        and has multiplier 1 in every parameterization (a trained head's bias, loaded as it is).
     """
 
     width: int
@@ -76,6 +86,9 @@ class RNNConfig:
     cell: str | Cell = "elman"
     num_layers: int = 1
     bidirectional: bool = False
+    stacking: str = "separate"
+    hidden_bias: bool = False
+    output_bias: bool = False
 
     def __post_init__(self) -> None:
         for name in ("width", "input_dim", "output_dim", "num_layers"):
@@ -102,8 +115,17 @@ class RNNConfig:
             raise ValueError(f"RNNConfig.activation must be a name or a callable, got {self.activation!r}")
         if not (isinstance(self.cell, Cell) or self.cell in CELLS):
             raise ValueError(f"RNNConfig.cell must be one of {CELLS} or an ntk_rnn.Cell, got {self.cell!r}")
-        if not isinstance(self.bidirectional, bool):
-            raise ValueError(f"RNNConfig.bidirectional must be True or False, got {self.bidirectional!r}")
+        for name in ("bidirectional", "hidden_bias", "output_bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"RNNConfig.{name} must be True or False, got {getattr(self, name)!r}")
+        if self.stacking not in STACKINGS:
+            raise ValueError(f"RNNConfig.stacking must be one of {STACKINGS}, got {self.stacking!r}")
+        if self.stacking == "concat" and not self.bidirectional:
+            raise ValueError("RNNConfig.stacking='concat' stacks the two directions of a bidirectional model; "
+                             "set bidirectional=True or keep stacking='separate'")  # fmt: skip
+        if self.hidden_bias and self.sigma_b2 == 0:
+            raise ValueError("RNNConfig.hidden_bias=True needs sigma_b2 > 0 (bh has b's law; sigma_b2 = 0 means "
+                             "no biases)")  # fmt: skip
         trainable = tuple(self.trainable)
         if not trainable or len(set(trainable)) != len(trainable) or not set(trainable) <= set(PARAM_NAMES):
             raise ValueError(
@@ -112,6 +134,9 @@ class RNNConfig:
             )
         if "b" in trainable and self.sigma_b2 == 0:
             raise ValueError("RNNConfig.trainable contains 'b' but sigma_b2 = 0 means the model has no bias")
+        for name, field in (("bh", "hidden_bias"), ("bo", "output_bias")):
+            if name in trainable and not getattr(self, field):
+                raise ValueError(f"RNNConfig.trainable contains {name!r} but {field}=False: the model has no {name}")
         object.__setattr__(self, "trainable", trainable)
         object.__setattr__(self, "_has_bias", self.sigma_b2 > 0)
 
@@ -152,8 +177,10 @@ class RNNConfig:
 
     @property
     def is_elman(self) -> bool:
-        """One forward Elman layer: the model of docs/theory.md §1-§3, with its own fast paths."""
-        return self.cell == "elman" and self.num_layers == 1 and not self.bidirectional
+        """One forward Elman layer with at most the bias b: the model of docs/theory.md §1-§3, with its own
+        fast paths."""
+        return (self.cell == "elman" and self.num_layers == 1 and not self.bidirectional
+                and not self.hidden_bias and not self.output_bias)  # fmt: skip
 
     @property
     def directions(self) -> tuple[str, ...]:
@@ -167,11 +194,11 @@ class RNNConfig:
 
     @property
     def param_names(self) -> tuple[str, ...]:
-        """The parameters this model has: W, A, b (when sigma_b2 > 0) of every layer and direction, then
-        the readouts B (and B_reverse)."""
-        cell = ("W", "A", "b") if self.has_bias else ("W", "A")
+        """The parameters this model has: W, A, b (when sigma_b2 > 0), bh (hidden_bias) of every layer and
+        direction, then the readouts B (and B_reverse), then bo (output_bias)."""
+        cell = ("W", "A", "b", "bh")[: 2 + self.has_bias + self.hidden_bias]
         names = [k + layer + d for layer in self.layers for d in self.directions for k in cell]
-        return (*names, *("B" + d for d in self.directions))
+        return (*names, *("B" + d for d in self.directions), *(("bo",) if self.output_bias else ()))
 
     @property
     def trainable_names(self) -> tuple[str, ...]:
@@ -180,39 +207,46 @@ class RNNConfig:
 
     @property
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Shapes of W (k m, m), A (k m, d_in), b (k m,) and B (d, m); k = the cell's gates, d_in = d_x in
-        the first layer and m above it."""
+        """Shapes of W (k m, m), A (k m, d_in), b and bh (k m,), B (d, m) and bo (d,); k = the cell's gates,
+        d_in = d_x in the first layer, m above it (2 m for stacking "concat")."""
         m, d, k = self.width, self.output_dim, self.cell_spec.gates
-        shapes = {"W": (k * m, m), "b": (k * m,), "B": (d, m)}
+        shapes = {"W": (k * m, m), "b": (k * m,), "bh": (k * m,), "B": (d, m), "bo": (d,)}
         return {name: shapes.get(base_name(name), (k * m, self.fan_in(name))) for name in self.param_names}
 
     def fan_in(self, name: str) -> int:
-        """The input dimension a parameter multiplies: m for W and B, d_x or m for A, 1 for b."""
+        """The input dimension a parameter multiplies: m for W and B, d_x or m (2 m for stacking "concat") for
+        A, 1 for the biases."""
         base = base_name(name)
         if base == "A":
-            return self.input_dim if name in ("A", "A_reverse") else self.width
-        return {"W": self.width, "b": 1, "B": self.width}[base]
+            if name in ("A", "A_reverse"):
+                return self.input_dim
+            return self.width * (2 if self.stacking == "concat" else 1)
+        return {"W": self.width, "B": self.width}.get(base, 1)
 
     @property
     def init_std(self) -> dict[str, float]:
-        """Standard deviation of each parameter's entries at initialization."""
+        """Standard deviation of each parameter's entries at initialization (0 for bo, which starts at 0)."""
+        zero = {"bo": 0.0} if self.output_bias else {}
         if self.parameterization == "ntk":
-            return dict.fromkeys(self.param_names, 1.0)
+            return {**dict.fromkeys(self.param_names, 1.0), **zero}
         m, d = self.width, self.output_dim
-        variance = {"W": self.sigma_w2, "A": self.sigma_u2, "b": self.sigma_b2, "B": self.sigma_v2}
-        paper_fan = {"W": m, "A": m, "b": m, "B": d}
+        variance = {"W": self.sigma_w2, "A": self.sigma_u2, "b": self.sigma_b2, "bh": self.sigma_b2,
+                    "B": self.sigma_v2}  # fmt: skip
+        paper_fan = {"W": m, "A": m, "b": m, "bh": m, "B": d}
 
         def fan(name: str) -> int:
             return paper_fan[base_name(name)] if self.parameterization == "paper" else self.fan_in(name)
 
-        return {name: (variance[base_name(name)] / fan(name)) ** 0.5 for name in self.param_names}
+        std = {name: (variance[base_name(name)] / fan(name)) ** 0.5 for name in self.param_names if name != "bo"}
+        return {**std, **zero}
 
     @property
     def multipliers(self) -> dict[str, float]:
         """Forward multiplier c of each parameter (1 except in the "ntk" parameterization)."""
         if self.parameterization != "ntk":
             return dict.fromkeys(self.param_names, 1.0)
-        variance = {"W": self.sigma_w2, "A": self.sigma_u2, "b": self.sigma_b2, "B": self.sigma_v2}
+        variance = {"W": self.sigma_w2, "A": self.sigma_u2, "b": self.sigma_b2, "bh": self.sigma_b2,
+                    "B": self.sigma_v2, "bo": 1.0}  # fmt: skip
         return {k: (variance[base_name(k)] / self.fan_in(k)) ** 0.5 for k in self.param_names}
 
     @property

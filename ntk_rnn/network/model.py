@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk_rnn.network.cells import TiedUse
+from ntk_rnn.network.cells import CELL_WEIGHTS, TiedUse
 from ntk_rnn.network.checks import Params, check_structure
 from ntk_rnn.network.config import RNNConfig, base_name
 
@@ -59,9 +59,10 @@ def hidden_states(cfg: RNNConfig, params: Params, x: jax.Array) -> tuple[jax.Arr
 
 def apply(cfg: RNNConfig, params: Mapping[str, jax.Array], x: jax.Array, lengths: jax.Array | None = None):
     """The outputs for inputs x (n, L, d_x): readout "all" gives y_l = c_B B h_l at every step, (n, L, d);
-    "last" gives c_B B h_L and "mean" c_B B mean_l h_l, (n, d). With several directions the readouts
-    are summed. lengths (n,) ints in [1, L]: right-padded sequences, whose padded steps leave the state
-    unchanged and output 0; "last" and "mean" use each sequence's own steps. Pure: jit it with cfg static."""
+    "last" gives c_B B h_L and "mean" c_B B mean_l h_l, (n, d). With several directions the readouts are summed;
+    an output bias bo is added. lengths (n,) ints in [1, L]: right-padded sequences, whose padded steps
+    leave the state unchanged and output 0; "last" and "mean" use each sequence's own steps. Pure: jit it
+    with cfg static."""
     if not cfg.is_elman or lengths is not None:
         check_structure(cfg, params, x)
         return jax.vmap(lambda xi, li: sequence_outputs(cfg, params, xi, li)[0])(x, full_lengths(x, lengths))
@@ -187,23 +188,31 @@ def sequence_outputs(cfg: RNNConfig, params: Mapping[str, jax.Array], x: jax.Arr
     Returns (y, readout_inputs, features): y as in apply ((L, d) or (d,)); readout_inputs {direction:
     r} with r (L, m) or (m,), the vectors each readout B multiplies (zero at padded steps); and, with
     taps {param name: (L, k m)} (zeros) for some cell weights, the features {param name: (L, f)} of
-    the tapped pass, indexed by scan step (docs/theory.md §8). Pure."""
+    the tapped pass, indexed by scan step (docs/theory.md §8). Layer j reads the states of layer j - 1 of
+    its own direction (stacking "separate") or of both, [forward; reverse] (stacking "concat"). Pure."""
     c = cfg.multipliers
     steps = x.shape[0]
     real = jnp.arange(steps) < length
-    y, readout_inputs, features = 0.0, {}, {}
-    for direction in cfg.directions:
-        order = step_order(length, steps, direction == "_reverse")
-        h = x[order]
-        for layer in cfg.layers:
-            names = [k + layer + direction for k in ("W", "A", "b") if k + layer + direction in params]
+    orders = {d: step_order(length, steps, d == "_reverse") for d in cfg.directions}
+    below = dict.fromkeys(cfg.directions, x)  # each direction's input, in time order
+    features = {}
+    for index, layer in enumerate(cfg.layers):
+        joint = jnp.concatenate([below[d] for d in cfg.directions], axis=-1) if index else x
+        current = {}
+        for direction in cfg.directions:
+            order = orders[direction]
+            inputs = joint if cfg.stacking == "concat" else below[direction]
+            names = [k + layer + direction for k in CELL_WEIGHTS if k + layer + direction in params]
             weights = {base_name(k): c[k] * params[k] for k in names}
             scales = {base_name(k): c[k] for k in names}
             layer_taps = {base_name(k): taps[k] for k in names if k in (taps or {})}
-            states, feats = _run_layer(cfg, weights, scales, h, length, layer_taps or None)
-            h = states[:, : cfg.width]
+            states, feats = _run_layer(cfg, weights, scales, inputs[order], length, layer_taps or None)
+            current[direction] = states[order, : cfg.width]
             features |= {k: feats[base_name(k)] for k in names if base_name(k) in feats}
-        h = jnp.where(real[:, None], h[order], 0.0)
+        below = current
+    y, readout_inputs = 0.0, {}
+    for direction in cfg.directions:
+        h = jnp.where(real[:, None], below[direction], 0.0)
         if cfg.readout == "last":
             r = h[length - 1] if direction == "" else h[0]
         elif cfg.readout == "mean":
@@ -212,4 +221,7 @@ def sequence_outputs(cfg: RNNConfig, params: Mapping[str, jax.Array], x: jax.Arr
             r = h
         readout_inputs[direction] = r
         y = y + r @ (c["B" + direction] * params["B" + direction]).T
+    if "bo" in params:
+        bias = c["bo"] * params["bo"]
+        y = y + (jnp.where(real[:, None], bias, 0.0) if cfg.readout == "all" else bias)
     return y, readout_inputs, features
