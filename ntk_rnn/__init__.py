@@ -16,6 +16,9 @@ from ntk_rnn.batching.batch import KernelFn, batch  # noqa: E402
 from ntk_rnn.eigen.lobpcg import ExtremeEigenpairs, extreme_eigenpairs  # noqa: E402
 from ntk_rnn.eigen.matfree import EigenvalueConvergenceError, ntk_extreme_eigenvalues, ntk_operator  # noqa: E402
 from ntk_rnn.eigen.sharded import KernelOperator, kernel_eigenpairs  # noqa: E402
+from ntk_rnn.frameworks.equinox_cells import from_equinox  # noqa: E402
+from ntk_rnn.frameworks.flax_linen import from_flax  # noqa: E402
+from ntk_rnn.frameworks.pytorch import from_torch, to_torch  # noqa: E402
 from ntk_rnn.kernels.empirical import empirical_ntk, empirical_ntk_fn  # noqa: E402
 from ntk_rnn.kernels.limit import forward_kernels, limit_ntk, limit_ntk_fn, nngp_fn, nngp_kernel  # noqa: E402
 from ntk_rnn.network.cells import Cell  # noqa: E402
@@ -65,6 +68,9 @@ __all__ = [
     "first_token_separation",
     "flat_outputs",
     "forward_kernels",
+    "from_equinox",
+    "from_flax",
+    "from_torch",
     "hidden_states",
     "init_params",
     "kernel_eigenpairs",
@@ -86,6 +92,7 @@ __all__ = [
     "standardize",
     "synthetic_sequences",
     "taylor_outputs",
+    "to_torch",
     "train",
     "train_paired",
     "train_step",

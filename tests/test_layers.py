@@ -20,7 +20,7 @@ FORBIDDEN = {  # layer -> what it must not import (prefixes)
 
 
 # ntk_rnn's own layers, bottom up: each folder imports only the folders before it (and ntk_rnn.storage)
-CORE_LAYERS = ("network", "batching", "kernels", "eigen", "training", "apps")
+CORE_LAYERS = ("network", "frameworks", "batching", "kernels", "eigen", "training", "apps")
 
 
 def _module_name(path: Path) -> str:

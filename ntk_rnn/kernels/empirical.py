@@ -57,7 +57,7 @@ def pad_params(cfg: RNNConfig, params: Mapping[str, jax.Array], width: int) -> P
     """params of cfg zero-padded to `width` units: each gate block of W, A, b, bh gets width - m zero rows, and
     each m-column block of W, B and the A of upper layers zero columns (bo is unchanged). One program per
     (width of cfg, width), on the device."""
-    m, k, extra = cfg.width, cfg.cell_spec.gates, width - cfg.width
+    m, extra = cfg.width, width - cfg.width
 
     def pad_columns(value: jax.Array) -> jax.Array:  # (rows, j m) -> (rows, j width)
         blocks = value.reshape(value.shape[0], -1, m)
@@ -71,8 +71,8 @@ def pad_params(cfg: RNNConfig, params: Mapping[str, jax.Array], width: int) -> P
             continue
         if base == "W" or (base == "A" and name not in ("A", "A_reverse")):  # reads states
             value = pad_columns(value)
-        padded = jnp.pad(value.reshape(k, m, *value.shape[1:]), [(0, 0), (0, extra)] + [(0, 0)] * (value.ndim - 1))
-        out[name] = padded.reshape(k * width, *padded.shape[2:])
+        padded = jnp.pad(value.reshape(-1, m, *value.shape[1:]), [(0, 0), (0, extra)] + [(0, 0)] * (value.ndim - 1))
+        out[name] = padded.reshape(-1, *padded.shape[2:])
     return out
 
 

@@ -39,6 +39,8 @@ class Cell:
         else touches them (Elman and LSTM: ("W", "A", "b", "bh"); GRU: ("A", "b") and ("W", "bh")). Their
         backward vectors are equal, so the kernel computes one Gram matrix per group. A wrong group gives a
         wrong kernel.
+      hidden_bias_gates: the m-row blocks of bh, hidden_bias_gates * m entries (None: all gates, PyTorch's
+        bias_hh; 1 for FLAX_GRU, whose one hidden-side bias sits in the candidate).
     """
 
     name: str
@@ -46,13 +48,16 @@ class Cell:
     gates: int = 1
     state_factor: int = 1
     shared: tuple[tuple[str, ...], ...] = ()
+    hidden_bias_gates: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"Cell.name must be a non-empty str, got {self.name!r}")
         if not callable(self.step):
             raise ValueError(f"Cell.step must be a function step(params, s, x) -> s, got {self.step!r}")
-        for field in ("gates", "state_factor"):
+        if self.hidden_bias_gates is None:
+            object.__setattr__(self, "hidden_bias_gates", self.gates)
+        for field in ("gates", "state_factor", "hidden_bias_gates"):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"Cell.{field} must be a positive int, got {value!r}")
@@ -90,6 +95,18 @@ def gru_step(params: Mapping[str, Any], h: jax.Array, x: jax.Array) -> jax.Array
     r = jax.nn.sigmoid(gx[:m] + gh[:m])
     z = jax.nn.sigmoid(gx[m : 2 * m] + gh[m : 2 * m])
     n = jnp.tanh(gx[2 * m :] + r * gh[2 * m :])
+    return (1.0 - z) * n + z * h
+
+
+def flax_gru_step(params: Mapping[str, Any], h: jax.Array, x: jax.Array) -> jax.Array:
+    """The GRU of Flax (linen.GRUCell) and Equinox (nn.GRUCell): PyTorch's, but with one hidden-side bias bh (m,),
+    in the candidate only: n = tanh(A_n x + b_n + r * (W_n h + bh))."""
+    m = h.shape[0]
+    gx, gh = _affine(params, x), params["W"] @ h
+    r = jax.nn.sigmoid(gx[:m] + gh[:m])
+    z = jax.nn.sigmoid(gx[m : 2 * m] + gh[m : 2 * m])
+    candidate = gh[2 * m :] + params["bh"] if "bh" in params else gh[2 * m :]
+    n = jnp.tanh(gx[2 * m :] + r * candidate)
     return (1.0 - z) * n + z * h
 
 
@@ -148,6 +165,7 @@ class TiedUse:
 
 
 GRU = Cell("gru", gru_step, gates=3, shared=(("A", "b"), ("W", "bh")))
+FLAX_GRU = Cell("gru", flax_gru_step, gates=3, shared=(("A", "b"),), hidden_bias_gates=1)
 LSTM = Cell("lstm", lstm_step, gates=4, state_factor=2, shared=(CELL_WEIGHTS,))
 CELLS = ("elman", "gru", "lstm")
 

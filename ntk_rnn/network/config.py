@@ -207,10 +207,11 @@ class RNNConfig:
 
     @property
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Shapes of W (k m, m), A (k m, d_in), b and bh (k m,), B (d, m) and bo (d,); k = the cell's gates,
-        d_in = d_x in the first layer, m above it (2 m for stacking "concat")."""
+        """Shapes of W (k m, m), A (k m, d_in), b (k m,), bh (k' m,), B (d, m) and bo (d,); k = the cell's gates,
+        k' its hidden_bias_gates, d_in = d_x in the first layer, m above it (2 m for stacking "concat")."""
         m, d, k = self.width, self.output_dim, self.cell_spec.gates
-        shapes = {"W": (k * m, m), "b": (k * m,), "bh": (k * m,), "B": (d, m), "bo": (d,)}
+        kh = self.cell_spec.hidden_bias_gates
+        shapes = {"W": (k * m, m), "b": (k * m,), "bh": (kh * m,), "B": (d, m), "bo": (d,)}
         return {name: shapes.get(base_name(name), (k * m, self.fan_in(name))) for name in self.param_names}
 
     def fan_in(self, name: str) -> int:

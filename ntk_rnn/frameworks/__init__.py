@@ -1,0 +1,1 @@
+"""Importers of trained recurrent networks from PyTorch, Flax and Equinox (each framework optional)."""
