@@ -9,6 +9,7 @@ import pytest
 
 import ntk_rnn
 from ntk_rnn.kernels.empirical import bucket_width, pad_params
+from ntk_rnn.network.cells import FLAX_GRU
 
 CASES = {
     "elman": dict(),
@@ -65,6 +66,45 @@ def test_jitted_function_equals_autodiff_and_empirical_ntk(case, with_lengths):
     np.testing.assert_allclose(K[np.ix_(keep, keep)], batched, rtol=0, atol=1e-12 * scale)
     if with_lengths and cfg.readout == "all":
         assert not keep.all() and np.all(K[~keep] == 0)  # padded positions output 0: their rows are 0
+
+
+ALL = ("W", "A", "b", "bh", "B", "bo")
+LAYOUTS = {  # PyTorch's layouts: two cell biases, a readout bias, upper layers reading both directions
+    "gru-concat-two-biases": dict(cell="gru", num_layers=2, bidirectional=True, stacking="concat", sigma_b2=0.3,
+                                  hidden_bias=True, output_bias=True, parameterization="standard", trainable=ALL),
+    "lstm-concat-last": dict(cell="lstm", num_layers=2, bidirectional=True, stacking="concat", sigma_b2=0.3,
+                             hidden_bias=True, output_bias=True, readout="last", trainable=ALL),
+    "elman-three-layers-ntk": dict(num_layers=3, bidirectional=True, stacking="concat", parameterization="ntk",
+                                   trainable=("W", "A", "B")),
+    "flax-gru-mean": dict(cell=FLAX_GRU, num_layers=2, bidirectional=True, stacking="concat", sigma_b2=0.3,
+                          hidden_bias=True, readout="mean", trainable=("W", "A", "b", "bh")),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("case", "with_lengths"), [(case, True) for case in LAYOUTS] + [("gru-concat-two-biases", False)]
+)
+def test_pytorch_layouts_equal_autodiff(case, with_lengths):
+    """The structured kernel of every new parameter and of concat stacking (whose lower forward layers are seen by
+    the reverse direction at every step: no causality there) against jax.jacrev at the model's own width."""
+    cfg = ntk_rnn.RNNConfig(width=6, input_dim=DX, output_dim=2, **LAYOUTS[case])
+    params = ntk_rnn.init_params(cfg, key=jax.random.key(1))
+    if cfg.output_bias:
+        params["bo"] = jnp.array([0.3, -0.2])
+    x, lengths = inputs(), (LENGTHS if with_lengths else None)
+    K = np.asarray(ntk_rnn.empirical_ntk_fn(cfg)(params, x, lengths1=lengths))
+    reference = autodiff_ntk(cfg, params, x, lengths)
+    np.testing.assert_allclose(K, reference, rtol=0, atol=1e-12 * np.abs(reference).max())
+
+
+def test_matrix_free_eigenvalues_of_a_concat_stack_equal_the_dense_spectrum():
+    """|lambda - lambda_dense| <= ||K v - lambda v|| <= DEFAULT_TOL lambda_max for a converged Ritz pair."""
+    cfg = ntk_rnn.RNNConfig(width=6, input_dim=DX, output_dim=2, **LAYOUTS["gru-concat-two-biases"])
+    params, x, lengths = ntk_rnn.init_params(cfg, key=jax.random.key(1)), inputs(6), np.array([5, 2, 4, 5, 3, 5])
+    result = ntk_rnn.ntk_extreme_eigenvalues(cfg, params, x, key=jax.random.key(0), lengths=lengths)
+    dense = np.linalg.eigvalsh(ntk_rnn.empirical_ntk(cfg, params, x, lengths1=lengths))
+    bound = ntk_rnn.eigen.lobpcg.DEFAULT_TOL * dense[-1]
+    np.testing.assert_allclose([result.lambda_min, result.lambda_max], dense[[0, -1]], rtol=0, atol=bound)
 
 
 def test_two_inputs_positions_and_references():

@@ -141,3 +141,81 @@ def test_importing_the_package_enables_float64():
 def _tiny():
     cfg = ntk_rnn.RNNConfig(width=4, input_dim=2)
     return cfg, ntk_rnn.init_params(cfg, key=jax.random.key(0)), np.ones((1, 2, 2), np.float32)
+
+
+# ----------------------------------------------------------------------------- PyTorch's layouts
+
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def test_concat_stacking_and_both_biases_match_a_plain_loop():
+    """A two-layer bidirectional tanh Elman RNN as PyTorch stacks it: layer 1 of both directions reads
+    [h_forward; h_reverse] of layer 0 at the same step; y = B h_f + B_reverse h_r + bo; right-padded lengths."""
+    cfg = ntk_rnn.RNNConfig(width=5, input_dim=3, output_dim=2, activation="tanh", num_layers=2, bidirectional=True,
+                            stacking="concat", sigma_b2=0.5, hidden_bias=True, output_bias=True)  # fmt: skip
+    params = ntk_rnn.init_params(cfg, key=jax.random.key(0))
+    assert cfg.param_shapes["A_l1"] == (5, 10) and cfg.param_shapes["A_l1_reverse"] == (5, 10)
+    np.testing.assert_array_equal(params["bo"], 0.0)  # the readout bias starts at 0
+    params = {**params, "bo": jnp.array([0.5, -1.0])}
+    p = {k: np.asarray(v) for k, v in params.items()}
+    x = np.asarray(jax.random.normal(jax.random.key(1), (3, 6, 3)))
+    lengths = np.array([6, 2, 4])
+
+    def run(inputs, layer, direction):
+        s = layer + direction
+        h, out = np.zeros(5), []
+        for u in inputs:
+            h = np.tanh(p["W" + s] @ h + p["bh" + s] + p["A" + s] @ u + p["b" + s])
+            out.append(h)
+        return np.array(out)
+
+    y = np.zeros((3, 6, 2))
+    for i, n in enumerate(lengths):
+        seq = x[i, :n]
+        f0, r0 = run(seq, "", ""), run(seq[::-1], "", "_reverse")[::-1]
+        both = np.concatenate([f0, r0], axis=1)
+        f1, r1 = run(both, "_l1", ""), run(both[::-1], "_l1", "_reverse")[::-1]
+        y[i, :n] = f1 @ p["B"].T + r1 @ p["B_reverse"].T + p["bo"]
+    np.testing.assert_allclose(ntk_rnn.apply(cfg, params, x, lengths), y, rtol=1e-12, atol=1e-13)
+
+
+def test_gru_hidden_bias_sits_inside_the_reset_product():
+    """PyTorch's GRU: n = tanh(A_n x + b_n + r * (W_n h + bh_n)); Flax's and Equinox's keep only bh_n."""
+    from ntk_rnn.network.cells import FLAX_GRU
+
+    m, x = 4, np.asarray(jax.random.normal(jax.random.key(2), (2, 3, 3)))
+    for cell, bh_rows in (("gru", 3 * m), (FLAX_GRU, m)):
+        cfg = ntk_rnn.RNNConfig(width=m, input_dim=3, cell=cell, sigma_b2=1.0, hidden_bias=True, readout="last",
+                                parameterization="standard")  # fmt: skip
+        params = ntk_rnn.init_params(cfg, key=jax.random.key(3))
+        p = {k: np.asarray(v) for k, v in params.items()}
+        assert p["bh"].shape == (bh_rows,)
+        bh = p["bh"] if bh_rows == 3 * m else np.concatenate([np.zeros(2 * m), p["bh"]])
+        want = []
+        for seq in x:
+            h = np.zeros(m)
+            for u in seq:
+                gx, gh = p["A"] @ u + p["b"], p["W"] @ h + bh
+                r, z = _sigmoid(gx[:m] + gh[:m]), _sigmoid(gx[m : 2 * m] + gh[m : 2 * m])
+                n = np.tanh(gx[2 * m :] + r * gh[2 * m :])
+                h = (1 - z) * n + z * h
+            want.append(p["B"] @ h)
+        np.testing.assert_allclose(ntk_rnn.apply(cfg, params, x), np.array(want), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (dict(stacking="concat"), "bidirectional=True"),
+        (dict(stacking="joint", bidirectional=True), "stacking must be one of"),
+        (dict(hidden_bias=True), "needs sigma_b2 > 0"),
+        (dict(sigma_b2=1.0, trainable=("W", "bh")), "hidden_bias=False"),
+        (dict(trainable=("W", "bo")), "output_bias=False"),
+        (dict(output_bias=1), "output_bias must be True or False"),
+    ],
+)
+def test_new_layout_fields_are_validated_by_name(fields, message):
+    with pytest.raises(ValueError, match=message):
+        ntk_rnn.RNNConfig(width=4, input_dim=2, **fields)
