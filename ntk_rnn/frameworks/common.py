@@ -26,6 +26,21 @@ def require(module: str, importer: str, package: str | None = None) -> ModuleTyp
                           f"pip install {package or module}") from error  # fmt: skip
 
 
+def type_name(obj: object) -> str:
+    """module.Class of an object, for the importers' errors."""
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def real_array(value, shape: tuple[int, ...], importer: str, where: str) -> np.ndarray:
+    """A float64 copy of a real floating array of the given shape, or an error naming `where`."""
+    array = np.asarray(value)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise TypeError(f"{importer}: {where} must be a real floating array, got dtype {array.dtype}")
+    if array.shape != shape:
+        raise ValueError(f"{importer}: {where} must have shape {shape}, got {array.shape}")
+    return np.array(array, np.float64)
+
+
 def readout_arrays(weight, bias, width: int, directions: int) -> dict[str, np.ndarray]:
     """A head y = weight [h_forward; h_reverse] + bias, weight (d, directions * m), as B (d, m), B_reverse and bo;
     weight None is the identity head, whose outputs are the states themselves (d = directions * m)."""

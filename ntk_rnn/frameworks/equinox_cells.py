@@ -11,26 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
-from ntk_rnn.frameworks.common import imported, readout_arrays, require
+from ntk_rnn.frameworks.common import imported, readout_arrays, real_array, require, type_name
 from ntk_rnn.network.cells import FLAX_GRU
 from ntk_rnn.network.checks import Params
 from ntk_rnn.network.config import READOUTS, RNNConfig
-
-
-def _name(obj: Any) -> str:
-    return f"{type(obj).__module__}.{type(obj).__qualname__}"
-
-
-def _array(value: Any, shape: tuple[int, ...], where: str) -> np.ndarray:
-    """A float64 copy of a real array of the given shape."""
-    array = np.asarray(value)
-    if not np.issubdtype(array.dtype, np.floating):
-        raise TypeError(f"from_equinox: {where} must be a real floating array, got dtype {array.dtype}")
-    if array.shape != shape:
-        raise ValueError(f"from_equinox: {where} must have shape {shape}, got {array.shape}")
-    return np.array(array, np.float64)
 
 
 def from_equinox(cells: Any, head: Any = None, *, readout: str = "last") -> tuple[RNNConfig, Params]:
@@ -61,7 +45,8 @@ def from_equinox(cells: Any, head: Any = None, *, readout: str = "last") -> tupl
     for j, cell in enumerate(layers):
         where = f"cells[{j}]" if isinstance(cells, Sequence) else "cells"
         if type(cell) not in kinds:
-            raise TypeError(f"from_equinox: {where} must be an eqx.nn.GRUCell or eqx.nn.LSTMCell, got {_name(cell)}")
+            raise TypeError(f"from_equinox: {where} must be an eqx.nn.GRUCell or eqx.nn.LSTMCell, "
+                            f"got {type_name(cell)}")  # fmt: skip
         if (type(cell), cell.hidden_size, cell.use_bias) != (type(first), first.hidden_size, first.use_bias):
             raise ValueError(f"from_equinox: every layer must have the same cell type, hidden_size and use_bias; "
                              f"{where} is {type(cell).__name__}(hidden_size={cell.hidden_size}, use_bias="
@@ -75,23 +60,24 @@ def from_equinox(cells: Any, head: Any = None, *, readout: str = "last") -> tupl
     arrays = {}
     for j, cell in enumerate(layers):
         where, suffix = (f"cells[{j}]" if isinstance(cells, Sequence) else "cells"), (f"_l{j}" if j else "")
-        arrays["W" + suffix] = _array(cell.weight_hh, (k * m, m), f"{where}.weight_hh")
-        arrays["A" + suffix] = _array(cell.weight_ih, (k * m, cell.input_size), f"{where}.weight_ih")
+        arrays["W" + suffix] = real_array(cell.weight_hh, (k * m, m), "ntk_rnn.from_equinox", f"{where}.weight_hh")
+        arrays["A" + suffix] = real_array(cell.weight_ih, (k * m, cell.input_size), "ntk_rnn.from_equinox",
+                                          f"{where}.weight_ih")  # fmt: skip
         if cell.use_bias:
-            arrays["b" + suffix] = _array(cell.bias, (k * m,), f"{where}.bias")
+            arrays["b" + suffix] = real_array(cell.bias, (k * m,), "ntk_rnn.from_equinox", f"{where}.bias")
             if gru:
-                arrays["bh" + suffix] = _array(cell.bias_n, (m,), f"{where}.bias_n")
+                arrays["bh" + suffix] = real_array(cell.bias_n, (m,), "ntk_rnn.from_equinox", f"{where}.bias_n")
     if head is None:
         arrays |= readout_arrays(None, None, m, 1)
     else:
         if type(head) is not eqx.nn.Linear:
-            raise TypeError(f"from_equinox: head must be an eqx.nn.Linear({m}, d) or None, got {_name(head)}")
+            raise TypeError(f"from_equinox: head must be an eqx.nn.Linear({m}, d) or None, got {type_name(head)}")
         if head.in_features != m:
             raise ValueError(f"from_equinox: head must be an eqx.nn.Linear({m}, d) reading the top layer's h, got "
                              f"in_features={head.in_features!r}")  # fmt: skip
         d = 1 if head.out_features == "scalar" else head.out_features
-        bias = _array(head.bias, (d,), "head.bias") if head.use_bias else None
-        arrays |= readout_arrays(_array(head.weight, (d, m), "head.weight"), bias, m, 1)
+        bias = real_array(head.bias, (d,), "ntk_rnn.from_equinox", "head.bias") if head.use_bias else None
+        arrays |= readout_arrays(real_array(head.weight, (d, m), "ntk_rnn.from_equinox", "head.weight"), bias, m, 1)
     return imported(arrays, head_trained=head is not None, width=m, input_dim=first.input_size,
                     cell=FLAX_GRU if gru else "lstm", activation="tanh", num_layers=len(layers),
                     readout=readout)  # fmt: skip

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ntk_rnn.frameworks.common import imported, readout_arrays, require
+from ntk_rnn.frameworks.common import imported, readout_arrays, real_array, require, type_name
 from ntk_rnn.network.cells import FLAX_GRU
 from ntk_rnn.network.checks import Params
 from ntk_rnn.network.config import ACTIVATIONS, READOUTS, RNNConfig
@@ -31,10 +31,6 @@ class Part(NamedTuple):
     params: Mapping[str, Any]
     at: str
     where: str
-
-
-def _name(obj: Any) -> str:
-    return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
 def _params(variables: Any, where: str) -> tuple[Mapping[str, Any], str]:
@@ -61,21 +57,11 @@ def _exact_keys(params: Mapping[str, Any], expected: Sequence[str], at: str) -> 
                          f"variables do not belong to this module")  # fmt: skip
 
 
-def _real(value: Any, shape: tuple[int, ...], at: str) -> np.ndarray:
-    """A float64 copy of a real array of the given shape."""
-    array = np.asarray(value)
-    if not np.issubdtype(array.dtype, np.floating):
-        raise TypeError(f"from_flax: {at} must be a real floating array, got dtype {array.dtype}")
-    if array.shape != shape:
-        raise ValueError(f"from_flax: {at} must have shape {shape}, got {array.shape}")
-    return np.array(array, np.float64)
-
-
 def _dense(dense: Mapping[str, Any], at: str, bias: bool, shape: tuple[int, int]):
     """A Dense layer's kernel (in, out) = shape transposed, (out, in), and its bias (out,) or None."""
     _exact_keys(dense, ("kernel", "bias") if bias else ("kernel",), at)
-    kernel = _real(dense["kernel"], shape, f"{at}['kernel'] (in, out)")
-    return kernel.T, _real(dense["bias"], shape[1:], f"{at}['bias']") if bias else None
+    kernel = real_array(dense["kernel"], shape, "ntk_rnn.from_flax", f"{at}['kernel'] (in, out)")
+    return kernel.T, real_array(dense["bias"], shape[1:], "ntk_rnn.from_flax", f"{at}['bias']") if bias else None
 
 
 def _default(module: Any, attribute: str) -> bool:
@@ -92,7 +78,7 @@ def _cell_fields(linen: Any, cell: Any, where: str) -> dict[str, Any]:
     kind = type(cell)
     if kind not in _cell_types(linen):
         raise TypeError(f"from_flax: {where} must be a flax.linen SimpleCell, GRUCell, LSTMCell or OptimizedLSTMCell, "
-                        f"got {_name(cell)}")  # fmt: skip
+                        f"got {type_name(cell)}")  # fmt: skip
     if not _default(cell, "carry_init"):
         raise ValueError(f"from_flax: {where} has a carry_init other than zeros; ntk_rnn's states start at 0")
     if kind is linen.SimpleCell:
@@ -150,7 +136,7 @@ def _cell_arrays(linen: Any, part: Part, d_in: int) -> dict[str, np.ndarray]:
 
 def _check_rnn(linen: Any, rnn: Any, where: str, inside_bidirectional: bool) -> None:
     if type(rnn) is not linen.RNN:
-        raise TypeError(f"from_flax: {where} must be a flax.linen.RNN(cell), got {_name(rnn)}")
+        raise TypeError(f"from_flax: {where} must be a flax.linen.RNN(cell), got {type_name(rnn)}")
     if not inside_bidirectional and rnn.reverse:
         raise ValueError(f"from_flax: {where} has reverse=True (one direction, right to left), which ntk_rnn does not "
                          f"have; use linen.Bidirectional for the reverse direction")  # fmt: skip
@@ -185,7 +171,7 @@ def _directions(linen: Any, layer: Part, top: bool) -> list[Part]:
         _exact_keys(params, ("forward_rnn", "backward_rnn"), at)
         return out
     kinds = "a flax.linen.RNN(cell) or Bidirectional(RNN(cell), RNN(cell))" + (", or a cell" if top else "")
-    raise TypeError(f"from_flax: {where} must be {kinds}, got {_name(module)}")
+    raise TypeError(f"from_flax: {where} must be {kinds}, got {type_name(module)}")
 
 
 def _layers(linen: Any, rnn: Any, variables: Any) -> list[Part]:
@@ -272,7 +258,7 @@ def from_flax(rnn: Any, variables: Any, head: Any = None, head_variables: Any = 
     else:
         if type(head) is not linen.Dense:
             raise TypeError(f"from_flax: head must be a flax.linen.Dense(d) reading {directions * m} features, or "
-                            f"None; got {_name(head)}")  # fmt: skip
+                            f"None; got {type_name(head)}")  # fmt: skip
         if head_variables is None:
             raise ValueError("from_flax: head_variables (the head's {'params': {'kernel', 'bias'}}) are needed with "
                              "a head")  # fmt: skip

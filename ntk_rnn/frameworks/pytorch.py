@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ntk_rnn.frameworks.common import imported, readout_arrays, require
+from ntk_rnn.frameworks.common import imported, readout_arrays, require, type_name
 from ntk_rnn.network.cells import FLAX_GRU, GRU, LSTM
 from ntk_rnn.network.checks import Params, check_params
 from ntk_rnn.network.config import READOUTS, RNNConfig
@@ -38,10 +38,6 @@ def _array(torch: Any, tensor: Any, name: str) -> np.ndarray:
     return tensor.detach().to(device="cpu", dtype=torch.float64).numpy().copy()
 
 
-def _name(obj: Any) -> str:
-    return f"{type(obj).__module__}.{type(obj).__qualname__}"
-
-
 def _check_plain(module: Any, label: str, expected: set[str]) -> None:
     """Refuse re-parameterized weights (weight norm, parametrizations): the kernel would be over other parameters
     than the module's."""
@@ -57,7 +53,7 @@ def _check_rnn(torch: Any, rnn: Any) -> None:
     if (not isinstance(rnn, nn.RNNBase) or getattr(rnn, "mode", None) not in MODES
             or type(rnn).forward not in (nn.RNN.forward, nn.GRU.forward, nn.LSTM.forward)):  # fmt: skip
         raise TypeError(f"from_torch: rnn must be a torch.nn.RNN, torch.nn.GRU or torch.nn.LSTM (with their "
-                        f"forward), got {_name(rnn)}")  # fmt: skip
+                        f"forward), got {type_name(rnn)}")  # fmt: skip
     if getattr(rnn, "proj_size", 0):
         raise ValueError(f"from_torch: LSTM proj_size={rnn.proj_size} (a projected hidden state) is not supported; "
                          f"use proj_size=0")  # fmt: skip
@@ -94,7 +90,8 @@ def from_torch(rnn: Any, head: Any = None, *, readout: str = "last") -> tuple[RN
         raise ValueError(f"from_torch: readout must be one of {READOUTS}, got {readout!r}")
     m, directions = rnn.hidden_size, 2 if rnn.bidirectional else 1
     if head is not None and not isinstance(head, torch.nn.Linear):
-        raise TypeError(f"from_torch: head must be a torch.nn.Linear({directions * m}, d) or None, got {_name(head)}")
+        raise TypeError(f"from_torch: head must be a torch.nn.Linear({directions * m}, d) or None, "
+                        f"got {type_name(head)}")  # fmt: skip
     if head is not None and head.in_features != directions * m:
         raise ValueError(f"from_torch: head must be a torch.nn.Linear({directions * m}, d) reading the {directions} "
                          f"direction(s) of width {m}, got in_features={head.in_features}")  # fmt: skip
