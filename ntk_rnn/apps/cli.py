@@ -23,6 +23,7 @@ from ntk_rnn.batching.launch import initialize
 from ntk_rnn.eigen.matfree import ntk_extreme_eigenvalues
 from ntk_rnn.eigen.sharded import kernel_eigenpairs
 from ntk_rnn.network.cells import CELLS
+from ntk_rnn.network.config import STACKINGS
 from ntk_rnn.network.data import SequenceData, load_npz, train_test_split
 from ntk_rnn.storage import atomic_write, environment, write_json, write_table
 from ntk_rnn.training.paired import train_paired
@@ -34,10 +35,13 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cell", default="elman", choices=CELLS, help="recurrent cell (default elman)")
     parser.add_argument("--num-layers", type=int, default=1, help="stacked layers (default 1)")
     parser.add_argument("--bidirectional", action="store_true", help="add a reversed stack, readouts summed")
+    parser.add_argument("--stacking", default="separate", choices=STACKINGS,
+                        help="bidirectional layers: separate, or concat (PyTorch's; default separate)")  # fmt: skip
+    parser.add_argument("--hidden-bias", action="store_true", help="a second cell bias bh (PyTorch's bias_hh)")
     parser.add_argument("--activation", default="relu", help="Elman's relu, tanh, erf or linear (default relu)")
     parser.add_argument("--parameterization", default="paper", choices=("paper", "standard", "ntk"))
     parser.add_argument("--readout", default="all", choices=("all", "last", "mean"))
-    parser.add_argument("--trainable", nargs="+", default=["W"], help="subset of W A b B (default W)")
+    parser.add_argument("--trainable", nargs="+", default=["W"], help="subset of W A b bh B (default W)")
     parser.add_argument("--sigma-b2", type=float, default=0.0, help="bias variance; 0 means no bias (default 0)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, weights and batches (default 0)")
     parser.add_argument(
@@ -85,6 +89,7 @@ def _setup(args):
         width=args.width, input_dim=data.input_dim, output_dim=data.output_dim, activation=args.activation,
         parameterization=args.parameterization, readout=args.readout, trainable=tuple(args.trainable),
         sigma_b2=args.sigma_b2, cell=args.cell, num_layers=args.num_layers, bidirectional=args.bidirectional,
+        stacking=args.stacking, hidden_bias=args.hidden_bias,
     )  # fmt: skip
     return data, cfg, ntk_rnn.init_params(cfg, key=param_key), batch_key
 

@@ -87,3 +87,25 @@ def test_cli_classify_writes_the_table_and_names_bad_datasets(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["classify", "--dataset", "Beef"])
     assert "invalid choice: 'Beef'" in capsys.readouterr().err
+
+
+def test_cli_builds_pytorch_layouts(tmp_path, capsys):
+    """--stacking concat and --hidden-bias reach the model: the kernel changes with them, and a concat stack without
+    --bidirectional is refused by name."""
+    data = ["--width", "8", "--n", "3", "--length", "4", "--input-dim", "4"]
+    args = [*data, "--cell", "gru", "--num-layers", "2", "--bidirectional", "--sigma-b2", "0.5",
+            "--parameterization", "standard", "--trainable", "W", "A"]  # fmt: skip
+    kernels = {}
+    for name, extra in [("separate", []), ("concat", ["--stacking", "concat"]),
+                        ("two-biases", ["--stacking", "concat", "--hidden-bias"])]:  # fmt: skip
+        assert cli.main(["kernel", *args, *extra, "--out", str(tmp_path / f"{name}.npz")]) == 0
+        kernels[name] = np.load(tmp_path / f"{name}.npz")["kernel"]
+    assert kernels["separate"].shape == kernels["concat"].shape == (9, 9)
+    assert not np.allclose(kernels["separate"], kernels["concat"])
+    assert not np.allclose(kernels["concat"], kernels["two-biases"])  # bh moves the states, hence W's and A's Jacobians
+    capsys.readouterr()
+    assert (
+        cli.main(["kernel", "--width", "8", "--n", "3", "--length", "4", "--input-dim", "4", "--stacking", "concat"])
+        == 2
+    )
+    assert "stacking" in capsys.readouterr().err
