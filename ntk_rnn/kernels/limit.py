@@ -14,8 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk_rnn.batching.batch import Call, KernelFn, batch, bind_inputs
+from ntk_rnn.kernels.bidirectional import stacked_forward, stacked_kernel
 from ntk_rnn.kernels.dual import DEFAULT_NODES, DEFAULT_RULE
-from ntk_rnn.kernels.recursion import ForwardKernels, check_limit, grid, recursion, scalar_kernel
+from ntk_rnn.kernels.recursion import ForwardKernels, Recursion, check_limit, grid, recursion, scalar_kernel
 from ntk_rnn.network.checks import check_inputs, check_pair, check_positions
 from ntk_rnn.network.config import VARIANCES, RNNConfig
 from ntk_rnn.network.model import position_mask
@@ -56,32 +57,48 @@ class LimitKernel(KernelFn):
         return x, lengths
 
     def pair(self, variances, f1, f2, pos1, pos2, grid) -> jax.Array:
+        # the program depends on the activation, quadrature, layers, directions, stacking, readout and output units:
+        # the trainable set, parameterization, biases and width are constants of the recursion (data)
         cfg = jax.tree.unflatten(jax.tree.structure(self.cfg), [variances[k] for k in VARIANCES])
-        return _limit_block(cfg, self.kind, self.nodes, self.rule, *f1, *f2, pos1, pos2)
+        rec = jax.tree.map(lambda v: jnp.asarray(v, jnp.float64), recursion(cfg, self.nodes, self.rule, self.kind))
+        shape = (cfg.readout, cfg.bidirectional, _concat(cfg), cfg.output_dim)
+        return _limit_block(rec, shape, *f1, *f2, pos1, pos2)
 
     def chunk_size(self, n, length1, length2, pos1, pos2, max_bytes) -> int:
         # the recursion's state per pair of sequences: (L1, L2) grids for readout "all", a row of L2 steps for
         # "mean", the diagonal for "last"; a few copies of each per layer
         steps = {"all": length1 * length2, "mean": length2, "last": min(length1, length2)}[self.cfg.readout]
+        if _concat(self.cfg):  # the whole grid of every layer and direction (two diagonals for "last")
+            steps = 2 * min(length1, length2) if self.cfg.readout == "last" else 2 * length1 * length2
         per_pair = 8 * 6 * self.cfg.num_layers * steps * (2 if self.cfg.bidirectional else 1)
         if per_pair > max_bytes // 2:
             raise ValueError(f"max_bytes={max_bytes} is too small: one pair of samples needs about {per_pair} bytes")
         return max(1, min(n, math.isqrt(max_bytes // 2 // per_pair)))
 
 
-@partial(jax.jit, static_argnames=("kind", "nodes", "rule", "pos1", "pos2"))
-def _limit_block(cfg: RNNConfig, kind: str, nodes: int, rule: str, x1, len1, x2, len2, pos1, pos2) -> jax.Array:
-    """The kernel between two batches, (n1, R1, n2, R2): the scalar kernel of both directions, rows of padded
-    positions zeroed, expanded over output units ([k = k'])."""
-    theta = scalar_kernel(recursion(cfg, nodes, rule, kind), cfg, x1, x2, pos1, pos2, len1, len2)
-    if cfg.readout != "all":
+@partial(jax.jit, static_argnames=("shape", "pos1", "pos2"))
+def _limit_block(rec: Recursion, shape: tuple[str, bool, bool, int], x1, len1, x2, len2, pos1, pos2) -> jax.Array:
+    """The kernel between two batches, (n1, R1, n2, R2): the scalar kernel of both directions plus the output
+    bias's term, rows of padded positions zeroed, expanded over output units ([k = k']). shape: (readout,
+    bidirectional, stacking "concat" with several layers, output units)."""
+    readout, bidirectional, concat, d = shape
+    if concat:
+        theta = stacked_kernel(rec, readout, x1, x2, pos1, pos2, len1, len2)
+    else:
+        theta = scalar_kernel(rec, readout, bidirectional, x1, x2, pos1, pos2, len1, len2)
+    theta = theta + rec.omega_bo
+    if readout != "all":
         theta = theta[:, None, :, None]
     else:
         real1, real2 = position_mask(pos1, len1, x1.shape[0]), position_mask(pos2, len2, x2.shape[0])
         theta = theta * real1[:, :, None, None] * real2[None, None]
-    d = cfg.output_dim
     K = theta[:, :, None, :, :, None] * jnp.eye(d)[None, None, :, None, None, :]
     return K.reshape(K.shape[0], K.shape[1] * d, K.shape[3], K.shape[4] * d)
+
+
+def _concat(cfg: RNNConfig) -> bool:
+    """Upper layers read both directions (with one layer, "concat" is "separate")."""
+    return cfg.stacking == "concat" and cfg.num_layers > 1
 
 
 def limit_ntk_fn(cfg: RNNConfig, *, positions: Sequence[int] | None = None, nodes: int = DEFAULT_NODES,
@@ -120,11 +137,12 @@ def limit_ntk(cfg: RNNConfig, x1, x2=None, positions: Sequence[int] | None = Non
               nodes: int = DEFAULT_NODES, rule: str = DEFAULT_RULE, max_bytes: int | None = None,
               output: str = "numpy", path=None) -> np.ndarray | jax.Array:  # fmt: skip
     """Infinite-width NTK, shaped and ordered exactly like empirical_ntk(cfg, params, x1, x2, positions,
-    lengths1=lengths1, lengths2=lengths2), for the Elman cell with any layers and directions: the inputs
-    checked once, then batch(limit_ntk_fn(cfg, ...)).
+    lengths1=lengths1, lengths2=lengths2), for the Elman cell with any layers, directions and stacking and
+    the biases bh, bo: the inputs checked once, then batch(limit_ntk_fn(cfg, ...)).
 
     Returns lim K/m for the "paper" and "standard" parameterizations (their kernels grow like m) and
-    lim K for "ntk"; cfg.width plays no role. Readout "all": (n1 * P1 * d, n2 * P2 * d), rows
+    lim K for "ntk"; cfg.width plays no role. A trainable output bias bo adds [k = k'] (1 per pair of real
+    rows of one unit) to lim K in "ntk"; in lim K/m it is 1/m -> 0. Readout "all": (n1 * P1 * d, n2 * P2 * d), rows
     (sample, position, unit), positions None meaning 1..L-1, only real positions kept with lengths;
     "last"/"mean": (n1 * d, n2 * d) with positions None. lengths1, lengths2: (n1,), (n2,) lengths of
     right-padded sequences, None for full length. Float64. `nodes` (per dimension) and `rule`
@@ -172,4 +190,6 @@ def forward_kernels(
     x1 = check_inputs(cfg, x1, "x1")
     x2 = x1 if x2 is None else check_inputs(cfg, x2, "x2")
     rec = recursion(cfg, nodes, rule, "nngp")
+    if _concat(cfg):
+        return ForwardKernels(*(np.asarray(a) for a in stacked_forward(rec, x1, x2, layer % cfg.num_layers)))
     return ForwardKernels(*(np.asarray(a) for a in grid(rec, "forward", x1, x2, layer=layer % cfg.num_layers)))

@@ -27,6 +27,10 @@ weights of each trainable parameter (0 for frozen ones), after the normalization
     "ntk"            | lim K   | sigma_v2    | sigma_w2| sigma_u2/d_x| sigma_b2 | sigma_v2
 
 (in "paper" the B-gradient is O(1) against O(m) for the rest; in "standard" the A- and b-gradients are).
+A hidden bias bh (RNNConfig.hidden_bias) enters the pre-activation with b and b's law: sigma_b2 above becomes
+2 sigma_b2, and omega_b counts each trainable one ([b] + [bh], times sigma_b2 in "ntk"). The output bias bo
+starts at 0 (nothing in the NNGP) and has gradient [k = k'] at every real row: it adds omega_bo = [bo] to lim K
+in "ntk" and nothing to lim K/m in "paper" and "standard" (where it is 1/m).
 Readout "last" is Theta_{L1-1,L2-1}; readout "mean" is the mean of Theta over all (l, l') pairs,
 since its Jacobian is the mean of the per-step Jacobians. Different output units never correlate.
 
@@ -57,7 +61,8 @@ all trained this is the RNTK recursion (Alemohammad et al. 2021) with Sigma^j = 
 
 Bidirectional: the reverse stack has its own parameters and readout B_reverse, so the kernel is the sum
 of the forward-direction kernels of x and of the reversed sequences rev x (the real steps backwards);
-for readout "all" the reverse term at (l, l') is the reversed pair's at (len-1-l, len'-1-l').
+for readout "all" the reverse term at (l, l') is the reversed pair's at (len-1-l, len'-1-l'). With stacking
+"concat" and num_layers >= 2 the directions are not separate stacks: ntk_rnn.kernels.bidirectional.
 
 Variable lengths: padded steps freeze the state, so the limit between i and j is the recursion on the
 unpadded sequences. Readout "all" and "mean" use the padded grid (its entries with a < len_i, b < len_j
@@ -131,7 +136,20 @@ class ForwardKernels(NamedTuple):
 
 @partial(
     jax.tree_util.register_dataclass,
-    data_fields=["gain2", "sw2", "su2", "su2_up", "sb2", "c0", "omega_w", "omega_a", "omega_a_up", "omega_b", "beta"],
+    data_fields=[
+        "gain2",
+        "sw2",
+        "su2",
+        "su2_up",
+        "sb2",
+        "c0",
+        "omega_w",
+        "omega_a",
+        "omega_a_up",
+        "omega_b",
+        "beta",
+        "omega_bo",
+    ],
     meta_fields=["activation", "nodes", "rule", "layers"],
 )
 @dataclasses.dataclass(frozen=True)
@@ -145,14 +163,15 @@ class Recursion:
     rule: str
     sw2: float
     su2: float  # sigma_u2 / nu
-    su2_up: float  # sigma_u2: the input weight of layers >= 2 (fan-in m), forward and backward
-    sb2: float
+    su2_up: float  # the input weight of layers >= 2, forward and backward: sigma_u2 m / fan-in (sigma_u2 in "paper")
+    sb2: float  # sigma_b2, twice it with hidden_bias (b and bh are independent with the same law)
     c0: float  # backward start
     omega_w: float
     omega_a: float
     omega_a_up: float  # omega_A' of layers >= 2
     omega_b: float
     beta: float  # readout (B) term
+    omega_bo: float  # output bias term, [k = k'] c_bo^2 = 1 per pair of real rows, in lim K ("ntk") only
     layers: int
 
     def pair(self, q11, q12, q22):
@@ -174,21 +193,24 @@ def recursion(cfg: RNNConfig, nodes: int, rule: str, kernel: str) -> Recursion:
         activation, gain2 = paper_scale_activation(cfg.activation)
     sw2, su2, sb2, sv2 = cfg.sigma_w2, cfg.sigma_u2, cfg.sigma_b2, cfg.sigma_v2
     dx, d = cfg.input_dim, cfg.output_dim
-    t = {name: float(name in cfg.trainable) for name in ("W", "A", "b", "B")}
-    forward = dict(activation=activation, gain2=gain2, nodes=nodes, rule=rule, sw2=sw2, sb2=sb2)
-    forward |= dict(su2_up=su2, layers=cfg.num_layers)
+    t = {name: float(name in cfg.trainable) for name in ("W", "A", "b", "bh", "B", "bo")}
+    biases = t["b"] + t["bh"]  # b and bh enter one pre-activation: each trainable one counts
+    up = su2 / 2 if cfg.stacking == "concat" and par != "paper" else su2  # A of layers >= 2: fan-in m or 2m
+    forward = dict(activation=activation, gain2=gain2, nodes=nodes, rule=rule, sw2=sw2, layers=cfg.num_layers)
+    forward |= dict(sb2=sb2 * (2.0 if cfg.hidden_bias else 1.0), su2_up=up)
     if kernel == "nngp":
         beta = sv2 / d if par == "paper" else sv2
         return Recursion(**forward, su2=su2 if par == "paper" else su2 / dx, c0=0.0, omega_w=0.0, omega_a=0.0,
-                          omega_a_up=0.0, omega_b=0.0, beta=beta)  # fmt: skip
+                          omega_a_up=0.0, omega_b=0.0, beta=beta, omega_bo=0.0)  # fmt: skip
     if par == "paper":
-        weights = dict(su2=su2, c0=sv2 / d, omega_w=t["W"], omega_a=t["A"], omega_b=t["b"], beta=0.0)
+        weights = dict(su2=su2, c0=sv2 / d, omega_w=t["W"], omega_a=t["A"], omega_b=biases, beta=0.0)
     elif par == "standard":
         weights = dict(su2=su2 / dx, c0=sv2, omega_w=t["W"], omega_a=0.0, omega_b=0.0, beta=t["B"])
     else:
-        weights = dict(su2=su2 / dx, c0=sv2, omega_w=sw2 * t["W"], omega_a=su2 / dx * t["A"], omega_b=sb2 * t["b"])
+        weights = dict(su2=su2 / dx, c0=sv2, omega_w=sw2 * t["W"], omega_a=su2 / dx * t["A"], omega_b=sb2 * biases)
         weights["beta"] = sv2 * t["B"]
-    weights["omega_a_up"] = t["A"] * (su2 if par == "ntk" else 1.0)
+    weights["omega_a_up"] = t["A"] * (up if par == "ntk" else 1.0)
+    weights["omega_bo"] = t["bo"] if par == "ntk" else 0.0  # O(1) against O(m) in "paper" and "standard"
     return Recursion(**forward, **weights)
 
 
@@ -197,7 +219,7 @@ def check_limit(cfg: RNNConfig, nodes: int, rule: str, kernel: str) -> None:
     recursion(cfg, nodes, rule, kernel)
     if kernel == "ntk":
         par, trained = cfg.parameterization, set(cfg.trainable)
-        scaled = {"paper": {"W", "A", "b"}, "standard": {"W", "B"}, "ntk": {"W", "A", "b", "B"}}[par]
+        scaled = {"paper": {"W", "A", "b", "bh"}, "standard": {"W", "B"}, "ntk": {"W", "A", "b", "bh", "B", "bo"}}[par]
         if cfg.num_layers > 1 and par != "ntk":
             scaled = scaled | {"A"}
         if not trained & scaled:
@@ -331,30 +353,30 @@ def _last_lengths(rec: Recursion, x1, x2, len1, len2, steps: int) -> jax.Array:
     return _diagonal(rec, x1a, x2a, v1a, v2a, started)
 
 
-def _one_direction(rec: Recursion, cfg: RNNConfig, x1, x2, pos1, pos2, len1, len2) -> jax.Array:
+def _one_direction(rec: Recursion, readout: str, x1, x2, pos1, pos2, len1, len2) -> jax.Array:
     """The forward direction's scalar kernel: (n1, P1, n2, P2) for readout "all", else (n1, n2). len1, len2:
     both (n,) int arrays or both None."""
-    if cfg.readout == "last" and len1 is not None:
+    if readout == "last" and len1 is not None:
         return _last_lengths(rec, x1, x2, len1, len2, min(x1.shape[1], x2.shape[1]))
-    if cfg.readout == "last":
+    if readout == "last":
         return _last(rec, x1, x2)
-    if cfg.readout == "mean" and len1 is not None:
+    if readout == "mean" and len1 is not None:
         return grid(rec, "mean", x1, x2, len1=len1, len2=len2)
-    return grid(rec, cfg.readout, x1, x2, pos1, pos2)
+    return grid(rec, readout, x1, x2, pos1, pos2)
 
 
-@partial(jax.jit, static_argnames=("pos1", "pos2"))
-def scalar_kernel(rec: Recursion, cfg: RNNConfig, x1, x2, pos1, pos2, len1, len2) -> jax.Array:
-    """Both directions' scalar kernels summed, shaped like _one_direction's."""
-    theta = _one_direction(rec, cfg, x1, x2, pos1, pos2, len1, len2)
-    if not cfg.bidirectional:
+@partial(jax.jit, static_argnames=("readout", "bidirectional", "pos1", "pos2"))
+def scalar_kernel(rec: Recursion, readout: str, bidirectional: bool, x1, x2, pos1, pos2, len1, len2) -> jax.Array:
+    """Both directions' scalar kernels summed (separate stacks), shaped like _one_direction's."""
+    theta = _one_direction(rec, readout, x1, x2, pos1, pos2, len1, len2)
+    if not bidirectional:
         return theta
     full1, full2 = full_lengths(x1, len1), full_lengths(x2, len2)
     order1, order2 = step_order(full1[:, None], x1.shape[1], True), step_order(full2[:, None], x2.shape[1], True)
     r1 = jnp.take_along_axis(x1, order1[..., None], axis=1)
     r2 = jnp.take_along_axis(x2, order2[..., None], axis=1)
-    if cfg.readout != "all":
-        return theta + _one_direction(rec, cfg, r1, r2, None, None, len1, len2)
+    if readout != "all":
+        return theta + _one_direction(rec, readout, r1, r2, None, None, len1, len2)
     reversed_grid = grid(rec, "all", r1, r2, tuple(range(x1.shape[1])), tuple(range(x2.shape[1])))
     at1 = jnp.maximum(full1[:, None] - 1 - jnp.asarray(pos1)[None], 0)  # (n1, P1): padded rows are zeroed later
     at2 = jnp.maximum(full2[:, None] - 1 - jnp.asarray(pos2)[None], 0)
