@@ -219,3 +219,23 @@ def test_gru_hidden_bias_sits_inside_the_reset_product():
 def test_new_layout_fields_are_validated_by_name(fields, message):
     with pytest.raises(ValueError, match=message):
         ntk_rnn.RNNConfig(width=4, input_dim=2, **fields)
+
+
+def test_one_training_step_of_a_concat_stack_is_the_gradient_step():
+    """train_step on every parameter of a PyTorch-style model (concat stacks, both biases, a head bias) moves each by
+    -lr times its gradient of the loss, with variable lengths."""
+    import optax
+
+    cfg = ntk_rnn.RNNConfig(width=5, input_dim=3, cell="lstm", num_layers=2, bidirectional=True, stacking="concat",
+                            sigma_b2=0.5, hidden_bias=True, output_bias=True, readout="last",
+                            trainable=("W", "A", "b", "bh", "B", "bo"))  # fmt: skip
+    params = ntk_rnn.init_params(cfg, key=jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (3, 4, 3))
+    y, lengths = jax.random.normal(jax.random.key(2), (3, 4, 1)), jnp.array([4, 2, 3])
+    theta = ntk_rnn.network.model.trainable(cfg, params)
+    optimizer = optax.sgd(0.1)
+    new, _, _ = ntk_rnn.train_step(cfg, optimizer, params, theta, optimizer.init(theta), x, y, None, lengths=lengths)
+    grads = jax.grad(lambda t: ntk_rnn.loss(cfg, {**params, **t}, x, y, None, lengths))(theta)
+    assert set(new) == set(cfg.param_names)
+    for name in new:
+        np.testing.assert_allclose(new[name], theta[name] - 0.1 * grads[name], rtol=1e-12, atol=1e-14)
