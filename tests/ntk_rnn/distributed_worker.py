@@ -15,15 +15,17 @@ from ntk_rnn.batching.launch import initialize
 
 
 def cases():
-    """(name, function, cfg, params, x, kwargs) of the kernels the tests compare (the same in the test)."""
-    import jax
+    """(name, function, cfg, params, x, kwargs) of the kernels the tests compare (the same in the test). The
+    draws are numpy's: every process of a run would otherwise compile a JAX sampler for each shape."""
+    import numpy as np
 
     import ntk_rnn
 
     elman = ntk_rnn.RNNConfig(width=16, input_dim=3, output_dim=2, trainable=("W", "A", "B"))
-    x = jax.random.normal(jax.random.key(1), (16, 6, 3))
-    lengths = 1 + jax.random.randint(jax.random.key(2), (16,), 0, 6)
-    p_elman = ntk_rnn.init_params(elman, key=jax.random.key(0))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 6, 3))
+    lengths = 1 + rng.integers(0, 6, 16)
+    p_elman = {k: rng.standard_normal(shape) * elman.init_std[k] for k, shape in elman.param_shapes.items()}
     return [
         ("elman", ntk_rnn.empirical_ntk, elman, p_elman, x, {"max_bytes": 160_000}),  # chunks of 3 samples
         ("limit", ntk_rnn.limit_ntk, elman.replace(readout="mean"), None, x, {"lengths1": lengths}),
@@ -65,14 +67,15 @@ def kernels(out: Path) -> dict:
 def memory(out: Path) -> dict:
     """Peak resident memory of a kernel call beyond the resident memory before it, for each output, after one
     unmeasured call that compiles. The peak is reset through /proc/self/clear_refs."""
-    import jax
+    import numpy as np
 
     import ntk_rnn
 
     cfg = ntk_rnn.RNNConfig(width=8, input_dim=3, output_dim=1)
-    params = ntk_rnn.init_params(cfg, key=jax.random.key(0))
+    rng = np.random.default_rng(0)
+    params = {k: rng.standard_normal(shape) * cfg.init_std[k] for k, shape in cfg.param_shapes.items()}
     n = 448  # a 103 MB kernel: 3584 rows
-    x = jax.random.normal(jax.random.key(1), (n, 9, 3))
+    x = rng.standard_normal((n, 9, 3))
     report = {"kernel_bytes": 8 * (n * 8) ** 2}
     for output in ("npy", "sharded", "npy"):
         with open("/proc/self/clear_refs", "w") as refs:
