@@ -65,9 +65,10 @@ class RNNConfig:
         stacks, each direction's layer j reads its own layer j - 1) or "concat" (PyTorch's, Flax's and
         Keras's: layer j of both directions reads [h_forward; h_reverse] of layer j - 1, so A_l{j} is
         (k m, 2 m)).
-      hidden_bias: a second cell bias bh (k m,) on the hidden side, PyTorch's bias_hh: added to W h, which
-        for the GRU's candidate puts it inside the reset product, n = tanh(A_n x + b_n + r * (W_n h + bh_n)).
-        It has b's law (sigma_b2) and multiplier, and needs sigma_b2 > 0.
+      hidden_bias: a second cell bias bh on the hidden side, PyTorch's bias_hh, of Cell.hidden_bias_gates
+        blocks ((k m,) for the built-in cells): added to W h, which for the GRU's candidate puts it inside the
+        reset product, n = tanh(A_n x + b_n + r * (W_n h + bh_n)). It has b's law (sigma_b2) and multiplier,
+        and needs sigma_b2 > 0.
       output_bias: a readout bias bo (d,), added to every output (0 at padded positions); it starts at 0
         and has multiplier 1 in every parameterization (a trained head's bias, loaded as it is).
     """
