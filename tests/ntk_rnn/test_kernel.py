@@ -11,11 +11,21 @@ import ntk_rnn
 from ntk_rnn.kernels.empirical import BackwardPlan, structured_flops
 
 
+def _draw(cfg, seed):
+    """Parameters N(0, init_std^2) as ntk_rnn.init_params draws them, but with numpy: init_params and
+    jax.random.normal compile a sampler for every new shape (about a second per configuration), which would
+    dominate these tests of the kernel."""
+    rng = np.random.default_rng(seed)
+    return {k: rng.standard_normal(shape) * cfg.init_std[k] for k, shape in cfg.param_shapes.items()}
+
+
+def _inputs(seed, shape):
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
 def _setup(n, length, dx, d, m, seed, activation="relu", **options):
     cfg = ntk_rnn.RNNConfig(width=m, input_dim=dx, output_dim=d, activation=activation, **options)
-    params = ntk_rnn.init_params(cfg, key=jax.random.key(seed))
-    x = jax.random.normal(jax.random.key(seed + 1), (n, length, dx))
-    return cfg, params, x
+    return cfg, _draw(cfg, seed), _inputs(seed + 1, (n, length, dx))
 
 
 def _rel(a, b):
@@ -75,7 +85,7 @@ def test_three_methods_agree(case):
     )
     x2 = None
     if case["n2"] is not None:
-        x2 = jax.random.normal(jax.random.key(case["seed"] + 7), (case["n2"], case["length2"], case["dx"]))
+        x2 = _inputs(case["seed"] + 7, (case["n2"], case["length2"], case["dx"]))
     kernels = {
         method: ntk_rnn.empirical_ntk(cfg, params, x1, x2, positions=case["positions"], method=method)
         for method in ("structured", "jacobian", "ntvp")
@@ -131,8 +141,8 @@ def test_kernel_is_psd_and_same_seed_same_numbers():
 
 
 def test_user_params_dict_accepted():
-    cfg, params, x = _setup(n=2, length=3, dx=2, d=1, m=4, seed=0)
-    plain = {k: np.asarray(v) for k, v in params.items()}
+    cfg, plain, x = _setup(n=2, length=3, dx=2, d=1, m=4, seed=0)  # numpy arrays
+    params = {k: jnp.asarray(v) for k, v in plain.items()}
     np.testing.assert_array_equal(ntk_rnn.empirical_ntk(cfg, plain, x), ntk_rnn.empirical_ntk(cfg, params, x))
 
 
@@ -192,8 +202,7 @@ def _per_sequence_case(cell, readout, m, length, layers=1, bidirectional=False, 
     cfg = ntk_rnn.RNNConfig(width=m, input_dim=2, output_dim=2, cell=cell, readout=readout, sigma_b2=0.3,
                             trainable=("W", "A", "b", "B"), parameterization="ntk", num_layers=layers,
                             bidirectional=bidirectional)  # fmt: skip
-    params = ntk_rnn.init_params(cfg, key=jax.random.key(seed))
-    return cfg, params, jax.random.normal(jax.random.key(seed + 1), (5, length, 2))
+    return cfg, _draw(cfg, seed), _inputs(seed + 1, (5, length, 2))
 
 
 def _max_rel(a, b):
