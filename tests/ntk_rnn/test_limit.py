@@ -21,7 +21,9 @@ def _rel(a, b):
 
 
 def _x(seed, n, length, dx, scale=1.0):
-    return np.asarray(jax.random.normal(jax.random.key(seed), (n, length, dx))) * scale / np.sqrt(dx)
+    """Gaussian tokens scaled to mean squared norm scale^2, drawn with numpy (jax.random.normal compiles a sampler
+    for every new shape)."""
+    return np.random.default_rng(seed).standard_normal((n, length, dx)) * scale / np.sqrt(dx)
 
 
 # ----------------------------------------------------------------------------- exact limits
