@@ -24,10 +24,17 @@ def _numpy_states(cfg, params, x):
     return g, h
 
 
+def _draw(cfg, seed):
+    """Parameters N(0, init_std^2) as ntk_rnn.init_params draws them, but with numpy: init_params compiles a
+    sampler for every new shape, and these tests use many widths."""
+    rng = np.random.default_rng(seed)
+    return {k: rng.standard_normal(shape) * cfg.init_std[k] for k, shape in cfg.param_shapes.items()}
+
+
 def _setup(width=16, activation="relu", n=3, length=5, output_dim=1, seed=0):
     cfg = ntk_rnn.RNNConfig(width=width, input_dim=4, output_dim=output_dim, activation=activation)
     data = ntk_rnn.synthetic_sequences(n, length, 4, output_dim=output_dim, key=jax.random.key(seed + 100))
-    return cfg, ntk_rnn.init_params(cfg, key=jax.random.key(seed)), data
+    return cfg, _draw(cfg, seed), data
 
 
 def test_forward_norms_match_a_numpy_loop_and_the_relu_limit_is_sqrt_l():
@@ -43,17 +50,15 @@ def test_forward_norms_match_a_numpy_loop_and_the_relu_limit_is_sqrt_l():
 def test_forward_stability_trends():
     """relu: polynomial growth, at the limit's level once m is large; linear: x sqrt(2) per step; tanh saturates."""
     cfg, _, data = _setup(width=2048, n=4, length=8)
-    runs = np.array(
-        [probes.forward_norms(cfg, ntk_rnn.init_params(cfg, key=jax.random.key(s)), data.x) for s in range(4)]
-    )
+    runs = np.array([probes.forward_norms(cfg, _draw(cfg, s), data.x) for s in range(4)])
     limit = probes.limit_forward_norms(cfg, data.x)
     np.testing.assert_allclose(runs.mean(axis=(0, 1)), limit.mean(axis=0), rtol=0.1)
     linear = cfg.replace(activation="linear")
-    norms = probes.forward_norms(linear, ntk_rnn.init_params(linear, key=jax.random.key(0)), data.x).mean(axis=0)
+    norms = probes.forward_norms(linear, _draw(linear, 0), data.x).mean(axis=0)
     assert norms[-1] / norms[-2] == pytest.approx(np.sqrt(2), rel=0.1)
     tanh = ntk_rnn.RNNConfig(width=64, input_dim=4, activation="tanh")
     long = ntk_rnn.synthetic_sequences(2, 40, 4, key=jax.random.key(5)).x
-    norms = probes.forward_norms(tanh, ntk_rnn.init_params(tanh, key=jax.random.key(0)), long)
+    norms = probes.forward_norms(tanh, _draw(tanh, 0), long)
     assert np.all(norms[:, -1] < np.sqrt(64)) and np.all(norms[:, -1] > 0.3 * np.sqrt(64))  # saturated, not 2^20
 
 
@@ -89,7 +94,7 @@ def test_limit_backward_norms_closed_forms():
 @pytest.mark.slow
 def test_relu_backward_norms_approach_the_flat_limit():
     cfg, _, data = _setup(width=2048, n=2, length=6)
-    runs = [probes.backward_norms(cfg, ntk_rnn.init_params(cfg, key=jax.random.key(s)), data.x) for s in range(3)]
+    runs = [probes.backward_norms(cfg, _draw(cfg, s), data.x) for s in range(3)]
     lower = np.tril(np.ones((6, 6), bool))
     normalized = np.array(runs)[:, :, lower].mean(axis=(0, 1)) / np.sqrt(2048)
     np.testing.assert_allclose(normalized, 1.0, rtol=0.15)
@@ -170,7 +175,7 @@ def test_backward_change_matches_dense_products():
 
 def test_ntk_parameterization_perturbs_the_effective_matrix():
     cfg = ntk_rnn.RNNConfig(width=16, input_dim=4, parameterization="ntk")
-    params = ntk_rnn.init_params(cfg, key=jax.random.key(0))
+    params = _draw(cfg, 0)
     x = ntk_rnn.synthetic_sequences(2, 4, 4, key=jax.random.key(1)).x
     delta = probes.perturbation_direction(cfg, params, x, "random", 0.5, key=jax.random.key(2))
     moved = {**params, "W": params["W"] + delta / cfg.multipliers["W"]}
