@@ -8,12 +8,19 @@ import ntk_rnn
 from ntk_rnn.network.loss import gradient_sq_norm, loss, per_sample_losses, residuals
 
 
+def _draw(cfg, seed):
+    """Parameters N(0, init_std^2) as ntk_rnn.init_params draws them, but with numpy: init_params compiles a
+    sampler for every new shape."""
+    rng = np.random.default_rng(seed)
+    return {k: rng.standard_normal(shape) * cfg.init_std[k] for k, shape in cfg.param_shapes.items()}
+
+
 @pytest.fixture(scope="module")
 def problem():
     cfg = ntk_rnn.RNNConfig(width=20, input_dim=3, output_dim=2, trainable=("W", "B"))
-    params = ntk_rnn.init_params(cfg, key=jax.random.key(0))
-    x = jax.random.normal(jax.random.key(1), (4, 5, 3))
-    y = jax.random.normal(jax.random.key(2), (4, 5, 2))
+    params = _draw(cfg, 0)
+    x = np.random.default_rng(1).standard_normal((4, 5, 3))
+    y = np.random.default_rng(2).standard_normal((4, 5, 2))
     return cfg, params, x, y
 
 

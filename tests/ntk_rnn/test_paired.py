@@ -11,6 +11,14 @@ from ntk_rnn.training.linearized import KernelGD, linearize
 from ntk_rnn.training.paired import train_paired
 from ntk_rnn.training.train import TrainConfig
 
+
+def _draw(cfg, seed):
+    """Parameters N(0, init_std^2) as ntk_rnn.init_params draws them, but with numpy: init_params compiles a
+    sampler for every new shape."""
+    rng = np.random.default_rng(seed)
+    return {k: rng.standard_normal(shape) * cfg.init_std[k] for k, shape in cfg.param_shapes.items()}
+
+
 # Relative tolerance, against the outputs' scale, for float64 outputs that two code paths compute equal in
 # exact arithmetic. Rounding in L = 5 steps of length-m dot products (m = 48) is bounded by about L m eps =
 # 5e-14 of |W| |h|; 1e-12 (4500 eps) leaves room for |W| |h| > |W h|, and a real difference is O(1).
@@ -52,7 +60,7 @@ def test_gap_shrinks_with_width(train_test_problem):
     for m in (32, 512):
         cfg = ntk_rnn.RNNConfig(width=m, input_dim=4)
         tcfg = TrainConfig(steps=40, lr_scale=1.0, record_every=40, kernel_every=0)
-        params = ntk_rnn.init_params(cfg, key=jax.random.key(1))
+        params = _draw(cfg, 1)
         result = train_paired(cfg, params, train, test, tcfg, key=jax.random.key(2), progress=False)
         gaps.append(result.history["gap_train_rel"].iloc[-1])
     assert gaps[1] < gaps[0] / 2
@@ -126,7 +134,7 @@ def test_closed_form_for_a_per_sequence_readout(train_test_problem):
     _, _, train, test = train_test_problem
     cfg = ntk_rnn.RNNConfig(width=32, input_dim=4, parameterization="ntk", trainable=("W", "B"), readout="last")
     tcfg = TrainConfig(steps=30, lr_scale=1.0, record_every=10)
-    params = ntk_rnn.init_params(cfg, key=jax.random.key(1))
+    params = _draw(cfg, 1)
     result = train_paired(cfg, params, train, test, tcfg, key=jax.random.key(2), progress=False)
     assert result.summary["positions"] is None
     assert result.history["closed_form_gap_train"].max() < 1e-8 and result.history["closed_form_gap_test"].max() < 1e-8
