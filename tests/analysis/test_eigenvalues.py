@@ -32,8 +32,9 @@ def test_eigenvalue_studies_and_figures(tmp_path):
     # sequences that differ only in their first tokens: a smaller separation, a smaller lambda_min
     by_delta = limit.groupby("delta")["lambda_min"].mean()
     assert by_delta.loc[0.05] < by_delta.loc[0.4]
-    conv = convergence_table(ConvergenceConfig(widths=(32, 128), seeds=(0,), activations=("relu", "erf"), n=2,
-                                               length=3, input_dim=3), tmp_path, progress=False)  # fmt: skip
+    # the separation's and conditioning's shapes (n = 3, L = 3, d_x = 4 at widths 64 and 32): programs compiled once
+    conv = convergence_table(ConvergenceConfig(widths=(32, 64), seeds=(0,), activations=("relu", "erf"), n=3,
+                                               length=3, input_dim=4), tmp_path, progress=False)  # fmt: skip
     assert set(convergence_fits(conv)["activation"]) == {"relu", "erf"}
     cond = conditioning_table(ConditioningConfig(lengths=(2, 3), activations=("relu", "tanh"), seeds=(0,), n=3,
                                                  input_dim=4, width=32), tmp_path, progress=False)  # fmt: skip
@@ -43,6 +44,7 @@ def test_eigenvalue_studies_and_figures(tmp_path):
                                                    input_dim=4, width=32), tmp_path, progress=False)  # fmt: skip
     linear = linear[linear["kernel"] == "limit"].set_index(["parameterization", "length"])["condition"]
     assert limit.loc[("paper", "tanh", 3)] == pytest.approx(linear.loc[("paper", 3)], rel=1e-8)
-    assert len([ax for ax in separation_figure(sep).axes if ax.get_label() != "<colorbar>"]) == 6
-    for fig in (separation_figure(sep), convergence_figure(conv), conditioning_figure(cond)):
+    figures = (separation_figure(sep), convergence_figure(conv), conditioning_figure(cond))
+    assert len([ax for ax in figures[0].axes if ax.get_label() != "<colorbar>"]) == 6
+    for fig in figures:
         assert all(ax.get_xlabel() for ax in fig.axes if ax.get_label() != "<colorbar>")
