@@ -27,7 +27,8 @@ def test_probe_studies_and_figures(tmp_path):
     assert list(product_fits["width"]) == [16, 24] and np.all(np.isfinite(product_fits["exponent"]))
     assert set(figures.backward_fits(backward)["quantity"]) == {"backward / sqrt(m/d) at the largest l - a",
                                                                 "product: exponent in l - a + 1"}  # fmt: skip
-    config = studies.PerturbationConfig(widths=(16, 24), omegas=(0.1, 0.5, 2.0), n=3, length=4, ascent_steps=2)
+    # n = 2, L = 4 throughout (and the widths above): the studies share their compiled programs
+    config = studies.PerturbationConfig(widths=(16, 24), omegas=(0.1, 0.5, 2.0), n=2, length=4, ascent_steps=2)
     perturbation = studies.perturbation_table(dataclasses_replace(config, **small), tmp_path, progress=False)
     assert len(perturbation) == 4 * 2 * 3  # (kind, width, omega) with one seed
     assert np.all(perturbation["hidden_change"] > 0) and np.all(perturbation["first_order"] > 0)
@@ -37,7 +38,7 @@ def test_probe_studies_and_figures(tmp_path):
     assert np.all(np.isfinite(fits.loc[fits["measure"] == "hidden_change", ["a (omega)", "b (m)"]]))
     slices = figures.perturbation_slice_fits(perturbation)
     assert set(slices["against"]) == {"omega", "m"}
-    config = studies.TrainingProbeConfig(deltas=(0.2, 0.5), width=32, n=3, length=3, steps=20, record_every=10,
+    config = studies.TrainingProbeConfig(deltas=(0.2, 0.5), width=32, n=2, length=4, steps=20, record_every=10,
                                          kernel_every=10, omegas=(0.1, 1.0))  # fmt: skip
     training = studies.training_probe_table(dataclasses_replace(config, **small), tmp_path, progress=False)
     assert set(training["source"]) == {"GD", "SGD", "random"}
