@@ -21,6 +21,7 @@ from ntk_rnn.frameworks.flax_linen import from_flax  # noqa: E402
 from ntk_rnn.frameworks.pytorch import from_torch, to_torch  # noqa: E402
 from ntk_rnn.kernels.empirical import empirical_ntk, empirical_ntk_fn  # noqa: E402
 from ntk_rnn.kernels.limit import forward_kernels, limit_ntk, limit_ntk_fn, nngp_fn, nngp_kernel  # noqa: E402
+from ntk_rnn.kernels.unit_process import Estimate  # noqa: E402
 from ntk_rnn.network.cells import Cell  # noqa: E402
 from ntk_rnn.network.checks import check_inputs, check_params  # noqa: E402
 from ntk_rnn.network.config import RNNConfig  # noqa: E402
@@ -43,6 +44,7 @@ __all__ = [
     "Cell",
     "ClassifyConfig",
     "EigenvalueConvergenceError",
+    "Estimate",
     "ExtremeEigenpairs",
     "KernelFn",
     "KernelGD",

@@ -1,6 +1,7 @@
 """The infinite-width NTK and NNGP kernels of the RNN as pure functions of the inputs and the variances
 (limit_ntk_fn, nngp_fn), their batched forms (limit_ntk, nngp_kernel) and the forward covariances
-(forward_kernels). The recursion they evaluate is ntk_rnn.kernels.recursion (docs/theory.md §3, §9, §14)."""
+(forward_kernels). The recursion they evaluate is ntk_rnn.kernels.recursion (docs/theory.md §3, §9, §14); gated
+cells go through the per-unit process of ntk_rnn.kernels.unit_process (docs/theory.md §15)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk_rnn.batching.batch import Call, KernelFn, batch, bind_inputs
+from ntk_rnn.batching.batch import Call, KernelFn, batch, bind_inputs, check_max_bytes
 from ntk_rnn.kernels.bidirectional import stacked_forward, stacked_kernel
 from ntk_rnn.kernels.dual import DEFAULT_NODES, DEFAULT_RULE
 from ntk_rnn.kernels.recursion import ForwardKernels, Recursion, check_limit, grid, recursion, scalar_kernel
+from ntk_rnn.kernels.unit_process import DEFAULT_REPLICATES, DEFAULT_SAMPLES, Estimate, Laws, gated_limits
 from ntk_rnn.network.checks import check_inputs, check_pair, check_positions
 from ntk_rnn.network.config import VARIANCES, RNNConfig
-from ntk_rnn.network.model import position_mask
+from ntk_rnn.network.model import position_mask, real_rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,11 +88,17 @@ def _limit_block(rec: Recursion, shape: tuple[str, bool, bool, int], x1, len1, x
         theta = stacked_kernel(rec, readout, x1, x2, pos1, pos2, len1, len2)
     else:
         theta = scalar_kernel(rec, readout, bidirectional, x1, x2, pos1, pos2, len1, len2)
-    theta = theta + rec.omega_bo
+    return _expand(theta + rec.omega_bo, readout, d, pos1, len1, pos2, len2)
+
+
+def _expand(theta, readout: str, d: int, pos1, len1, pos2, len2) -> jax.Array:
+    """A scalar kernel (n1, P1, n2, P2) ("all") or (n1, n2) as the kernel over output rows (n1, R1 d, n2, R2 d):
+    rows of padded positions zeroed, [k = k'] between output units."""
     if readout != "all":
         theta = theta[:, None, :, None]
     else:
-        real1, real2 = position_mask(pos1, len1, x1.shape[0]), position_mask(pos2, len2, x2.shape[0])
+        real1 = position_mask(pos1, len1, theta.shape[0])
+        real2 = position_mask(pos2, len2, theta.shape[2])
         theta = theta * real1[:, :, None, None] * real2[None, None]
     K = theta[:, :, None, :, :, None] * jnp.eye(d)[None, None, :, None, None, :]
     return K.reshape(K.shape[0], K.shape[1] * d, K.shape[3], K.shape[4] * d)
@@ -134,11 +142,13 @@ def _limit_fn(cfg: RNNConfig, positions, nodes: int, rule: str, kind: str) -> Li
 
 
 def limit_ntk(cfg: RNNConfig, x1, x2=None, positions: Sequence[int] | None = None, *, lengths1=None, lengths2=None,
-              nodes: int = DEFAULT_NODES, rule: str = DEFAULT_RULE, max_bytes: int | None = None,
-              output: str = "numpy", path=None) -> np.ndarray | jax.Array:  # fmt: skip
+              nodes: int = DEFAULT_NODES, rule: str = DEFAULT_RULE, key: jax.Array | None = None,
+              samples: int = DEFAULT_SAMPLES, replicates: int = DEFAULT_REPLICATES, max_bytes: int | None = None,
+              output: str = "numpy", path=None) -> np.ndarray | jax.Array | Estimate:  # fmt: skip
     """Infinite-width NTK, shaped and ordered exactly like empirical_ntk(cfg, params, x1, x2, positions,
-    lengths1=lengths1, lengths2=lengths2), for the Elman cell with any layers, directions and stacking and
-    the biases bh, bo: the inputs checked once, then batch(limit_ntk_fn(cfg, ...)).
+    lengths1=lengths1, lengths2=lengths2): for the Elman cell with any layers, directions and stacking and
+    the biases bh, bo exactly, by a recursion (the inputs checked once, then batch(limit_ntk_fn(cfg, ...)));
+    for the GRU and LSTM (and any cell whose W reads h_{t-1} and A reads x_t) as a Monte Carlo Estimate.
 
     Returns lim K/m for the "paper" and "standard" parameterizations (their kernels grow like m) and
     lim K for "ntk"; cfg.width plays no role. A trainable output bias bo adds [k = k'] (1 per pair of real
@@ -149,22 +159,73 @@ def limit_ntk(cfg: RNNConfig, x1, x2=None, positions: Sequence[int] | None = Non
     ("trapezoid", "hermite"): the quadrature for activations without a closed form (accuracy table in
     ntk_rnn.kernels.dual). max_bytes, output, path: as in ntk_rnn.batch. The recursion and its constants: see the
     module docstring.
+
+    Gated cells have no closed form: their limit is estimated over the per-unit Gaussian process
+    (ntk_rnn.kernels.unit_process, docs/theory.md §15) and returned as Estimate(mean, stderr, samples,
+    replicates), both arrays shaped as above. key (a jax.random key) is required; `samples` units in all, in
+    `replicates` independent runs, buy accuracy: the standard error falls like samples^-1/2. max_bytes bounds
+    the memory of one run (refused before any work); output and path do not apply.
     """
+    if cfg.cell != "elman":
+        return _gated(cfg, "ntk", x1, x2, positions, lengths1, lengths2, key, samples, replicates, max_bytes,
+                      output, path)  # fmt: skip
+    _exact(key)
     return _batched(limit_ntk_fn(cfg, positions=positions, nodes=nodes, rule=rule), x1, x2, lengths1, lengths2,
                     max_bytes, output, path)  # fmt: skip
 
 
 def nngp_kernel(cfg: RNNConfig, x1, x2=None, positions: Sequence[int] | None = None, *, lengths1=None,
-                lengths2=None, nodes: int = DEFAULT_NODES, rule: str = DEFAULT_RULE, max_bytes: int | None = None,
-                output: str = "numpy", path=None) -> np.ndarray | jax.Array:  # fmt: skip
+                lengths2=None, nodes: int = DEFAULT_NODES, rule: str = DEFAULT_RULE, key: jax.Array | None = None,
+                samples: int = DEFAULT_SAMPLES, replicates: int = DEFAULT_REPLICATES, max_bytes: int | None = None,
+                output: str = "numpy", path=None) -> np.ndarray | jax.Array | Estimate:  # fmt: skip
     """Infinite-width output covariance at initialization, lim E[y(x1) y(x2)^T], shaped like limit_ntk.
 
     It is finite in every parameterization and is NOT divided by m: "paper" gives sigma_v2/d S
     (S = lim h.h' of the top layer), "standard" and "ntk" give sigma_v2 S (S = lim h.h'/m), summed over
-    the directions; readouts, lengths and outputs as in limit_ntk.
+    the directions; readouts, lengths and outputs as in limit_ntk. Gated cells: a Monte Carlo Estimate, with
+    key, samples and replicates as in limit_ntk.
     """
+    if cfg.cell != "elman":
+        return _gated(cfg, "nngp", x1, x2, positions, lengths1, lengths2, key, samples, replicates, max_bytes,
+                      output, path)  # fmt: skip
+    _exact(key)
     return _batched(nngp_fn(cfg, positions=positions, nodes=nodes, rule=rule), x1, x2, lengths1, lengths2,
                     max_bytes, output, path)  # fmt: skip
+
+
+def _exact(key) -> None:
+    if key is not None:
+        raise ValueError("key applies to gated cells (a Monte Carlo limit); the Elman limit is exact: pass key=None")
+
+
+def _gated(cfg: RNNConfig, kind: str, x1, x2, positions, lengths1, lengths2, key, samples, replicates, max_bytes,
+           output, path) -> Estimate:  # fmt: skip
+    """limit_ntk / nngp_kernel of a gated cell: the per-unit process's estimate, shaped like the exact kernels."""
+    if not isinstance(cfg, RNNConfig):
+        raise TypeError(f"cfg must be an ntk_rnn.RNNConfig, got {type(cfg).__name__}")
+    if key is None:
+        raise ValueError(
+            f"cell={cfg.cell_name!r} has no closed-form limit: it is estimated by Monte Carlo over the per-unit "
+            "Gaussian process (docs/theory.md §15), so it needs key=jax.random.key(seed) (and optionally samples=)"
+        )
+    if output != "numpy" or path is not None:
+        raise ValueError("output and path apply to the exact Elman limit; a gated cell's Estimate is NumPy arrays")
+    pair = check_pair(cfg, x1, x2, positions, lengths1, lengths2)
+    x2_in = None if pair.symmetric else np.asarray(pair.x2)
+    len1, len2 = pair.lengths1, pair.lengths2
+    lengths = (None if a is None else np.asarray(a) for a in (len1, len2))
+    limits = gated_limits(cfg, np.asarray(pair.x1), x2_in, pair.pos1, pair.pos2, *lengths, key=key, samples=samples,
+                          replicates=replicates, max_bytes=check_max_bytes(max_bytes))  # fmt: skip
+    est = limits.ntk if kind == "ntk" else limits.nngp
+    shift = Laws.of(cfg).omega_bo if kind == "ntk" else 0.0
+
+    def shaped(theta: np.ndarray) -> np.ndarray:
+        K = np.asarray(_expand(jnp.asarray(theta), cfg.readout, cfg.output_dim, pair.pos1, len1, pair.pos2, len2))
+        n1, r1, n2, r2 = K.shape
+        rows1, rows2 = real_rows(cfg, pair.pos1, len1, n1), real_rows(cfg, pair.pos2, len2, n2)
+        return K.reshape(n1 * r1, n2 * r2)[rows1][:, rows2]
+
+    return Estimate(shaped(est.mean + shift), shaped(est.stderr), est.samples, est.replicates)
 
 
 def _batched(kernel: LimitKernel, x1, x2, lengths1, lengths2, max_bytes, output, path) -> np.ndarray | jax.Array:

@@ -69,7 +69,7 @@ unpadded sequences. Readout "all" and "mean" use the padded grid (its entries wi
 are exact by causality), keeping real rows, resp. averaging over the len_i len_j real pairs. Readout
 "last" reads (len_i - 1, len_j - 1): it right-aligns the sequences to T = min(max len1, max len2) steps and
 scans the diagonal with the state held at 0 until both sequences of a pair have started, O(n1 n2 T).
-The GRU, the LSTM and user cells have no published limit here: they are refused."""
+The GRU, the LSTM and user cells have no closed form: ntk_rnn.kernels.unit_process estimates their limits."""
 
 from __future__ import annotations
 
@@ -183,8 +183,8 @@ def recursion(cfg: RNNConfig, nodes: int, rule: str, kernel: str) -> Recursion:
     """Constants for the NTK ("ntk") or the NNGP ("nngp") of cfg (table in the module docstring)."""
     if cfg.cell != "elman":
         raise ValueError(
-            f"cell={cfg.cell_name!r} has no published infinite-width limit: limit_ntk and nngp_kernel cover the "
-            f"Elman cell (any layers, directions and lengths); use ntk_rnn.empirical_ntk at a large width instead"
+            f"cell={cfg.cell_name!r} has no closed-form limit, so no limit kernel function or forward kernels: "
+            f"limit_ntk and nngp_kernel estimate it by Monte Carlo (pass key=jax.random.key(seed))"
         )
     normal_rule(nodes, rule)  # validates both
     activation, gain2 = resolve(cfg.activation), 1.0

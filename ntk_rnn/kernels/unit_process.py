@@ -359,10 +359,8 @@ def gated_limits(cfg: RNNConfig, x1: np.ndarray, x2: np.ndarray | None, pos1, po
     out = []
     for which in range(2):
         stack = np.stack([r[which][:n1, :, rows2] for r in runs])  # (R, n1, L|1, n2, L|1)
-        if cfg.readout == "all":
-            stack = stack[:, :, np.asarray(pos1)][..., np.asarray(pos2)]
-        else:
-            stack = stack[:, :, 0, :, 0]
+        all_steps = cfg.readout == "all"
+        stack = stack[:, :, np.asarray(pos1)][..., np.asarray(pos2)] if all_steps else stack[:, :, 0, :, 0]
         mean, stderr = stack.mean(axis=0), stack.std(axis=0, ddof=1) / math.sqrt(replicates)
         out.append(Estimate(mean, stderr, units * replicates, replicates))
     return GatedLimits(*out)

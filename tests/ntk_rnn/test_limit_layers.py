@@ -188,11 +188,13 @@ def test_bidirectional_is_the_sum_of_two_directions(readout):
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
-def test_gated_cells_have_no_limit(cell):
+def test_gated_cells_need_a_key(cell):
     cfg = ntk_rnn.RNNConfig(width=4, input_dim=3, cell=cell)
     for kernel in (limit_ntk, nngp_kernel):
-        with pytest.raises(ValueError, match=f"cell='{cell}' has no published infinite-width limit"):
+        with pytest.raises(ValueError, match=f"cell='{cell}' has no closed-form limit.*key=jax.random.key"):
             kernel(cfg, _x(0, 2, 3, 3))
+    with pytest.raises(ValueError, match="no closed-form limit, so no limit kernel function"):
+        ntk_rnn.limit_ntk_fn(cfg)
 
 
 # ----------------------------------------------------------------------------- convergence
