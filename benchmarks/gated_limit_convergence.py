@@ -8,7 +8,8 @@ over the seeds. Printed per width: the relative Frobenius error of the seed mean
 floor (the spread of the per-seed kernels / sqrt(seeds), relative), and the limit's standard error (relative);
 then the fitted slope of the error against m. Writes a CSV with --out.
 
-    python benchmarks/gated_limit_convergence.py [--widths 256 1024 4096] [--seeds 16] [--samples 1048576]
+    python benchmarks/gated_limit_convergence.py [--widths 256 1024 4096] [--seeds 16] [--first-seed 1000]
+                                                 [--samples 1048576] [--cells gru lstm] [--out table.csv]
 """
 
 from __future__ import annotations
@@ -37,13 +38,13 @@ def readout_variance(cfg: ntk_rnn.RNNConfig) -> float:
     ]
 
 
-def empirical(cell: str, par: str, width: int, seeds: int, x, positions) -> tuple[np.ndarray, np.ndarray]:
+def empirical(cell: str, par: str, width: int, seeds: range, x, positions) -> tuple[np.ndarray, np.ndarray]:
     """Per-seed normalized NTKs and output covariances, each (seeds, R, R)."""
     cfg, only_b = config(cell, par, width), config(cell, par, width, ("B",))
     scale = 1.0 if par == "ntk" else 1.0 / width
     ntks, covs = [], []
-    for s in range(seeds):
-        params = ntk_rnn.init_params(cfg, key=jax.random.key(1000 + s))
+    for s in seeds:
+        params = ntk_rnn.init_params(cfg, key=jax.random.key(s))
         ntks.append(np.asarray(ntk_rnn.empirical_ntk(cfg, params, x, positions=positions)) * scale)
         covs.append(np.asarray(ntk_rnn.empirical_ntk(only_b, params, x, positions=positions)) * readout_variance(cfg))
     return np.stack(ntks), np.stack(covs)
@@ -53,6 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--widths", type=int, nargs="+", default=[256, 1024, 4096])
     parser.add_argument("--seeds", type=int, default=16)
+    parser.add_argument("--first-seed", type=int, default=1000)
     parser.add_argument("--samples", type=int, default=2**20)
     parser.add_argument("--cells", nargs="+", default=["gru", "lstm"])
     parser.add_argument("--parameterizations", nargs="+", default=["paper", "standard", "ntk"])
@@ -73,9 +75,8 @@ def main() -> None:
             }
             cost = time.perf_counter() - start
             for width in args.widths:
-                per_seed = dict(
-                    zip(("ntk", "nngp"), empirical(cell, par, width, args.seeds, x, positions), strict=True)
-                )
+                seeds = range(args.first_seed, args.first_seed + args.seeds)
+                per_seed = dict(zip(("ntk", "nngp"), empirical(cell, par, width, seeds, x, positions), strict=True))
                 for kind, est in limits.items():
                     scale = np.linalg.norm(est.mean)
                     kernels = per_seed[kind]
