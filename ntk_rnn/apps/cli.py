@@ -22,6 +22,7 @@ from ntk_rnn.batching.distributed import OUTPUTS
 from ntk_rnn.batching.launch import initialize
 from ntk_rnn.eigen.matfree import ntk_extreme_eigenvalues
 from ntk_rnn.eigen.sharded import kernel_eigenpairs
+from ntk_rnn.kernels.unit_process import DEFAULT_SAMPLES
 from ntk_rnn.network.cells import CELLS
 from ntk_rnn.network.config import STACKINGS
 from ntk_rnn.network.data import SequenceData, load_npz, train_test_split
@@ -111,8 +112,15 @@ def _kernel(args) -> int:
         options = {"positions": args.positions, "lengths1": data.lengths, "output": args.output, "path": args.path}
         if args.kernel == "empirical":
             K = ntk_rnn.empirical_ntk(cfg, params, data.x, method=args.method, **options)
-        else:
+        elif cfg.cell == "elman":
             K = ntk_rnn.limit_ntk(cfg, data.x, **options)
+        else:  # a Monte Carlo estimate (docs/theory.md §15): its mean, and its error in the summary
+            if args.output != "numpy":
+                raise ValueError(f"--kernel limit of cell {cfg.cell_name!r} is a Monte Carlo estimate: --output numpy")
+            est = ntk_rnn.limit_ntk(cfg, data.x, args.positions, lengths1=data.lengths, key=jax.random.key(args.seed),
+                                    samples=args.samples)  # fmt: skip
+            K = est.mean
+            summary |= {"samples": est.samples, "relative_stderr": np.linalg.norm(est.stderr) / np.linalg.norm(K)}
         summary |= {"shape": list(K.shape), "kernel_seconds": round(time.perf_counter() - start, 4)}
         eig = scipy.linalg.eigvalsh(K) if args.output == "numpy" else None
         if args.output == "sharded":
@@ -222,6 +230,13 @@ def add_commands(sub) -> None:
         default="empirical",
         choices=("empirical", "limit"),
         help="the empirical NTK at initialization or the infinite-width one (default empirical)",
+    )
+    kernel.add_argument(
+        "--samples",
+        type=int,
+        default=DEFAULT_SAMPLES,
+        help=f"--kernel limit of a GRU or LSTM: units of its Monte Carlo (default {DEFAULT_SAMPLES}; the error falls "
+        "like samples^-1/2)",
     )
     kernel.add_argument(
         "--output",

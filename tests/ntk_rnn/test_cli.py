@@ -109,3 +109,19 @@ def test_cli_builds_pytorch_layouts(tmp_path, capsys):
         == 2
     )
     assert "stacking" in capsys.readouterr().err
+
+
+def test_cli_limit_of_a_gated_cell_reports_its_error(capsys):
+    """--kernel limit of an LSTM is the Monte Carlo estimate: --samples buys accuracy, the summary gives the
+    relative standard error, and an output it cannot give is refused by name."""
+    args = ["kernel", "--width", "8", "--n", "3", "--length", "4", "--input-dim", "4", "--cell", "lstm",
+            "--parameterization", "standard", "--trainable", "W", "A", "--kernel", "limit"]  # fmt: skip
+    errors = {}
+    for samples in (256, 4096):
+        assert cli.main([*args, "--samples", str(samples)]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["samples"] == samples and summary["lambda_min"] > 0
+        errors[samples] = summary["relative_stderr"]
+    assert errors[4096] < errors[256] / 2  # samples^-1/2 would give 4
+    assert cli.main([*args, "--output", "sharded"]) == 2
+    assert "Monte Carlo estimate: --output numpy" in capsys.readouterr().err
