@@ -2,8 +2,9 @@
 
 Three questions per model: how the kernel's conditioning grows with the sequence length L, whether
 training is lazy (kernel drift and true-vs-linearized gap falling with width), and whether K_0/m
-concentrates as the width grows when there is no closed-form limit to compare with (the spread
-between seeds). The models are named in MODELS; the gated cells use the "standard"
+concentrates as the width grows: the spread between seeds, which needs no limit, and the distance to the
+infinite-width Theta (ntk_rnn.limit_ntk: exact for Elman, a Monte Carlo estimate over the per-unit process for
+the GRU and LSTM, docs/theory.md §15). The models are named in MODELS; the gated cells use the "standard"
 parameterization, where K/m is the normalized kernel, as it is in the paper's for the relu Elman.
 """
 
@@ -68,10 +69,14 @@ class CellConditioningConfig:
     n: int = 6
     input_dim: int = 6
     delta: float = 0.5
+    limit_samples: int = 2**16  # units of a gated cell's Monte Carlo limit (its lambda_min moves by 1-2% between keys)
+    limit_replicates: int = 8
 
 
 def cell_conditioning_table(config: CellConditioningConfig, cache_dir=None, progress: bool = True) -> pd.DataFrame:
-    """One row per (model, seed, length): lambda_min, lambda_max and condition of K_0/m at config.width.
+    """One row per (model, seed, length): lambda_min, lambda_max and condition of K_0/m at config.width, and
+    lambda_min_limit, lambda_max_limit, condition_limit of the infinite-width Theta on the same sequences
+    (ntk_rnn.limit_ntk: exact for Elman, a Monte Carlo mean for gated cells).
 
     The networks are causal, so the kernel of the first L steps of each sequence is the block of the
     kernel at max(lengths) on positions 1..L-1: one kernel per (model, seed) gives every L, on nested
@@ -85,10 +90,17 @@ def cell_conditioning_table(config: CellConditioningConfig, cache_dir=None, prog
         data = study_dataset("synthetic", config.n, full, config.input_dim, config.delta, key=data_key)
         cfg = model_config(unit["model"], config.width, config.input_dim)
         K = ntk_rnn.empirical_ntk(cfg, ntk_rnn.init_params(cfg, key=param_key), data.x)
+        if cfg.cell == "elman":
+            theta = limit_ntk(cfg, data.x)
+        else:
+            key = jax.random.fold_in(jax.random.key(unit["seed"]), 1)  # apart from the data's and weights' keys
+            theta = limit_ntk(cfg, data.x, key=key, samples=config.limit_samples,
+                              replicates=config.limit_replicates).mean  # fmt: skip
         rows = []
         for length in sorted(config.lengths):
-            keep = prefix_rows(length, full, config.n)
-            rows.append({"length": length, "width": config.width, **spectrum_row(K[np.ix_(keep, keep)], config.width)})
+            keep = np.ix_(*2 * [prefix_rows(length, full, config.n)])
+            limit = {f"{k}_limit": v for k, v in spectrum_row(np.asarray(theta)[keep], 1.0).items()}
+            rows.append({"length": length, "width": config.width, **spectrum_row(K[keep], config.width), **limit})
         return pd.DataFrame(rows)
 
     units = [{"model": m, "seed": s} for m in config.models for s in config.seeds]
@@ -153,19 +165,35 @@ class CellSpreadConfig:
     length: int = 8
     input_dim: int = 6
     delta: float = 0.5
+    limit_samples: int = 2**18  # units of a gated cell's Monte Carlo limit: relative error about 3 / sqrt(samples)
+    limit_replicates: int = 8
+    limit_seed: int = 0
+
+
+def spread_limit(cfg: ntk_rnn.RNNConfig, x, config: CellSpreadConfig) -> tuple[np.ndarray, float]:
+    """The infinite-width K/m of cfg on x and its relative standard error ||stderr||_F / ||mean||_F: exact (0) for
+    Elman models, a Monte Carlo estimate for gated cells, drawn from jax.random.key(config.limit_seed)."""
+    if cfg.cell == "elman":
+        return np.asarray(limit_ntk(cfg, x)), 0.0
+    est = limit_ntk(cfg, x, key=jax.random.key(config.limit_seed), samples=config.limit_samples,
+                    replicates=config.limit_replicates)  # fmt: skip
+    return est.mean, float(np.linalg.norm(est.stderr) / np.linalg.norm(est.mean))
 
 
 def cell_spread_table(config: CellSpreadConfig, cache_dir=None, progress: bool = True) -> pd.DataFrame:
     """Rows (model, width, quantity, seed, other_seed, value). quantity "spread": one row per seed pair,
-    ||K_s/m - K_s'/m||_F / mean_s ||K_s/m||_F (mean over config.seeds); "limit_distance" (one-layer
-    Elman models only, where ntk_rnn.limit_ntk exists): one row per seed, ||K_s/m - Theta||_F / ||Theta||_F,
-    other_seed NaN. For independent kernels spread ~ sqrt(2) x the distance to their mean."""
+    ||K_s/m - K_s'/m||_F / mean_s ||K_s/m||_F (mean over config.seeds); "limit_distance": one row per seed,
+    ||K_s/m - Theta||_F / ||Theta||_F against the infinite-width Theta of spread_limit, other_seed NaN;
+    "limit_stderr": one row, seed and other_seed NaN, Theta's relative standard error (0 where it is exact),
+    the floor below which a distance is Monte Carlo noise. For independent kernels spread ~ sqrt(2) x the
+    distance to their mean. Theta does not depend on the width: it is computed once per model and call."""
     if len(config.seeds) < 2:
         raise ValueError(f"the spread needs at least two seeds, got {config.seeds}")
+    data = study_dataset("synthetic", config.n, config.length, config.input_dim, config.delta,
+                         key=jax.random.key(config.data_seed))  # fmt: skip
+    limits: dict[str, tuple[np.ndarray, float]] = {}
 
     def compute(unit: dict) -> pd.DataFrame:
-        data = study_dataset("synthetic", config.n, config.length, config.input_dim, config.delta,
-                             key=jax.random.key(config.data_seed))  # fmt: skip
         cfg = model_config(unit["model"], unit["width"], config.input_dim)
         kernels = {
             s: ntk_rnn.empirical_ntk(cfg, ntk_rnn.init_params(cfg, key=jax.random.key(s)), data.x) / cfg.width
@@ -177,13 +205,15 @@ def cell_spread_table(config: CellSpreadConfig, cache_dir=None, progress: bool =
              "value": float(np.linalg.norm(kernels[a] - kernels[b]) / scale)}
             for a, b in itertools.combinations(config.seeds, 2)
         ]  # fmt: skip
-        if cfg.is_elman:
-            theta = limit_ntk(cfg, data.x)
-            rows += [
-                {"quantity": "limit_distance", "seed": s, "other_seed": np.nan,
-                 "value": float(np.linalg.norm(K - theta) / np.linalg.norm(theta))}
-                for s, K in kernels.items()
-            ]  # fmt: skip
+        if unit["model"] not in limits:
+            limits[unit["model"]] = spread_limit(cfg, data.x, config)
+        theta, stderr = limits[unit["model"]]
+        rows += [
+            {"quantity": "limit_distance", "seed": s, "other_seed": np.nan,
+             "value": float(np.linalg.norm(K - theta) / np.linalg.norm(theta))}
+            for s, K in kernels.items()
+        ]  # fmt: skip
+        rows.append({"quantity": "limit_stderr", "seed": np.nan, "other_seed": np.nan, "value": stderr})
         return pd.DataFrame(rows)
 
     units = [{"model": m, "width": w} for m in config.models for w in config.widths]

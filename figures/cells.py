@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.lines import Line2D
 
 from analysis.cells import MODELS
 from figures.style import MARKERS, apply_style, power_law_panel
@@ -48,10 +49,12 @@ def width_fits(table: pd.DataFrame, quantities) -> pd.DataFrame:
 def cell_conditioning_fits(table: pd.DataFrame) -> pd.DataFrame:
     """table: cell_conditioning rows. Per (model, quantity): the log-log slope against L ("slope",
     polynomial growth L^slope) and the slope of log y against L ("rate_per_step", exponential growth
-    e^(rate L)), each with its 95% interval, over all seeds."""
+    e^(rate L)), each with its 95% interval, over all seeds; for K_0/m and, where the table has them
+    (columns *_limit), for the infinite-width limit on the same sequences."""
+    quantities = [c for column, _ in CONDITIONING for c in (column, f"{column}_limit") if c in table]
     rows = []
     for model, runs in table.groupby("model", sort=False):
-        for column, _ in CONDITIONING:
+        for column in quantities:
             power = power_law_fit(runs["length"], runs[column])
             ok = runs[column] > 0
             rate = linear_fit(runs.loc[ok, "length"], np.log(runs.loc[ok, column]))
@@ -63,19 +66,29 @@ def cell_conditioning_fits(table: pd.DataFrame) -> pd.DataFrame:
 
 def _model_panels(axes, table: pd.DataFrame, x: str, panels, styles, xlabel: str, legend_title: str) -> None:
     """One log-log panel per (column, label) of panels: every model's points against table[x], with its
-    fitted power law in the legend."""
+    fitted power law in the legend, and where the table has column_limit, the median over seeds of the
+    infinite-width limit's value as a dashed line."""
     for ax, (column, label) in zip(axes, panels, strict=True):
+        limit = f"{column}_limit"
         for model, runs in table.groupby("model", sort=False):
             color, marker = styles[model]
             power_law_panel(ax, runs[x], runs[column], color, marker, f"{model}: ")
+            if limit in runs:
+                median = runs.groupby(x)[limit].median()
+                ax.plot(median.index, median.to_numpy(), color=color, linestyle="--", linewidth=1.2)
+        handles, labels = ax.get_legend_handles_labels()
+        if limit in table:
+            handles.append(Line2D([], [], color="grey", linestyle="--"))
+            labels.append("dashed: infinite-width limit")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(label)
-        ax.legend(fontsize=7, title=legend_title, title_fontsize=8)
+        ax.legend(handles, labels, fontsize=7, title=legend_title, title_fontsize=8)
 
 
 def cell_conditioning_figure(table: pd.DataFrame) -> plt.Figure:
     """lambda_min(K_0)/m and the condition number against L, log-log, per model, seeds as points,
-    fitted power laws in the legends."""
+    fitted power laws in the legends, the infinite-width limit's (median over seeds) dashed where the table
+    has it."""
     apply_style()
     styles = model_styles(table["model"])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
@@ -107,39 +120,58 @@ def cell_lazy_figure(table: pd.DataFrame) -> plt.Figure:
 
 def cell_spread_fits(table: pd.DataFrame) -> pd.DataFrame:
     """table: cell_spread rows. Log-log slope against width with its 95% interval per (model, quantity):
-    the seed-to-seed spread, and the distance to the limit where the table has it."""
+    the seed-to-seed spread, and the distance to the limit where the table has it, with the smallest value
+    measured ("min_value") and, for the distance, the limit's own relative standard error ("limit_stderr",
+    0 for an exact limit), the floor that min_value must stay well above."""
+    floors = table[table["quantity"] == "limit_stderr"].groupby("model")["value"].max()
     rows = []
-    for (model, quantity), runs in table.groupby(["model", "quantity"], sort=False):
-        rows.append(_fit_row(power_law_fit(runs["width"], runs["value"]), model=model, quantity=quantity))
+    measured = table[table["quantity"] != "limit_stderr"]
+    for (model, quantity), runs in measured.groupby(["model", "quantity"], sort=False):
+        floor = floors.get(model, np.nan) if quantity == "limit_distance" else np.nan
+        rows.append(_fit_row(power_law_fit(runs["width"], runs["value"]), model=model, quantity=quantity)
+                    | {"min_value": runs["value"].min(), "limit_stderr": floor})  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def cell_spread_figure(table: pd.DataFrame) -> plt.Figure:
     """Left: the seed-to-seed spread of K_0/m against width per model (points: seed pairs). Right, for the
-    models with a limit: the distance to the limit (points: seeds) beside spread/sqrt(2) (hollow)."""
+    models with a limit: the distance to the limit (points: seeds, fitted slopes) beside spread/sqrt(2)
+    (hollow), and a Monte Carlo limit's relative standard error as a dotted line (its floor)."""
     apply_style()
     styles = model_styles(table["model"])
     limited = table.loc[table["quantity"] == "limit_distance", "model"].unique()
-    fig, axes = plt.subplots(1, 2 if len(limited) else 1, figsize=(11 if len(limited) else 6, 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, 2 if len(limited) else 1, figsize=(12 if len(limited) else 6, 4.8), squeeze=False)
     spread = table[table["quantity"] == "spread"]
     for model, runs in spread.groupby("model", sort=False):
         color, marker = styles[model]
         power_law_panel(axes[0, 0], runs["width"], runs["value"], color, marker, f"{model}: ")
     axes[0, 0].set_ylabel(r"$\|K_s/m - K_{s'}/m\|_F \,/\, \mathrm{mean}_s \|K_s/m\|_F$")
     axes[0, 0].set_title("seed-to-seed spread (every cell)")
+    extra = []
     if len(limited):
         ax = axes[0, 1]
+        floors = table[table["quantity"] == "limit_stderr"].groupby("model")["value"].max()
         for model in limited:
             color, marker = styles[model]
             runs = table[(table["model"] == model) & (table["quantity"] == "limit_distance")]
-            power_law_panel(ax, runs["width"], runs["value"], color, marker, f"{model} to limit: ")
+            power_law_panel(ax, runs["width"], runs["value"], color, marker, f"{model}: ")
             pairs = spread[spread["model"] == model]
             ax.scatter(pairs["width"], pairs["value"] / np.sqrt(2), facecolors="none", edgecolors=color, marker=marker,
-                       s=30, label=f"{model}: spread" + r"$/\sqrt{2}$")  # fmt: skip
+                       s=30)  # fmt: skip
+            if floors.get(model, 0.0) > 0:
+                ax.axhline(floors[model], color=color, linestyle=":", linewidth=1.2)
+        extra.append(Line2D([], [], color="grey", marker="o", markerfacecolor="none", linestyle="none",
+                            label=r"hollow: spread$/\sqrt{2}$"))  # fmt: skip
+        if (floors > 0).any():
+            extra.append(Line2D([], [], color="grey", linestyle=":", label="dotted: the Monte Carlo limit's error"))
         ax.set_ylabel(r"$\|K_s/m - \Theta\|_F / \|\Theta\|_F$")
-        ax.set_title("Elman: distance to the limit and the spread")
-    for ax in axes[0]:
+        ax.set_title(r"distance to the infinite-width limit $\Theta$")
+    for i, ax in enumerate(axes[0]):
+        handles, labels = ax.get_legend_handles_labels()
+        if i == 1:
+            handles += extra
+            labels += [h.get_label() for h in extra]
         ax.set_xlabel("width m")
-        ax.legend(fontsize=7, title=r"concentration: slope $-1/2$", title_fontsize=8)
+        ax.legend(handles, labels, fontsize=7, title=r"concentration: slope $-1/2$", title_fontsize=8)
     fig.tight_layout()
     return fig

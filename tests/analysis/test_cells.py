@@ -37,13 +37,20 @@ def test_the_kernel_of_the_first_steps_is_a_block_of_the_full_kernel():
                                rtol=1e-10, atol=1e-12)  # fmt: skip
 
 
-def test_conditioning_table_is_tidy_and_positive(tmp_path):
+def test_conditioning_table_is_tidy_and_positive_with_the_limit_beside(tmp_path):
     config = CellConditioningConfig(models=("elman-relu", "lstm"), seeds=(0, 1), lengths=(2, 3, 4), width=16, n=3,
-                                    input_dim=3)  # fmt: skip
+                                    input_dim=3, limit_samples=2**12)  # fmt: skip
     table = cell_conditioning_table(config, tmp_path, progress=False)
-    assert {"model", "seed", "length", "width", "lambda_min", "lambda_max", "condition"} <= set(table.columns)
+    limit = ["lambda_min_limit", "lambda_max_limit", "condition_limit"]
+    assert {"model", "seed", "length", "width", "lambda_min", "lambda_max", "condition", *limit} <= set(table.columns)
     assert set(table.groupby(["model", "seed", "length"]).size()) == {1} and len(table) == 12
-    assert (table["lambda_min"] > 0).all() and (table["condition"] >= 1).all()
+    assert (table[["lambda_min", "lambda_min_limit"]] > 0).all(axis=None)
+    assert (table[["condition", "condition_limit"]] >= 1).all(axis=None)
+    for _, runs in table.sort_values("length").groupby(["model", "seed"]):  # nested blocks: Cauchy interlacing
+        for column in ("lambda_min", "lambda_min_limit"):
+            assert (np.diff(runs[column]) <= 1e-12).all()
+        for column in ("lambda_max", "lambda_max_limit"):
+            assert (np.diff(runs[column]) >= -1e-12).all()
 
 
 def test_lazy_table_has_one_row_per_run_and_resumes(tmp_path):
@@ -58,12 +65,20 @@ def test_lazy_table_has_one_row_per_run_and_resumes(tmp_path):
     assert extended.iloc[0].equals(table.iloc[0]) and len(extended) == 2
 
 
-def test_spread_table_has_every_seed_pair_and_the_limit_for_elman_only(tmp_path):
+def test_spread_table_has_every_seed_pair_and_the_limit_with_its_floor(tmp_path):
     config = CellSpreadConfig(models=("elman-relu", "gru"), widths=(8, 16), seeds=(0, 1, 2), n=3, length=3,
-                              input_dim=3)  # fmt: skip
+                              input_dim=3, limit_samples=2**12)  # fmt: skip
     table = cell_spread_table(config, tmp_path, progress=False)
     spread = table[table["quantity"] == "spread"]
     assert set(spread.groupby(["model", "width"]).size()) == {3}  # (0,1), (0,2), (1,2)
     limit = table[table["quantity"] == "limit_distance"]
-    assert set(limit["model"]) == {"elman-relu"} and len(limit) == 6 and limit["other_seed"].isna().all()
-    assert (table["value"] > 0).all() and np.isfinite(table["value"]).all()
+    assert set(limit.groupby(["model", "width"]).size()) == {3} and len(limit) == 12
+    assert limit["other_seed"].isna().all() and (limit["value"] > 0).all()
+    floor = table[table["quantity"] == "limit_stderr"].set_index(["model", "width"])["value"]
+    assert len(floor) == 4 and (floor.loc["elman-relu"] == 0).all()  # the Elman limit is exact
+    assert floor.loc["gru"].nunique() == 1  # one Monte Carlo limit per model, whatever the width
+    data = study_dataset("synthetic", 3, 3, 3, 0.5, key=jax.random.key(config.data_seed))
+    est = ntk_rnn.limit_ntk(model_config("gru", 8, 3), data.x, key=jax.random.key(config.limit_seed), samples=2**12)
+    assert np.isclose(floor.loc[("gru", 8)], np.linalg.norm(est.stderr) / np.linalg.norm(est.mean), rtol=1e-10)
+    assert 0 < floor.loc[("gru", 8)] < 0.2 * limit.loc[limit["model"] == "gru", "value"].min()
+    assert np.isfinite(table["value"]).all() and (spread["value"] > 0).all()
