@@ -353,15 +353,13 @@ add_figure("fig17_cell_spread", "cell_spread", cell_spread_figure, fits=cell_spr
            title="K₀/m concentrates for every cell: the spread between seeds and the distance to the limit",
            caption="""Left: the relative Frobenius distance between the kernels K₀/m of two initializations on the
     same sequences, ‖K_s/m − K_s'/m‖_F / mean ‖K/m‖_F, against width, log-log, per model, seed pairs as
-    points, with fitted slopes and 95% intervals. Right: the distance ‖K_s/m − Θ‖_F/‖Θ‖_F to the
-    infinite-width kernel Θ (ntk_rnn.limit_ntk), seeds as points, with fitted slopes and 95% intervals,
-    beside the spread/√2 (hollow), which it equals when K/m is Θ plus independent noise. Θ is exact for the
-    Elman models; for the GRU and LSTM it is a Monte Carlo estimate over the per-unit Gaussian process
-    (docs/theory.md §15), whose relative standard error ‖stderr‖_F/‖Θ‖_F is drawn dotted: a distance near
-    that floor would be the estimate's noise, not the network's. Tested: that the kernel of every cell
-    converges to its limit at initialization at the rate m^(−1/2), the GRU and LSTM like the Elman RNN,
-    and that the limit-free spread tracks that distance. The table gives per model the fitted rate of
-    each quantity, its smallest value and, for the distance, the limit's relative standard error.""")  # fmt: skip
+    points, with fitted slopes and 95% intervals. Right: the distance ‖K_s/m − Θ‖_F/‖Θ‖_F to the limit Θ
+    (ntk_rnn.limit_ntk; exact for Elman, a Monte Carlo estimate for the GRU and LSTM, docs/theory.md §15,
+    whose relative standard error is drawn dotted: a distance near it would be the estimate's noise), seeds
+    as points, with fits, beside the spread/√2 (hollow), which it equals when K/m is Θ plus independent noise.
+    Tested: that every cell's kernel converges to its limit at the rate m^(−1/2), and that the limit-free
+    spread tracks that distance. The table gives per model each quantity's rate, its smallest value and the
+    limit's relative standard error.""")  # fmt: skip
 
 add_study("width_fluctuations", fluctuation_table,
           title="Finite-width fluctuations of K_0/m over the width m and the length L",

@@ -218,6 +218,7 @@ lengths = [2, 3]
 width = 8
 n = 2
 input_dim = 3
+limit_samples = 256
 
 [cell_lazy]
 models = ["gru"]
@@ -236,6 +237,7 @@ seeds = [0, 1]
 n = 2
 length = 3
 input_dim = 3
+limit_samples = 256
 
 [width_fluctuations]
 widths = [8]
