@@ -322,14 +322,11 @@ add_figure("fig15_cell_conditioning", "cell_conditioning", cell_conditioning_fig
     the sequence length L, log-log, per model: the paper's relu Elman RNN (its parameterization), a tanh
     Elman RNN, a GRU and an LSTM (PyTorch's equations, the standard parameterization, K/m the normalized
     kernel), and two stacked relu Elman layers; points are seeds, the kernel of the first L steps of
-    the same sequences. Dashed: the same for the infinite-width kernel Θ on each seed's sequences, median
-    over seeds (ntk_rnn.limit_ntk: exact for Elman; for the GRU and LSTM a Monte Carlo estimate over the
-    per-unit Gaussian process, docs/theory.md §15, whose λ_min moves by 1–2% between draws). Tested:
-    that the paper's polynomial-in-L conditioning, on which every bound of its convergence proof rests,
-    is not special to the relu Elman RNN, and that it is a property of the limit, not of the finite width.
-    The table gives per model the log-log slope in L and the rate per step of log λ (exponential growth)
-    with 95% intervals, for K₀/m and for Θ (quantities *_limit): a polynomial law shows as a straight line
-    here.""")  # fmt: skip
+    the same sequences. Dashed: the limit Θ (ntk_rnn.limit_ntk; for the GRU and LSTM a Monte Carlo estimate,
+    docs/theory.md §15, whose λ_min moves by 1–2% between draws), median over seeds. Tested: that the
+    paper's polynomial-in-L conditioning, on which its convergence proof rests, is not special to the relu
+    Elman RNN, and belongs to the limit, not the finite width. The table gives per model the log-log slope
+    in L and the rate per step of log λ with 95% intervals, for K₀/m and Θ (*_limit).""")  # fmt: skip
 add_study("cell_lazy", cell_lazy_table, title="The lazy regime for every cell: kernel drift and the linearization gap",
           quick=CellLazyConfig(models=("gru", "lstm"), widths=(64, 256), seeds=(0, 1), steps=50),
           full=CellLazyConfig(models=(*QUICK_MODELS, "elman-relu-2layer"), widths=WIDTHS_FULL, seeds=SEEDS_FULL,
