@@ -25,7 +25,9 @@ covariance T_inputs: the NTK is the NNGP of the (state, tangent) process. The re
     NNGP = beta_nngp S,   NTK = beta S + c0 T (+ omega_bo),
 summed over the directions, at the readout's steps (constants: ntk_rnn.kernels.recursion's table). "paper" sends
 every pre-activation to 0 like m^-1/2: the unit runs the cell's linearization at 0 (sigmoid gates 1/2, tanh the
-identity), which needs step(0, 0) = 0.
+identity), which needs step(0, 0) = 0. A linear unit's state is linear in its Gaussian inputs, so there the process
+runs once on the basis of the whole Gaussian space (one unit per basis vector) and the result is exact: stderr 0,
+samples 0.
 
 Accuracy. The estimate is the mean over `replicates` independent runs of samples / replicates units each, and its
 standard error is their spread / sqrt(replicates): about c / sqrt(samples) relative, c = O(1). Each run is biased
@@ -184,12 +186,40 @@ def check_cell(cell: Cell, linear: bool) -> None:
                              f"step(0, 0) = 0; use parameterization='standard' or 'ntk'")  # fmt: skip
 
 
+class _Draws:
+    """The standard Gaussians behind a layer's unit inputs, (rows, blocks * units) per named input: random, a
+    Monte Carlo over `units` units; or, for a linear unit ("paper"), the basis of the whole Gaussian space with one
+    unit per basis vector (scaled by sqrt(units)), so that the units' mean products are the exact covariances.
+    plan: {name: (rows, blocks)}, every input the layer will draw."""
+
+    def __init__(self, plan: dict[str, tuple[int, int]], units: int | None, key: jax.Array):
+        self.exact = units is None
+        self.offsets, total = {}, 0
+        for name, (rows, blocks) in plan.items():
+            self.offsets[name] = total
+            total += rows * blocks
+        self.units = total if self.exact else units
+        self.plan, self.keys = plan, dict(zip(plan, jax.random.split(key, len(plan)), strict=True))
+
+    def rows(self, name: str, start: int, count: int) -> np.ndarray:
+        """Rows start..start+count of input `name`, (count, blocks * units)."""
+        rows, blocks = self.plan[name]
+        if not self.exact:
+            key = jax.random.fold_in(self.keys[name], start)
+            return np.asarray(jax.random.normal(key, (count, blocks * self.units)))
+        out = np.zeros((count, blocks, self.units))
+        r = np.arange(count)
+        for g in range(blocks):
+            out[r, g, self.offsets[name] + g * rows + start + r] = math.sqrt(self.units)
+        return out.reshape(count, -1)
+
+
 class _Sampler:
-    """Gaussian inputs of P units over the steps, (N, width) per step, drawn conditionally on the earlier steps
+    """Gaussian inputs of the units over the steps, (N, width) per step, drawn conditionally on the earlier steps
     through a growing lower-triangular factor of their covariance (rows ordered (step, sequence))."""
 
-    def __init__(self, n: int, steps: int, width: int, key: jax.Array):
-        self.n, self.width, self.key = n, width, key
+    def __init__(self, n: int, steps: int, width: int, draws: _Draws, name: str):
+        self.n, self.width, self.draws, self.name = n, width, draws, name
         self.factor = np.zeros((n * steps, n * steps))
         self.z = np.zeros((n * steps, width))
         self.size = 0
@@ -210,7 +240,7 @@ class _Sampler:
                 continue
         else:
             raise FloatingPointError("the per-unit process's covariance is not positive semi-definite")
-        z = np.asarray(jax.random.normal(jax.random.fold_in(self.key, k), (n, self.width)))
+        z = self.draws.rows(self.name, k, n)
         self.factor[k : k + n, :k], self.factor[k : k + n, k : k + n] = x, chol
         self.z[k : k + n] = z
         self.size = k + n
@@ -247,14 +277,14 @@ def _reorder(a: np.ndarray, order: np.ndarray) -> np.ndarray:
     return a[order.T, np.arange(order.shape[0])[None]]
 
 
-def _run_layer(cell: Cell, linear: bool, laws: Laws, biases: tuple[str, ...], below, x, order, lengths, units: int,
-               key) -> _Layer:  # fmt: skip
-    """The (state, tangent) process of one layer and direction on `units` units. biases: the cell biases the model
-    has ("b", "bh"); below: None (layer 1, reading x (N, L, d_x)) or the list of _Layer it reads (real time);
-    order (N, L): its scan order; lengths (N,)."""
+def _run_layer(cell: Cell, linear: bool, laws: Laws, biases: tuple[str, ...], below, x, order, lengths,
+               units: int | None, key) -> _Layer:  # fmt: skip
+    """The (state, tangent) process of one layer and direction on `units` units (None: exact, on the basis of the
+    inputs' Gaussian space; needs a linear unit). biases: the cell biases the model has ("b", "bh"); below: None
+    (layer 1, reading x (N, L, d_x)) or the list of _Layer it reads (real time); order (N, L): its scan order;
+    lengths (N,)."""
     n, steps = order.shape
     gates, bias_gates = cell.gates, cell.hidden_bias_gates
-    keys = jax.random.split(key, 8)
     real = np.arange(steps)[:, None] < lengths[None]  # (L, N) in scan order
     # inputs of A, drawn for all steps at once from a factor F of their covariance F F^T, in scan order
     if below is None:
@@ -264,18 +294,19 @@ def _run_layer(cell: Cell, linear: bool, laws: Laws, biases: tuple[str, ...], be
         s_in = sum(_gram(_reorder(b.h, order)) for b in below)  # the state kernel of what the layer reads
         t_in = sum(_gram(_reorder(b.e, order)) for b in below)
         fwd, tan = _factor(laws.su2_up * s_in), _factor(laws.omega_a_up * s_in + laws.su2_up * t_in)
-
-    def gaussian(k, rows):
-        return np.asarray(jax.random.normal(k, (rows, gates * units)))
-
-    a_in = (fwd @ gaussian(keys[0], fwd.shape[1])).reshape(steps, n, -1)
-    a_tan = (tan @ gaussian(keys[1], tan.shape[1])).reshape(steps, n, -1)
-    consts, tconsts = {}, {}
-    for name, omega, k, blocks in (("b", laws.omega_b, 2, gates), ("bh", laws.omega_bh, 3, bias_gates)):
+    plan = {"A": (fwd.shape[1], gates), "A'": (tan.shape[1], gates), "W": (n * (steps - 1), gates)}
+    plan["W'"] = plan["W"]
+    for name, blocks in (("b", gates), ("bh", bias_gates)):
         if name in biases:
-            draw = np.asarray(jax.random.normal(keys[k], (2, blocks * units)))
-            consts[name], tconsts[name] = math.sqrt(laws.sb2) * draw[0], math.sqrt(omega) * draw[1]
-    w_fwd, w_tan = _Sampler(n, steps - 1, gates * units, keys[6]), _Sampler(n, steps - 1, gates * units, keys[7])
+            plan[name] = plan[name + "'"] = (1, blocks)
+    draws = _Draws(plan, units, key)
+    units = draws.units
+    a_in = (fwd @ draws.rows("A", 0, fwd.shape[1])).reshape(steps, n, -1)
+    a_tan = (tan @ draws.rows("A'", 0, tan.shape[1])).reshape(steps, n, -1)
+    consts = {k: math.sqrt(laws.sb2) * draws.rows(k, 0, 1) for k in biases}
+    omega = {"b": laws.omega_b, "bh": laws.omega_bh}
+    tconsts = {k: math.sqrt(omega[k]) * draws.rows(k + "'", 0, 1) for k in biases}
+    w_fwd, w_tan = (_Sampler(n, steps - 1, gates * units, draws, name) for name in ("W", "W'"))
     s = np.zeros((n, cell.state_factor * units))
     ts = np.zeros_like(s)
     h, e = np.zeros((steps, n, units)), np.zeros((steps, n, units))
@@ -321,8 +352,9 @@ def _readout(readout: str, layer: _Layer, lengths: np.ndarray, reverse: bool) ->
     return out[0], out[1]
 
 
-def _one_run(cfg: RNNConfig, laws: Laws, x: np.ndarray, lengths: np.ndarray, units: int, key) -> tuple:
-    """One run of the process on the joint sequences: (NTK, NNGP), each (N, R, N, R) with R = L ("all") or 1."""
+def _one_run(cfg: RNNConfig, laws: Laws, x: np.ndarray, lengths: np.ndarray, units: int | None, key) -> tuple:
+    """One run of the process on the joint sequences: (NTK, NNGP), each (N, R, N, R) with R = L ("all") or 1;
+    units None: the exact run of a linear unit ("paper")."""
     cell, linear = cfg.cell_spec, cfg.parameterization == "paper"
     biases = tuple(k for k, on in (("b", cfg.has_bias), ("bh", cfg.hidden_bias)) if on)
     n, steps = x.shape[:2]
@@ -338,7 +370,8 @@ def _one_run(cfg: RNNConfig, laws: Laws, x: np.ndarray, lengths: np.ndarray, uni
     ntk = nngp = 0.0
     for d, layer in below.items():
         rh, re = _readout(cfg.readout, layer, lengths, d == "_reverse")
-        s, t = np.einsum("iap,jbp->iajb", rh, rh) / units, np.einsum("iap,jbp->iajb", re, re) / units
+        count = rh.shape[-1]
+        s, t = np.einsum("iap,jbp->iajb", rh, rh) / count, np.einsum("iap,jbp->iajb", re, re) / count
         ntk, nngp = ntk + laws.beta * s + laws.c0 * t, nngp + laws.beta_nngp * s
     return ntk, nngp
 
@@ -367,6 +400,8 @@ def gated_limits(cfg: RNNConfig, x1: np.ndarray, x2: np.ndarray | None, pos1, po
             f"use more replicates (fewer units per run), fewer sequences, or a larger max_bytes"
         )
     laws = Laws.of(cfg)
+    if cfg.parameterization == "paper":  # a linear unit: one exact run on the basis of its Gaussian inputs
+        units, replicates = None, 1
     runs = [_one_run(cfg, laws, x, lengths, units, k) for k in jax.random.split(key, replicates)]
     rows2 = slice(0, n1) if x2 is None else slice(n1, None)
     out = []
@@ -374,6 +409,7 @@ def gated_limits(cfg: RNNConfig, x1: np.ndarray, x2: np.ndarray | None, pos1, po
         stack = np.stack([r[which][:n1, :, rows2] for r in runs])  # (R, n1, L|1, n2, L|1)
         all_steps = cfg.readout == "all"
         stack = stack[:, :, np.asarray(pos1)][..., np.asarray(pos2)] if all_steps else stack[:, :, 0, :, 0]
-        mean, stderr = stack.mean(axis=0), stack.std(axis=0, ddof=1) / math.sqrt(replicates)
-        out.append(Estimate(mean, stderr, units * replicates, replicates))
+        mean = stack.mean(axis=0)
+        stderr = np.zeros_like(mean) if units is None else stack.std(axis=0, ddof=1) / math.sqrt(replicates)
+        out.append(Estimate(mean, stderr, 0 if units is None else units * replicates, replicates))
     return GatedLimits(*out)
