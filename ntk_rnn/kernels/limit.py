@@ -164,8 +164,8 @@ def limit_ntk(cfg: RNNConfig, x1, x2=None, positions: Sequence[int] | None = Non
     (ntk_rnn.kernels.unit_process, docs/theory.md §15) and returned as Estimate(mean, stderr, samples,
     replicates), both arrays shaped as above. key (a jax.random key) is required; `samples` units in all, in
     `replicates` independent runs, buy accuracy: the standard error falls like samples^-1/2. In "paper" the unit
-    is linear and the result exact (stderr 0, samples 0). max_bytes bounds the memory of one run (refused before
-    any work); output and path do not apply.
+    is linear and the result exact (stderr 0, samples 0) wherever that run fits in max_bytes. max_bytes bounds
+    the memory of one run (refused before any work); output and path do not apply.
     """
     if cfg.cell != "elman":
         return _gated(cfg, "ntk", x1, x2, positions, lengths1, lengths2, key, samples, replicates, max_bytes,

@@ -27,7 +27,7 @@ summed over the directions, at the readout's steps (constants: ntk_rnn.kernels.r
 every pre-activation to 0 like m^-1/2: the unit runs the cell's linearization at 0 (sigmoid gates 1/2, tanh the
 identity), which needs step(0, 0) = 0. A linear unit's state is linear in its Gaussian inputs, so there the process
 runs once on the basis of the whole Gaussian space (one unit per basis vector) and the result is exact: stderr 0,
-samples 0.
+samples 0. That run has O(k n L) units; where it would not fit in max_bytes the Monte Carlo runs instead.
 
 Accuracy. The estimate is the mean over `replicates` independent runs of samples / replicates units each, and its
 standard error is their spread / sqrt(replicates): about c / sqrt(samples) relative, c = O(1). Each run is biased
@@ -335,6 +335,14 @@ def working_bytes(cfg: RNNConfig, sequences: int, steps: int, units: int) -> int
     return 8 * (dirs * per_direction + 4 * rows**2 + rows * (dirs * 2 * units + cfg.input_dim))
 
 
+def exact_units(cfg: RNNConfig, sequences: int, steps: int) -> int:
+    """Units of the exact run of a linear unit: the dimension of a layer's Gaussian inputs, forward and tangent
+    (the upper layers', which read n L rows below, bound it)."""
+    rows, k, kh = sequences * steps, cfg.cell_spec.gates, cfg.cell_spec.hidden_bias_gates
+    reads = rows if cfg.num_layers > 1 else cfg.input_dim
+    return 2 * (k * (reads + sequences * (steps - 1)) + k * cfg.has_bias + kh * cfg.hidden_bias)
+
+
 def _readout(readout: str, layer: _Layer, lengths: np.ndarray, reverse: bool) -> tuple[np.ndarray, np.ndarray]:
     """The vectors the readout multiplies, for the states and the tangents: (N, L, P) ("all") or (N, 1, P)."""
     n = lengths.shape[0]
@@ -391,7 +399,10 @@ def gated_limits(cfg: RNNConfig, x1: np.ndarray, x2: np.ndarray | None, pos1, po
     parts = [(x1, lengths1)] if x2 is None else [(x1, lengths1), (x2, lengths2)]
     x = np.concatenate([np.pad(np.asarray(a), ((0, 0), (0, steps - a.shape[1]), (0, 0))) for a, _ in parts])
     lengths = np.concatenate([np.full(a.shape[0], a.shape[1]) if n is None else np.asarray(n) for a, n in parts])
-    units = samples // replicates
+    # a linear unit ("paper"): one exact run on the basis of its Gaussian inputs, where that fits in max_bytes
+    exact = cfg.parameterization == "paper"
+    exact = exact and working_bytes(cfg, x.shape[0], steps, exact_units(cfg, x.shape[0], steps)) <= max_bytes
+    units = exact_units(cfg, x.shape[0], steps) if exact else samples // replicates
     need = working_bytes(cfg, x.shape[0], steps, units)
     if need > max_bytes:
         raise ValueError(
@@ -400,7 +411,7 @@ def gated_limits(cfg: RNNConfig, x1: np.ndarray, x2: np.ndarray | None, pos1, po
             f"use more replicates (fewer units per run), fewer sequences, or a larger max_bytes"
         )
     laws = Laws.of(cfg)
-    if cfg.parameterization == "paper":  # a linear unit: one exact run on the basis of its Gaussian inputs
+    if exact:
         units, replicates = None, 1
     runs = [_one_run(cfg, laws, x, lengths, units, k) for k in jax.random.split(key, replicates)]
     rows2 = slice(0, n1) if x2 is None else slice(n1, None)

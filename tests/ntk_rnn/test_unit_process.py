@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import ntk_rnn
+from ntk_rnn.kernels.unit_process import exact_units, working_bytes
 from ntk_rnn.network.cells import Cell, elman_cell
 
 TANH_ELMAN = dataclasses.replace(elman_cell(jnp.tanh), name="tanh-elman")  # not "elman": takes the Monte Carlo path
@@ -170,3 +171,17 @@ def test_the_paper_gru_is_a_linear_gaussian_recursion():
     for kernel, exact in ((ntk_rnn.nngp_kernel, s), (ntk_rnn.limit_ntk, t)):  # sigma_v2 / d = 1
         est = kernel(cfg, x, positions=positions, key=jax.random.key(2))
         np.testing.assert_allclose(est.mean, exact, rtol=1e-9, atol=1e-12 * np.abs(exact).max())
+
+
+def test_the_exact_run_gives_way_to_the_monte_carlo_where_it_does_not_fit():
+    cfg = ntk_rnn.RNNConfig(width=8, input_dim=2, cell="lstm", parameterization="paper", trainable=("W", "A"))
+    x = _x(6, 3, 4)
+    exact = ntk_rnn.limit_ntk(cfg, x, key=jax.random.key(0))
+    assert exact.samples == 0 and not exact.stderr.any()
+    units = 32  # the exact run has 88 units here
+    exact_bytes = working_bytes(cfg, 3, 4, exact_units(cfg, 3, 4))
+    budget = working_bytes(cfg, 3, 4, units)
+    assert exact_bytes > budget
+    est = ntk_rnn.limit_ntk(cfg, x, key=jax.random.key(0), samples=8 * units, max_bytes=budget)
+    assert est.samples == 8 * units
+    assert 0.3 < _frobenius_z(est, exact.mean) < 2.5
