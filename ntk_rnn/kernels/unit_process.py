@@ -47,6 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
+from tqdm.auto import tqdm
 
 from ntk_rnn.network.cells import Cell
 from ntk_rnn.network.config import RNNConfig
@@ -413,7 +414,8 @@ def gated_limits(cfg: RNNConfig, x1: np.ndarray, x2: np.ndarray | None, pos1, po
     laws = Laws.of(cfg)
     if exact:
         units, replicates = None, 1
-    runs = [_one_run(cfg, laws, x, lengths, units, k) for k in jax.random.split(key, replicates)]
+    keys = tqdm(jax.random.split(key, replicates), desc="per-unit process runs", leave=False, disable=replicates == 1)
+    runs = [_one_run(cfg, laws, x, lengths, units, k) for k in keys]
     rows2 = slice(0, n1) if x2 is None else slice(n1, None)
     out = []
     for which in range(2):
