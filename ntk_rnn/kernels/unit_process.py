@@ -414,7 +414,9 @@ def gated_limits(cfg: RNNConfig, x1: np.ndarray, x2: np.ndarray | None, pos1, po
     laws = Laws.of(cfg)
     if exact:
         units, replicates = None, 1
-    keys = tqdm(jax.random.split(key, replicates), desc="per-unit process runs", leave=False, disable=replicates == 1)
+    keys = tqdm(
+        jax.random.split(key, replicates), desc="per-unit process runs", delay=3.0, leave=False, disable=replicates == 1
+    )
     runs = [_one_run(cfg, laws, x, lengths, units, k) for k in keys]
     rows2 = slice(0, n1) if x2 is None else slice(n1, None)
     out = []
