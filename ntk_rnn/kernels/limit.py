@@ -167,7 +167,7 @@ def limit_ntk(cfg: RNNConfig, x1, x2=None, positions: Sequence[int] | None = Non
     is linear and the result exact (stderr 0, samples 0) wherever that run fits in max_bytes. max_bytes bounds
     the memory of one run (refused before any work); output and path do not apply.
     """
-    if cfg.cell != "elman":
+    if isinstance(cfg, RNNConfig) and cfg.cell != "elman":
         return _gated(cfg, "ntk", x1, x2, positions, lengths1, lengths2, key, samples, replicates, max_bytes,
                       output, path)  # fmt: skip
     _exact(key)
@@ -186,7 +186,7 @@ def nngp_kernel(cfg: RNNConfig, x1, x2=None, positions: Sequence[int] | None = N
     the directions; readouts, lengths and outputs as in limit_ntk. Gated cells: a Monte Carlo Estimate, with
     key, samples and replicates as in limit_ntk.
     """
-    if cfg.cell != "elman":
+    if isinstance(cfg, RNNConfig) and cfg.cell != "elman":
         return _gated(cfg, "nngp", x1, x2, positions, lengths1, lengths2, key, samples, replicates, max_bytes,
                       output, path)  # fmt: skip
     _exact(key)
@@ -202,8 +202,6 @@ def _exact(key) -> None:
 def _gated(cfg: RNNConfig, kind: str, x1, x2, positions, lengths1, lengths2, key, samples, replicates, max_bytes,
            output, path) -> Estimate:  # fmt: skip
     """limit_ntk / nngp_kernel of a gated cell: the per-unit process's estimate, shaped like the exact kernels."""
-    if not isinstance(cfg, RNNConfig):
-        raise TypeError(f"cfg must be an ntk_rnn.RNNConfig, got {type(cfg).__name__}")
     if key is None:
         raise ValueError(
             f"cell={cfg.cell_name!r} has no closed-form limit: it is estimated by Monte Carlo over the per-unit "
