@@ -10,9 +10,16 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from ntk_rnn import RNNConfig, apply, empirical_ntk, init_params
+from ntk_rnn import RNNConfig, apply, empirical_ntk
 from ntk_rnn.network.cells import Cell
 from ntk_rnn.network.checks import check_lengths
+
+
+def _draw(cfg, seed):
+    """Parameters N(0, init_std^2) as ntk_rnn.init_params draws them, but with numpy: init_params compiles a
+    sampler for every new shape (these tests, of the cells and their kernel, draw many), not one per process."""
+    rng = np.random.default_rng(seed)
+    return {k: rng.standard_normal(shape) * cfg.init_std[k] for k, shape in cfg.param_shapes.items()}
 
 
 def _x(seed, n, length, dx):
@@ -57,7 +64,7 @@ def _torch_lstm(p, x):
 @pytest.mark.parametrize(("cell", "reference"), [("gru", _torch_gru), ("lstm", _torch_lstm)])
 def test_gated_cells_follow_pytorchs_equations(cell, reference):
     cfg = RNNConfig(6, 3, 2, cell=cell, sigma_b2=0.5, parameterization="standard")
-    params = init_params(cfg, key=jax.random.key(0))
+    params = _draw(cfg, 0)
     x = _x(1, 4, 5, 3)
     h = reference({k: np.asarray(v) for k, v in params.items()}, x)
     np.testing.assert_allclose(np.asarray(apply(cfg, params, x)), h @ np.asarray(params["B"]).T, rtol=1e-12, atol=1e-14)
@@ -65,7 +72,7 @@ def test_gated_cells_follow_pytorchs_equations(cell, reference):
 
 def test_stacked_bidirectional_elman_by_hand():
     cfg = RNNConfig(5, 3, 1, num_layers=2, bidirectional=True, activation="tanh", readout="last")
-    params = {k: np.asarray(v) for k, v in init_params(cfg, key=jax.random.key(0)).items()}
+    params = {k: np.asarray(v) for k, v in _draw(cfg, 0).items()}
     x = _x(2, 3, 4, 3)
 
     def stack(seq, suffix):
@@ -110,7 +117,7 @@ def test_upper_layers_read_the_lower_state_with_fan_in_m():
 @pytest.mark.parametrize("cell", ["elman", "lstm"])
 def test_padded_steps_change_nothing(cell, readout):
     cfg = RNNConfig(6, 3, 2, cell=cell, bidirectional=True, readout=readout, sigma_b2=0.3, parameterization="standard")
-    params = init_params(cfg, key=jax.random.key(0))
+    params = _draw(cfg, 0)
     x = _x(3, 4, 6, 3)
     lengths = np.array([6, 3, 6, 3])
     y = np.asarray(apply(cfg, params, x, lengths))
@@ -129,7 +136,7 @@ def test_padded_steps_change_nothing(cell, readout):
 
 def test_kernel_with_lengths_is_the_kernel_of_the_truncated_sequences():
     cfg = RNNConfig(8, 3, 1, cell="gru", parameterization="standard", trainable=("W", "A", "B"))
-    params = init_params(cfg, key=jax.random.key(0))
+    params = _draw(cfg, 0)
     theta = {k: params[k] for k in cfg.trainable_names}
     x = _x(4, 3, 5, 3)
     lengths, positions = np.array([5, 3, 3]), (0, 2, 4)
@@ -155,7 +162,7 @@ def test_lengths_errors_name_the_argument():
             check_lengths(bad, x, "lengths1")
     cfg = RNNConfig(4, 2)
     with pytest.raises(ValueError, match="lengths1"):
-        empirical_ntk(cfg, init_params(cfg, key=jax.random.key(0)), x + 1.0, lengths1=[1, 2, 9])
+        empirical_ntk(cfg, _draw(cfg, 0), x + 1.0, lengths1=[1, 2, 9])
 
 
 # ----------------------------------------------------------------------------- user cells
@@ -179,7 +186,7 @@ def test_user_cell_kernel_matches_autodiff(shared):
     cell = Cell("mgu", mgu_step, gates=2, shared=shared)  # W h, A x and b add into one pre-activation
     cfg = RNNConfig(7, 3, 1, cell=cell, parameterization="standard", trainable=("W", "A", "b", "B"), readout="mean",
                     sigma_b2=0.3)  # fmt: skip
-    params = init_params(cfg, key=jax.random.key(0))
+    params = _draw(cfg, 0)
     x = _x(5, 4, 5, 3)
     K = empirical_ntk(cfg, params, x)
     np.testing.assert_allclose(K, empirical_ntk(cfg, params, x, method="jacobian"), rtol=1e-10, atol=1e-12)
@@ -197,7 +204,7 @@ def test_user_cell_kernel_matches_autodiff(shared):
 )
 def test_user_cell_misuse_is_named(step, match):
     cfg = RNNConfig(4, 2, 1, cell=Cell("bad", step), trainable=("W", "A"), readout="last")
-    params = init_params(cfg, key=jax.random.key(0))
+    params = _draw(cfg, 0)
     with pytest.raises((ValueError, TypeError, AttributeError), match=match):
         empirical_ntk(cfg, params, jnp.ones((2, 3, 2)))
 
@@ -217,7 +224,7 @@ def test_bad_configs_are_named(changes, match):
 
 def test_gate_stacked_shapes_are_checked():
     cfg = RNNConfig(4, 2, cell="gru")
-    params = dict(init_params(cfg, key=jax.random.key(0)))
+    params = dict(_draw(cfg, 0))
     params["W"] = params["W"][:8]
     with pytest.raises(ValueError, match=r"params\['W'\] must have shape \(12, 4\)"):
         empirical_ntk(cfg, params, jnp.ones((2, 3, 2)))
@@ -225,7 +232,7 @@ def test_gate_stacked_shapes_are_checked():
 
 def test_generic_path_equals_the_elman_fast_path():
     cfg = RNNConfig(16, 3, 2, sigma_b2=0.4, trainable=("W", "A", "b", "B"), parameterization="ntk")
-    params = init_params(cfg, key=jax.random.key(0))
+    params = _draw(cfg, 0)
     x = _x(6, 5, 6, 3)
     fast = empirical_ntk(cfg, params, x, positions=(0, 3, 5))
     generic = empirical_ntk(cfg, params, x, positions=(0, 3, 5), lengths1=np.full(5, 6))
@@ -259,7 +266,7 @@ def test_structured_kernel_matches_jacrev_and_ntvp(
         bidirectional=bidirectional, trainable=trainable, readout=readout, parameterization=parameterization,
         sigma_b2=0.5, activation="tanh",
     )  # fmt: skip
-    params = init_params(cfg, key=jax.random.key(seed))
+    params = _draw(cfg, seed)
     n1, n2, length = int(rng.integers(1, 4)), int(rng.integers(1, 3)), int(rng.integers(2, 5))
     x1, x2 = _x(seed, n1, length, 2), _x(seed + 1, n2, length, 2)
     lengths1 = rng.integers(1, length + 1, n1) if variable else None
@@ -281,7 +288,7 @@ def test_structured_kernel_matches_jacrev_and_ntvp(
 def test_structured_kernel_matches_vjp_jvp_columns():
     cfg = RNNConfig(6, 2, 2, cell="lstm", bidirectional=True, num_layers=2, trainable=("W", "A", "b", "B"),
                     sigma_b2=0.5, parameterization="ntk")  # fmt: skip
-    params = init_params(cfg, key=jax.random.key(3))
+    params = _draw(cfg, 3)
     x1, x2 = _x(7, 3, 4, 2), _x(8, 2, 4, 2)
     kwargs = dict(positions=(1, 3), lengths1=[4, 2, 3], lengths2=[1, 4])
     K = empirical_ntk(cfg, params, x1, x2, **kwargs)
@@ -291,7 +298,7 @@ def test_structured_kernel_matches_vjp_jvp_columns():
 def test_small_memory_budget_recomputes_chunks_with_the_same_kernel():
     cfg = RNNConfig(8, 3, 1, cell="lstm", bidirectional=True, sigma_b2=0.5, parameterization="standard",
                     trainable=("W", "A", "b", "B"))  # fmt: skip
-    params = init_params(cfg, key=jax.random.key(0))
+    params = _draw(cfg, 0)
     x, lengths = _x(9, 7, 4, 3), np.array([4, 3, 2, 1, 4, 3, 2])
     roomy = empirical_ntk(cfg, params, x, lengths1=lengths)
     tight = empirical_ntk(cfg, params, x, lengths1=lengths, max_bytes=2**17)  # one-sample chunks, recomputed

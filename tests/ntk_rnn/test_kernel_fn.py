@@ -25,9 +25,16 @@ N, L, DX = 4, 5, 3
 LENGTHS = np.array([5, 2, 4, 5])
 
 
+def draw(cfg: ntk_rnn.RNNConfig, seed: int) -> dict:
+    """Parameters N(0, init_std^2) as ntk_rnn.init_params draws them, but with numpy: init_params compiles a
+    sampler for every new shape, and these tests are of the kernel, not of the initialization."""
+    rng = np.random.default_rng(seed)
+    return {k: rng.standard_normal(shape) * cfg.init_std[k] for k, shape in cfg.param_shapes.items()}
+
+
 def model(case: str, width: int = 12) -> tuple[ntk_rnn.RNNConfig, dict]:
     cfg = ntk_rnn.RNNConfig(width=width, input_dim=DX, output_dim=2, **CASES[case])
-    return cfg, ntk_rnn.init_params(cfg, key=jax.random.key(1))
+    return cfg, draw(cfg, 1)
 
 
 def inputs(n: int = N, seed: int = 0) -> np.ndarray:
@@ -88,7 +95,7 @@ def test_pytorch_layouts_equal_autodiff(case, with_lengths):
     """The structured kernel of every new parameter and of concat stacking (whose lower forward layers are seen by
     the reverse direction at every step: no causality there) against jax.jacrev at the model's own width."""
     cfg = ntk_rnn.RNNConfig(width=6, input_dim=DX, output_dim=2, **LAYOUTS[case])
-    params = ntk_rnn.init_params(cfg, key=jax.random.key(1))
+    params = draw(cfg, 1)
     if cfg.output_bias:
         params["bo"] = jnp.array([0.3, -0.2])
     x, lengths = inputs(), (LENGTHS if with_lengths else None)
@@ -100,7 +107,7 @@ def test_pytorch_layouts_equal_autodiff(case, with_lengths):
 def test_matrix_free_eigenvalues_of_a_concat_stack_equal_the_dense_spectrum():
     """|lambda - lambda_dense| <= ||K v - lambda v|| <= DEFAULT_TOL lambda_max for a converged Ritz pair."""
     cfg = ntk_rnn.RNNConfig(width=6, input_dim=DX, output_dim=2, **LAYOUTS["gru-concat-two-biases"])
-    params, x, lengths = ntk_rnn.init_params(cfg, key=jax.random.key(1)), inputs(6), np.array([5, 2, 4, 5, 3, 5])
+    params, x, lengths = draw(cfg, 1), inputs(6), np.array([5, 2, 4, 5, 3, 5])
     result = ntk_rnn.ntk_extreme_eigenvalues(cfg, params, x, key=jax.random.key(0), lengths=lengths)
     dense = np.linalg.eigvalsh(ntk_rnn.empirical_ntk(cfg, params, x, lengths1=lengths))
     bound = ntk_rnn.eigen.lobpcg.DEFAULT_TOL * dense[-1]
@@ -128,7 +135,7 @@ def test_zero_padding_is_exact_only_where_the_padded_units_stay_zero():
     np.testing.assert_allclose(autodiff_ntk(wide, padded, x), autodiff_ntk(cfg, params, x), rtol=1e-13, atol=1e-13)
     shifted = ntk_rnn.RNNConfig(width=5, input_dim=DX, activation=jax.nn.softplus)
     assert ntk_rnn.empirical_ntk_fn(shifted).inner.width == 5
-    p = ntk_rnn.init_params(shifted, key=jax.random.key(0))
+    p = draw(shifted, 0)
     not_equal = autodiff_ntk(shifted.replace(width=8), pad_params(shifted, p, 8), x)
     assert np.abs(not_equal - autodiff_ntk(shifted, p, x)).max() > 1e-3 * np.abs(not_equal).max()
     deep_ntk = ntk_rnn.RNNConfig(width=5, input_dim=DX, parameterization="ntk", num_layers=2)
@@ -247,7 +254,7 @@ def test_other_variances_compile_nothing(case):
     configs = [
         model(case)[0].replace(sigma_w2=s, sigma_v2=v) for s, v in ((1.0, 1.0), (1.5, 0.7), (2.5, 2.0), (3.0, 1.0))
     ]
-    params = [ntk_rnn.init_params(c, key=jax.random.key(0)) for c in configs]
+    params = [draw(c, 0) for c in configs]
     limit_cfg = configs[0].replace(cell="elman")
     ntk_rnn.empirical_ntk(configs[0], params[0], x)
     ntk_rnn.limit_ntk(limit_cfg, x)
@@ -264,7 +271,7 @@ def test_a_sweep_over_eight_widths_compiles_each_kernel_program_at_most_four_tim
     compiled = compile_counter()
     for m in widths:
         cfg = ntk_rnn.RNNConfig(width=m, input_dim=DX)
-        ntk_rnn.empirical_ntk(cfg, ntk_rnn.init_params(cfg, key=jax.random.key(0)), x)
+        ntk_rnn.empirical_ntk(cfg, draw(cfg, 0), x)
     kernel_programs = [name for name in compiled if name in ("jit(_backward_vectors)", "jit(_pair_kernel)")]
     assert set(kernel_programs) == {"jit(_backward_vectors)", "jit(_pair_kernel)"}  # the counter sees them
     assert max(kernel_programs.count(name) for name in set(kernel_programs)) <= 4
