@@ -41,7 +41,9 @@ ELMAN_CASES = {
         hidden_bias=True,
         trainable=("W", "A", "b", "bh", "B"),
     ),
-    "paper, two layers, all": dict(parameterization="paper", readout="all", num_layers=2, trainable=("W", "A")),
+    "paper, two layers, all, lengths": dict(
+        parameterization="paper", readout="all", num_layers=2, trainable=("W", "A")
+    ),
 }
 
 
@@ -52,7 +54,7 @@ def test_the_process_of_an_elman_cell_is_the_exact_limit(case):
     cfg = ntk_rnn.RNNConfig(**kw)
     mc = dataclasses.replace(cfg, cell=TANH_ELMAN)
     x1, x2 = _x(0, 3, 4), _x(1, 2, 3)
-    lengths = {} if case.startswith("paper") else dict(lengths1=[4, 2, 3], lengths2=[3, 1])
+    lengths = dict(lengths1=[4, 2, 3], lengths2=[3, 1])
     positions = (0, 1, 2) if cfg.readout == "all" else None
     key = jax.random.key(3)
     kernels = (ntk_rnn.limit_ntk, ntk_rnn.nngp_kernel) if cfg.num_layers == 1 else (ntk_rnn.limit_ntk,)
