@@ -17,8 +17,8 @@ import numpy as np
 from ntk_rnn.batching.batch import Call, KernelFn, batch, bind_inputs, check_max_bytes
 from ntk_rnn.kernels.bidirectional import stacked_forward, stacked_kernel
 from ntk_rnn.kernels.dual import DEFAULT_NODES, DEFAULT_RULE
-from ntk_rnn.kernels.recursion import ForwardKernels, Recursion, check_limit, grid, recursion, scalar_kernel
-from ntk_rnn.kernels.unit_process import DEFAULT_REPLICATES, DEFAULT_SAMPLES, Estimate, Laws, gated_limits
+from ntk_rnn.kernels.recursion import ForwardKernels, Laws, Recursion, check_limit, grid, recursion, scalar_kernel
+from ntk_rnn.kernels.unit_process import DEFAULT_REPLICATES, DEFAULT_SAMPLES, Estimate, gated_limits
 from ntk_rnn.network.checks import check_inputs, check_pair, check_positions
 from ntk_rnn.network.config import VARIANCES, RNNConfig
 from ntk_rnn.network.model import position_mask, real_rows

@@ -179,6 +179,45 @@ class Recursion:
         return self.gain2 * s, self.gain2 * k
 
 
+@dataclasses.dataclass(frozen=True)
+class Laws:
+    """The limit's constants per parameterization and trainable set (the table in the module docstring): the
+    variances of a unit's Gaussian inputs, and the weights of each parameter's own gradient term, with the cell
+    biases b and bh apart (ntk_rnn.kernels.unit_process needs them apart; the recursion adds them)."""
+
+    sw2: float
+    su2: float  # on x.x' (layer 1)
+    su2_up: float  # on the state kernel of the layer below (layers >= 2)
+    sb2: float  # each of b and bh
+    omega_w: float
+    omega_a: float
+    omega_a_up: float
+    omega_b: float
+    omega_bh: float
+    c0: float
+    beta: float
+    beta_nngp: float
+    omega_bo: float
+
+    @classmethod
+    def of(cls, cfg: RNNConfig) -> Laws:
+        par, t = cfg.parameterization, {k: float(k in cfg.trainable) for k in ("W", "A", "b", "bh", "B", "bo")}
+        sw2, su2, sb2, sv2, d = cfg.sigma_w2, cfg.sigma_u2, cfg.sigma_b2, cfg.sigma_v2, cfg.output_dim
+        up = su2 / 2 if cfg.stacking == "concat" and cfg.bidirectional and par != "paper" else su2
+        su2_in = su2 if par == "paper" else su2 / cfg.input_dim
+        base = dict(sw2=sw2, su2=su2_in, su2_up=up, sb2=sb2)
+        if par == "paper":
+            own = dict(omega_w=t["W"], omega_a=t["A"], omega_a_up=t["A"], omega_b=t["b"], omega_bh=t["bh"],
+                       c0=sv2 / d, beta=0.0, beta_nngp=sv2 / d, omega_bo=0.0)  # fmt: skip
+        elif par == "standard":
+            own = dict(omega_w=t["W"], omega_a=0.0, omega_a_up=t["A"], omega_b=0.0, omega_bh=0.0, c0=sv2,
+                       beta=t["B"], beta_nngp=sv2, omega_bo=0.0)  # fmt: skip
+        else:
+            own = dict(omega_w=sw2 * t["W"], omega_a=su2_in * t["A"], omega_a_up=up * t["A"], omega_b=sb2 * t["b"],
+                       omega_bh=sb2 * t["bh"], c0=sv2, beta=sv2 * t["B"], beta_nngp=sv2, omega_bo=t["bo"])  # fmt: skip
+        return cls(**base, **own)
+
+
 def recursion(cfg: RNNConfig, nodes: int, rule: str, kernel: str) -> Recursion:
     """Constants for the NTK ("ntk") or the NNGP ("nngp") of cfg (table in the module docstring)."""
     if cfg.cell != "elman":
@@ -191,27 +230,15 @@ def recursion(cfg: RNNConfig, nodes: int, rule: str, kernel: str) -> Recursion:
     par = cfg.parameterization
     if par == "paper" and activation not in HOMOGENEOUS:
         activation, gain2 = paper_scale_activation(cfg.activation)
-    sw2, su2, sb2, sv2 = cfg.sigma_w2, cfg.sigma_u2, cfg.sigma_b2, cfg.sigma_v2
-    dx, d = cfg.input_dim, cfg.output_dim
-    t = {name: float(name in cfg.trainable) for name in ("W", "A", "b", "bh", "B", "bo")}
-    biases = t["b"] + t["bh"]  # b and bh enter one pre-activation: each trainable one counts
-    up = su2 / 2 if cfg.stacking == "concat" and par != "paper" else su2  # A of layers >= 2: fan-in m or 2m
-    forward = dict(activation=activation, gain2=gain2, nodes=nodes, rule=rule, sw2=sw2, layers=cfg.num_layers)
-    forward |= dict(sb2=sb2 * (2.0 if cfg.hidden_bias else 1.0), su2_up=up)
+    laws = Laws.of(cfg)
+    forward = dict(activation=activation, gain2=gain2, nodes=nodes, rule=rule, sw2=laws.sw2, layers=cfg.num_layers,
+                   su2=laws.su2, su2_up=laws.su2_up, sb2=laws.sb2 * (2.0 if cfg.hidden_bias else 1.0))  # fmt: skip
     if kernel == "nngp":
-        beta = sv2 / d if par == "paper" else sv2
-        return Recursion(**forward, su2=su2 if par == "paper" else su2 / dx, c0=0.0, omega_w=0.0, omega_a=0.0,
-                          omega_a_up=0.0, omega_b=0.0, beta=beta, omega_bo=0.0)  # fmt: skip
-    if par == "paper":
-        weights = dict(su2=su2, c0=sv2 / d, omega_w=t["W"], omega_a=t["A"], omega_b=biases, beta=0.0)
-    elif par == "standard":
-        weights = dict(su2=su2 / dx, c0=sv2, omega_w=t["W"], omega_a=0.0, omega_b=0.0, beta=t["B"])
-    else:
-        weights = dict(su2=su2 / dx, c0=sv2, omega_w=sw2 * t["W"], omega_a=su2 / dx * t["A"], omega_b=sb2 * biases)
-        weights["beta"] = sv2 * t["B"]
-    weights["omega_a_up"] = t["A"] * (up if par == "ntk" else 1.0)
-    weights["omega_bo"] = t["bo"] if par == "ntk" else 0.0  # O(1) against O(m) in "paper" and "standard"
-    return Recursion(**forward, **weights)
+        return Recursion(**forward, c0=0.0, omega_w=0.0, omega_a=0.0, omega_a_up=0.0, omega_b=0.0,
+                         beta=laws.beta_nngp, omega_bo=0.0)  # fmt: skip
+    # b and bh enter one pre-activation: each trainable one counts
+    return Recursion(**forward, c0=laws.c0, omega_w=laws.omega_w, omega_a=laws.omega_a, omega_a_up=laws.omega_a_up,
+                     omega_b=laws.omega_b + laws.omega_bh, beta=laws.beta, omega_bo=laws.omega_bo)  # fmt: skip
 
 
 def check_limit(cfg: RNNConfig, nodes: int, rule: str, kernel: str) -> None:

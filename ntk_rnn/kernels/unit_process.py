@@ -49,6 +49,7 @@ import numpy as np
 import scipy.linalg
 from tqdm.auto import tqdm
 
+from ntk_rnn.kernels.recursion import Laws
 from ntk_rnn.network.cells import Cell
 from ntk_rnn.network.config import RNNConfig
 from ntk_rnn.network.model import step_order
@@ -73,44 +74,6 @@ class GatedLimits(NamedTuple):
 
     ntk: Estimate
     nngp: Estimate
-
-
-@dataclasses.dataclass(frozen=True)
-class Laws:
-    """Variances of the unit's Gaussian inputs (forward) and of their tangents (omega: the parameters' own
-    gradient terms, docs/theory.md §3 table), per parameterization and trainable set."""
-
-    sw2: float
-    su2: float  # on x.x' (layer 1)
-    su2_up: float  # on the state kernel of the layer below (layers >= 2)
-    sb2: float  # each of b and bh
-    omega_w: float
-    omega_a: float
-    omega_a_up: float
-    omega_b: float
-    omega_bh: float
-    c0: float
-    beta: float
-    beta_nngp: float
-    omega_bo: float
-
-    @classmethod
-    def of(cls, cfg: RNNConfig) -> Laws:
-        par, t = cfg.parameterization, {k: float(k in cfg.trainable) for k in ("W", "A", "b", "bh", "B", "bo")}
-        sw2, su2, sb2, sv2, d = cfg.sigma_w2, cfg.sigma_u2, cfg.sigma_b2, cfg.sigma_v2, cfg.output_dim
-        up = su2 / 2 if cfg.stacking == "concat" and cfg.bidirectional and par != "paper" else su2
-        su2_in = su2 if par == "paper" else su2 / cfg.input_dim
-        base = dict(sw2=sw2, su2=su2_in, su2_up=up, sb2=sb2)
-        if par == "paper":
-            own = dict(omega_w=t["W"], omega_a=t["A"], omega_a_up=t["A"], omega_b=t["b"], omega_bh=t["bh"],
-                       c0=sv2 / d, beta=0.0, beta_nngp=sv2 / d, omega_bo=0.0)  # fmt: skip
-        elif par == "standard":
-            own = dict(omega_w=t["W"], omega_a=0.0, omega_a_up=t["A"], omega_b=0.0, omega_bh=0.0, c0=sv2,
-                       beta=t["B"], beta_nngp=sv2, omega_bo=0.0)  # fmt: skip
-        else:
-            own = dict(omega_w=sw2 * t["W"], omega_a=su2_in * t["A"], omega_a_up=up * t["A"], omega_b=sb2 * t["b"],
-                       omega_bh=sb2 * t["bh"], c0=sv2, beta=sv2 * t["B"], beta_nngp=sv2, omega_bo=t["bo"])  # fmt: skip
-        return cls(**base, **own)
 
 
 class _Driven:
