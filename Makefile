@@ -7,7 +7,7 @@ NT_VENV := .venv-nt
 NT_STAMP := $(NT_VENV)/.installed
 ORACLE := reference/oracle/manifest.json
 
-.PHONY: test figures bench bench-nt bench-cells reference lint clean
+.PHONY: test figures docs bench bench-nt bench-cells reference lint clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -33,6 +33,11 @@ test: $(STAMP)
 figures: $(STAMP)
 	$(VENV)/bin/ntk-rnn figures
 
+# the documentation site in site/ (mkdocs.yml); --strict turns every warning (a broken link, anchor or reference) into
+# a failure. NO_MKDOCS_2_WARNING silences Material's banner about its own end of life (May 2027), not a warning on the docs.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/bench_ntk.py
 
@@ -48,4 +53,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(VENV) $(NT_VENV) reference/oracle results .pytest_cache .hypothesis
+	rm -rf $(VENV) $(NT_VENV) reference/oracle results site .pytest_cache .hypothesis
