@@ -11,10 +11,12 @@ import math
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
 
+import figures
 from figures.suite.outcomes import SuiteResult, format_seconds, summary_table
 from figures.suite.overrides import config_seeds, configs_toml
 from ntk_rnn.storage import write_text
@@ -23,6 +25,24 @@ PAPER = (
     "Z. Allen-Zhu, Y. Li, Z. Song, <i>On the Convergence Rate of Training Recurrent Neural Networks</i>, "
     "NeurIPS 2019 (arXiv:1810.12065)"
 )
+
+# the results page of the documentation site (mkdocs.yml) that discusses each figure, by page: (title, figures)
+RESULTS_PAGES = {
+    "results/training": ("Kernels and training", (
+        "fig1_kernel_spectrum", "fig2_gd_loss_curves", "fig3_movement_vs_width", "fig4_true_vs_linearized_loss",
+        "fig5_linearization_gap_vs_width", "fig6_function_space_trajectories")),
+    "results/eigenvalues": ("Eigenvalues and the limit", (
+        "fig7_lambda_min_heatmaps", "fig8_limit_convergence", "fig9_conditioning_vs_length")),
+    "results/probes": ("Perturbation probes", (
+        "fig10_forward_stability", "fig11_backward_stability", "fig12_perturbation", "fig13_gradient_bound",
+        "fig14_sign_flips_in_training", "fig21_lemmas_vs_width")),
+    "results/cells": ("Every cell", ("fig15_cell_conditioning", "fig16_cell_lazy_regime", "fig17_cell_spread")),
+    "results/width": ("How wide is wide enough", (
+        "fig18_width_fluctuations", "fig19_width_requirement", "fig20_width_rate")),
+    "results/sequences": ("Real sequences", ("fig22_classification_accuracy", "fig23_classification_agreement")),
+}  # fmt: skip
+# the site `make docs` builds (mkdocs.yml's site_dir, beside the figures package)
+SITE_DIR = Path(figures.__file__).resolve().parent.parent / "site"
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; max-width: 1050px; margin: 2em auto;
@@ -90,8 +110,30 @@ def _status_class(status: str) -> str:
     return {"failed": "failed", "not run": "notrun", "skipped": "notrun"}.get(status, "ok")
 
 
-def render_report(result: SuiteResult) -> str:
-    """The report as one HTML string."""
+def docs_link(name: str, docs: str | None) -> tuple[str, str] | None:
+    """(address, page title) of figure `name`'s discussion in the documentation site at `docs` (a URL, or a path
+    relative to the report), or None when there is no site or no page discusses the figure."""
+    for page, (title, names) in RESULTS_PAGES.items():
+        if docs is not None and name in names:
+            return f"{docs.rstrip('/')}/{page}.html#{name}", title
+    return None
+
+
+def docs_base(report_dir: str | os.PathLike, docs: str | None = None) -> str:
+    """The documentation site as seen from a report in `report_dir`: an http(s) URL as is; otherwise a local site
+    directory (default SITE_DIR, what `make docs` builds) as a relative URL, so the report works from the disk."""
+    if docs is not None and docs.startswith(("http://", "https://")):
+        return docs
+    site = Path(docs) if docs is not None else SITE_DIR
+    try:
+        return quote(Path(os.path.relpath(site.resolve(), Path(report_dir).resolve())).as_posix())
+    except ValueError:  # another drive (Windows): no relative path
+        return site.resolve().as_uri()
+
+
+def render_report(result: SuiteResult, docs: str | None = None) -> str:
+    """The report as one HTML string; `docs` is the documentation site's base URL (see docs_base), None for no
+    links to it."""
     status = (
         '<span class="ok">all studies and figures succeeded</span>'
         if result.ok
@@ -137,8 +179,10 @@ def render_report(result: SuiteResult) -> str:
                 out.append(f"<pre>{_e(figure.traceback)}</pre>")
         sources = ", ".join(f'<a href="#study-{_e(s)}">{_e(s)}</a>' for s in spec.studies)
         files = f"<code>{_e(spec.name)}.png</code> / <code>.pdf</code>"
-        out.append(f'<figcaption>{_e(spec.caption)}<br><span class="meta">File {files}; data: {sources}.</span>'
-                   "</figcaption>")  # fmt: skip
+        link = docs_link(spec.name, docs)
+        discussion = f'<br>Discussion: <a href="{_e(link[0])}">{_e(link[1])}</a>' if link else ""
+        out.append(f'<figcaption>{_e(spec.caption)}<br><span class="meta">File {files}; data: {sources}.'
+                   f"{discussion}</span></figcaption>")  # fmt: skip
         if figure.fits is not None and not figure.fits.empty:
             out.append("<p><b>Fitted numbers</b></p>" + html_table(figure.fits))
         out.append("</figure>")
@@ -201,6 +245,8 @@ def _environment_html(env: dict) -> str:
     return html_table(rows) + html_table(packages)
 
 
-def write_report(result: SuiteResult, path: str | os.PathLike) -> Path:
-    """Render the report and write it atomically."""
-    return write_text(render_report(result), path)
+def write_report(result: SuiteResult, path: str | os.PathLike, docs: str | None = None) -> Path:
+    """Render the report and write it atomically. Each figure links to its discussion in the documentation site
+    `docs`: an http(s) URL (a hosted site), a local site directory, or None for the one `make docs` builds at the
+    repository root (SITE_DIR), linked relatively from the report's directory."""
+    return write_text(render_report(result, docs_base(Path(path).parent, docs)), path)
