@@ -50,7 +50,7 @@ def add_figures_command(sub) -> None:
         "Exit status 1 if a study or figure failed, 2 for bad arguments, 130 when interrupted.",
     )
     figures.add_argument("--profile", default="quick", choices=PROFILES,
-                         help="quick: CPU sizes, 9-17 min on 2 cores (default); full: paper-scale widths "
+                         help="quick: CPU sizes, 8-12 min on 2 cores (default); full: paper-scale widths "
                          "(to 4096-8192) and 5 seeds, for a GPU or a long CPU run")  # fmt: skip
     figures.add_argument("--config", default=None, metavar="TOML",
                          help="override study parameters: one [table] per study name, keys = its config fields "

@@ -2,7 +2,7 @@
 
 Checked pages: the README, the site's home page, the user guide and the development page. A page's ```python
 blocks run in order in one namespace, in a temporary directory, as a reader would run them. A block may be
-preceded by `<!-- test: "old" -> "new" -->` lines: the test runs it with `old` replaced by `new` (a smaller
+preceded by `<!-- test: `old` -> `new` -->` lines: the test runs it with `old` replaced by `new` (a smaller
 size, a file of its own), and the page's text says so. Every such `old` must occur in the block.
 """
 
@@ -27,7 +27,7 @@ PACKAGES = ("ntk_rnn", "analysis", "figures")
 GENERATED = {"figures/report.html", "site/", "results/suite.json"}
 
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", flags=re.M | re.S)
-SUBSTITUTION = re.compile(r'<!-- test: "(.*?)" -> "(.*?)" -->')
+SUBSTITUTION = re.compile(r"<!-- test: `(.*?)` -> `(.*?)` -->")
 INLINE = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
