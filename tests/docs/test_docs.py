@@ -52,8 +52,8 @@ def blocks(page: Path, language: str) -> list[tuple[str, list[tuple[str, str]]]]
 
 
 def prose(page: Path) -> str:
-    """The page without its fenced blocks."""
-    return FENCE.sub("", page.read_text(encoding="utf-8"))
+    """The page without its fenced blocks and its comments."""
+    return re.sub(r"<!--.*?-->", "", FENCE.sub("", page.read_text(encoding="utf-8")), flags=re.S)
 
 
 @pytest.mark.parametrize("page", [p for p in PAGES if blocks(p, "python")], ids=rel)
@@ -65,6 +65,17 @@ def test_python_examples_run(page, tmp_path, monkeypatch):
             assert old in code, f"{rel(page)} block {index}: the test's substitution '{old}' is not in the block"
             code = code.replace(old, new)
         exec(compile(code, f"{rel(page)} python block {index}", "exec"), namespace)
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if blocks(p, "toml")], ids=rel)
+def test_toml_examples_are_valid_overrides(page, tmp_path):
+    """A ```toml block is a --config file: its studies and fields exist and their values have the right types."""
+    from figures.suite.overrides import effective_configs, load_overrides
+
+    for index, (code, _) in enumerate(blocks(page, "toml")):
+        path = tmp_path / f"block{index}.toml"
+        path.write_text(code, encoding="utf-8")
+        effective_configs("quick", load_overrides(path), source=str(path))
 
 
 def shell_commands(page: Path) -> list[list[str]]:
