@@ -63,7 +63,7 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_distributed_args(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("several processes (jax.distributed; README, Past one machine)")
+    group = parser.add_argument_group("several processes (jax.distributed; docs/guide/scale.md)")
     group.add_argument(
         "--distributed",
         action="store_true",

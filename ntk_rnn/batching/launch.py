@@ -1,5 +1,5 @@
 """Starting jax.distributed: from a cluster's settings, from explicit arguments, or as local CPU processes
-(docs/theory.md §12, README "Past one machine")."""
+(docs/theory.md §12, docs/guide/scale.md)."""
 
 from __future__ import annotations
 
