@@ -65,7 +65,8 @@ def referenced(test: str) -> frozenset[str]:
             for alias in node.names:
                 if alias.name.split(".")[0] in PACKAGES:
                     found.add(alias.name)
-                    aliases[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
+                    bound = alias.asname or alias.name.split(".")[0]  # `import a.b` binds a; `import a.b as c` binds c
+                    aliases[bound] = alias.name if alias.asname else bound
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PACKAGES:
             for alias in node.names:
                 found.add(module_of(f"{node.module}.{alias.name}"))

@@ -28,7 +28,7 @@ GENERATED = {"figures/report.html", "site/", "results/suite.json"}
 
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", flags=re.M | re.S)
 SUBSTITUTION = re.compile(r"<!-- test: `(.*?)` -> `(.*?)` -->")
-INLINE = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
+INLINE = re.compile(r"(?<!`)`([^`]+?)`(?!`)")
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
@@ -115,15 +115,19 @@ def test_shell_commands_exist(page):
 
 
 def quoted(page: Path) -> list[str]:
-    """The inline code spans of the page's prose and tables."""
-    return INLINE.findall(prose(page))
+    """The inline code spans of the page's prose and tables, a span broken over lines joined again."""
+    return [re.sub(r"\s*\n\s*", " ", span) for span in INLINE.findall(prose(page)) if "\n\n" not in span]
 
 
 def looks_like_path(span: str) -> bool:
     """A repository path: a/b... whose first part is one of the repository's own top-level entries."""
     top = span.split("/")[0]
-    return "/" in span and re.fullmatch(r"[\w.\-/]+", span) is not None and top not in (".", "..") and (
-        (ROOT / top).exists() or top in (".ci", "tests", "docs"))
+    return (
+        "/" in span
+        and re.fullmatch(r"[\w.\-/]+", span) is not None
+        and top not in (".", "..")
+        and ((ROOT / top).exists() or top in (".ci", "tests", "docs"))
+    )
 
 
 def slug(heading: str) -> str:
@@ -227,9 +231,10 @@ def check_call(text: str, fn) -> str | None:
     """Why the quoted call `text` does not match fn's signature, or None.
 
     Items may be `...` (arguments left out), `*` (keyword-only from here) and `name=` (a keyword with its value
-    left out). A quote whose positional items are bare names (at least one) and whose keywords are literals or
-    empty is read as a signature: its names must be the code's, in the code's order, leaving out no parameter
-    between two quoted ones except keyword-only ones or where it writes `...`, and its defaults must be the code's."""
+    left out). A quote of bare names only, or one that starts with the code's own first parameter names and has
+    literal (or empty) keywords, is read as a signature: its names must be the code's, in the code's order, leaving
+    out no parameter between two quoted ones except keyword-only ones or where it writes `...`, and its defaults
+    must be the code's. Anything else is a call, which must bind to the signature."""
     items = split_arguments(CALL.fullmatch(text.strip()).group(2))
     parsed = []  # (kind, name, value node): kind in "pos", "kw", "...", "*"
     for item in items:
@@ -261,8 +266,11 @@ def check_call(text: str, fn) -> str | None:
         return f"{len(positional)} positional arguments, the code takes {len(takes)}"
     keywords_literal = all(value is None or _is_literal(value) for kind, _, value in parsed if kind == "kw")
     names_only = all(isinstance(value, ast.Name) for value in positional)
-    if not (positional and names_only and keywords_literal):
-        return None
+    has_keywords = any(kind != "pos" for kind, _, _ in parsed)
+    leading = [getattr(value, "id", None) for kind, _, value in parsed[: len(positional)] if kind == "pos"]
+    code_names = leading == names[: len(leading)]
+    if not (positional and names_only and keywords_literal and (code_names or not has_keywords)):
+        return None  # a call with values, not a quoted signature: binding it was the check
     previous, keyword_only = -1, False
     for kind, name, value in parsed:
         if kind == "...":
@@ -282,9 +290,9 @@ def check_call(text: str, fn) -> str | None:
         previous = at
         if keyword_only and params[at].kind is not params[at].KEYWORD_ONLY:
             return f"'{name}' is quoted keyword-only but is not in the code"
-        if kind == "kw" and value is not None and params[at].default is not inspect.Parameter.empty:
-            if params[at].default != ast.literal_eval(value):
-                return f"'{name}' defaults to {params[at].default!r} in the code, not {ast.unparse(value)}"
+        has_default = params[at].default is not inspect.Parameter.empty
+        if kind == "kw" and value is not None and has_default and params[at].default != ast.literal_eval(value):
+            return f"'{name}' defaults to {params[at].default!r} in the code, not {ast.unparse(value)}"
     return None
 
 
@@ -321,7 +329,8 @@ def test_quoted_signatures_match(page, callables):
 def test_the_checks_catch_what_they_should(callables):
     """The four errors found in the README once, each of a kind the tests above must catch."""
     product_norms = callables["product_norms"]
-    assert check_call("product_norms(cfg, params, x, start=1, sample=0, tol=1e-10, distances=None)", product_norms) is None
+    full = "product_norms(cfg, params, x, start=1, sample=0, tol=1e-10, distances=None)"
+    assert check_call(full, product_norms) is None
     assert check_call("product_norms(cfg, params, x, start=1, ..., distances=None)", product_norms) is None
     assert "not where the code has it" in check_call("product_norms(cfg, params, x, start=1, distances=None)",
                                                      product_norms)  # fmt: skip
@@ -330,6 +339,10 @@ def test_the_checks_catch_what_they_should(callables):
     assert check_call("limit_ntk(cfg, x1, x2=None, positions=None, *, key=None, samples=8192)",
                       callables["limit_ntk"]) is None  # fmt: skip
     assert "keyword-only" in check_call("limit_ntk(cfg, x1, *, x2=None)", callables["limit_ntk"])
+    moments = "ensemble_moments(ntk_train, ntk_test_train, y, nngp_train, nngp_test_train, nngp_test_diag, ridge)"
+    assert "no parameter 'y'" in check_call(moments, callables["ensemble_moments"])  # a renamed argument
+    assert check_call('RNNConfig(m, d_x, activation="erf", readout="last")', callables["RNNConfig"]) is None  # a call
+    assert "no parameter" in check_call('RNNConfig(m, d_x, readouts="last")', callables["RNNConfig"])
     assert looks_like_path("tests/test_oracle.py") and not (ROOT / "tests/test_oracle.py").exists()
     assert looks_like_path("tests/ntk_rnn/test_oracle.py") and (ROOT / "tests/ntk_rnn/test_oracle.py").exists()
     assert resolve("ntk_rnn.apps.probes.product_norms") is product_norms
