@@ -2,13 +2,15 @@
 
 The predictors, for an Elman relu RNN (stacked and bidirectional as configured) in the NTK
 parameterization with every parameter trained:
-  "ntk", "nngp": the infinite ensemble trained to convergence on the squared error (ntk_rnn.training.ensemble),
-      mean and variance, from the limit kernels; "ntk-svm", "nngp-svm": an SVM on the same kernels;
-  "linearized": one finite network's Taylor model, trained by full-batch GD for `steps` steps (closed
-      form from its empirical NTK at initialization), and "linearized-converged", the same trained to
-      convergence;
-  "trained": the network itself, trained for `steps` steps of full-batch GD (optax) at
-      eta = lr_scale / lambda_max(K_0) on the summed squared error 1/2 sum ||f(x_i) - y_i||^2.
+
+- "ntk", "nngp": the infinite ensemble trained to convergence on the squared error (ntk_rnn.training.ensemble),
+  mean and variance, from the limit kernels; "ntk-svm", "nngp-svm": an SVM on the same kernels;
+- "linearized": one finite network's Taylor model, trained by full-batch GD for `steps` steps (closed
+  form from its empirical NTK at initialization), and "linearized-converged", the same trained to
+  convergence;
+- "trained": the network itself, trained for `steps` steps of full-batch GD (optax) at
+  eta = lr_scale / lambda_max(K_0) on the summed squared error `1/2 sum ||f(x_i) - y_i||^2`.
+
 Targets are one-hot codes minus 1/C and the predicted class is the argmax. Everything chosen is chosen
 by stratified k-fold cross-validation on the training split, which is all the choice ever sees: the
 readout and sigma_w2 by the limit NTK's accuracy (and then used by every predictor), the ridges and SVM
@@ -40,6 +42,7 @@ from ntk_rnn.training.train import TrainConfig, run_steps
 LIMIT_PREDICTORS = ("ntk", "nngp", "ntk-svm", "nngp-svm")
 FINITE_PREDICTORS = ("linearized", "trained")
 PREDICTORS = LIMIT_PREDICTORS + FINITE_PREDICTORS
+"""The predictors ClassifyConfig.predictors chooses from (module docstring)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,15 +52,19 @@ class ClassifyConfig:
     Attributes:
       predictors: a subset of PREDICTORS ("linearized" also gives "linearized-converged" rows, and
         "linearized" and "trained" together give their test agreement).
-      widths, seeds: the finite networks, one per (width, seed); the seed's JAX key draws the weights.
-      readouts, sigma_w2s: the model grid the limit NTK's cross-validation chooses from. The default
-        stays below the relu's critical sigma_w2 = 2, where finite networks on sequences of 100+ steps
-        start with outputs many orders of magnitude above the limit's variance (docs/theory.md §11).
+      widths: the widths of the finite networks, one network per (width, seed).
+      seeds: their seeds; the seed's JAX key draws the weights.
+      readouts: the readouts of the model grid the limit NTK's cross-validation chooses from.
+      sigma_w2s: the sigma_w2 of that grid. The default stays below the relu's critical sigma_w2 = 2, where
+        finite networks on sequences of 100+ steps start with outputs many orders of magnitude above the
+        limit's variance (docs/theory.md §11).
       sigma_b2: the bias variance (> 0: the model has biases).
-      num_layers, bidirectional: a stacked and/or bidirectional Elman RNN (the limit kernels of
-        docs/theory.md §9); the readouts of the two directions are summed.
-      folds, cv_seed: stratified k-fold cross-validation (k lowered to the smallest class's size).
-      steps, lr_scale: full-batch GD of the finite networks, eta = lr_scale / lambda_max(K_0).
+      num_layers: stacked layers of the Elman RNN (the limit kernels of docs/theory.md §9).
+      bidirectional: a bidirectional Elman RNN; the readouts of the two directions are summed.
+      folds: k of the stratified k-fold cross-validation (lowered to the smallest class's size).
+      cv_seed: the seed of its shuffle.
+      steps: full-batch GD steps of the finite networks.
+      lr_scale: their step size, eta = lr_scale / lambda_max(K_0).
       max_bytes: the empirical kernels' memory budget (ntk_rnn.empirical_ntk); within it the factors of
         every sequence are kept rather than recomputed for each block.
     """

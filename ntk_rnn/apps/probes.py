@@ -32,6 +32,7 @@ from ntk_rnn.network.config import RNNConfig
 from ntk_rnn.network.model import activation_derivative, flat_outputs, hidden_states, select_targets
 
 KINDS = ("random", "gradient", "adversarial", "flip")
+"""The kinds of perturbation_direction."""
 
 
 def check_elman(cfg: RNNConfig) -> None:
@@ -106,8 +107,8 @@ def _row_norms(rows: jax.Array) -> np.ndarray:
 
 
 def limit_backward_norms(cfg: RNNConfig, x) -> np.ndarray:
-    """Infinite-width ||B D_l W ... D_a W||_2 / sqrt(m/d) ("paper") or ||.||_2 ("standard", "ntk"),
-    (n, L, L) indexed [i, l, a], NaN where a > l: sqrt(sigma_v2 prod_{j=a..l} sigma_w2 k_j), with k_j the
+    """Infinite-width `||B D_l W ... D_a W||_2 / sqrt(m/d)` ("paper") or `||.||_2` ("standard", "ntk"),
+    (n, L, L) indexed [i, l, a], NaN where a > l: `sqrt(sigma_v2 prod_{j=a..l} sigma_w2 k_j)`, with k_j the
     limit mean of phi'(g_j)^2 (d rows of equal norm, orthogonal as m -> infinity).
 
     relu at sigma_w2 = 2 (k = 1/2): a flat line at sigma_v; linear: sqrt(sigma_v2 2^(l-a+1)).
@@ -228,7 +229,8 @@ def perturbation_direction(
     y (n, L, d), rescaled: the direction a GD step takes), "adversarial" (from a random start,
     `ascent_steps` steps of projected gradient ascent on ||F(W + Delta) - F(W)||^2 over the spectral
     ball, F the outputs at `positions`; it ends on the sphere), or "flip" (the rank-one direction that
-    flips the most signs at one (sample, step); see _flip_direction; `flip_candidates` of them are tried).
+    flips the most signs at one (sample, step), from the units nearest to a sign change; the `flip_candidates`
+    most promising (sample, step) are tried).
     """
     check_elman(cfg)
     params, x = check_params(cfg, params), check_inputs(cfg, x)
@@ -336,13 +338,14 @@ def _flip_direction(cfg: RNNConfig, params: Params, x: jax.Array, radius: float,
 class PerturbationResponse(NamedTuple):
     """What moves when c_W W -> c_W W + Delta, on inputs (n, L, d_x).
 
-    hidden_change: ||h'_{i,l} - h_{i,l}||, (n, L). flip_fraction: fraction of the n m units at step l
-    whose pre-activation sign changed, ||D'_l - D_l||_0 / (n m) for relu, (L,). first_order: ||J Delta||,
-    the first-order change of the outputs F at the positions; first_order_error: ||F(W + Delta) - F(W) -
-    J Delta|| / ||J Delta|| (NaN when J Delta = 0). flip_count: ||D'_{i,l} - D_{i,l}||_0 per sample and
-    step, (n, L) ints (Lemma C.2's quantity). backward_change: ||R'_{i,l,a} - R_{i,l,a}||_2 / ||c_B B||_2
-    for the backward products R = B D_l W ... D_a W (d, m) (effective weights, D' and W + Delta in R'),
-    (n, L, L) indexed [i, l, a], NaN where a > l (Lemma C.9's quantity relative to ||B||).
+    `hidden_change`: `||h'_{i,l} - h_{i,l}||`, (n, L). `flip_fraction`: fraction of the n m units at step l
+    whose pre-activation sign changed, `||D'_l - D_l||_0 / (n m)` for relu, (L,). `first_order`: `||J Delta||`,
+    the first-order change of the outputs F at the positions; `first_order_error`:
+    `||F(W + Delta) - F(W) - J Delta|| / ||J Delta||` (NaN when J Delta = 0). `flip_count`:
+    `||D'_{i,l} - D_{i,l}||_0` per sample and step, (n, L) ints (Lemma C.2's quantity). `backward_change`:
+    `||R'_{i,l,a} - R_{i,l,a}||_2 / ||c_B B||_2` for the backward products R = B D_l W ... D_a W (d, m)
+    (effective weights, D' and W + Delta in R'), (n, L, L) indexed [i, l, a], NaN where a > l (Lemma C.9's
+    quantity relative to ||B||).
     """
 
     hidden_change: np.ndarray

@@ -20,6 +20,7 @@ from ntk_rnn.network.data import SequenceShape
 
 # the UCR (univariate) and UEA (multivariate) classification datasets bundled in sktime 1.2's wheel
 DATASETS = ("ArrowHead", "BasicMotions", "GunPoint", "ItalyPowerDemand", "JapaneseVowels", "OSULeaf")
+"""The bundled UCR/UEA datasets load_splits reads."""
 SPLITS = ("train", "test")
 
 
@@ -60,10 +61,12 @@ class LabeledSequences(SequenceShape):
 
     @property
     def num_classes(self) -> int:
+        """C, the number of classes."""
         return len(self.classes)
 
     @property
     def equal_length(self) -> bool:
+        """Whether every sequence has the full length L (no padding)."""
         return bool((self.lengths == self.length).all())
 
     def targets(self) -> np.ndarray:

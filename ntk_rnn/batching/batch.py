@@ -170,10 +170,11 @@ def batch(kernel_fn: KernelFn, *, max_bytes: int | None = None, output: str = "n
       output: "numpy" (the whole kernel on this host), "sharded" (a global jax.Array split by rows over every
         device of every process) or "npy" (written to the .npy file `path`, returned memory-mapped read-only).
         ntk_rnn.batching.distributed explains the last two.
+      path: the .npy file of output "npy" (None otherwise).
 
     Returns:
       A function of kernel_fn's arguments returning the kernel over the real rows, (N1, N2) float64: rows of
-      padded positions (lengths) are left out, unlike kernel_fn's zeros.
+        padded positions (lengths) are left out, unlike kernel_fn's zeros.
     """
     if not isinstance(kernel_fn, KernelFn):
         raise TypeError(f"kernel_fn must be an ntk_rnn kernel function (empirical_ntk_fn, limit_ntk_fn, nngp_fn), "

@@ -42,6 +42,7 @@ from ntk_rnn.network.config import RNNConfig
 from ntk_rnn.network.model import real_rows
 
 OUTPUTS = ("numpy", "sharded", "npy")
+"""The outputs of a batched kernel (the `output` argument; module docstring)."""
 ROWS = "rows"  # the mesh axis the rows are split over
 PARTIAL_SUFFIX = ".partial"
 CHUNK_BYTES = 2**29  # output bytes per chunk where the caller has no memory budget of its own

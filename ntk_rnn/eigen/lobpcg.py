@@ -62,10 +62,12 @@ class ExtremeEigenpairs:
 
     @property
     def lambda_min(self) -> float:
+        """The smallest eigenvalue, smallest[0]."""
         return float(self.smallest[0])
 
     @property
     def lambda_max(self) -> float:
+        """The largest eigenvalue, largest[-1]."""
         return float(self.largest[-1])
 
 

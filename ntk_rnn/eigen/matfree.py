@@ -178,11 +178,15 @@ def ntk_extreme_eigenvalues(
     matrix-free.
 
     Args:
-      cfg, params: the model; x: (n, L, d_x) sequences; positions, lengths: as in empirical_ntk.
+      cfg: the model.
+      params: its parameters.
+      x (ArrayLike): (n, L, d_x) sequences.
+      positions: output positions, as in empirical_ntk.
       key: jax.random key for the pivots and starting vectors; None means jax.random.key(0).
       tol: relative residual tolerance, ||K v - lambda v|| <= tol * lambda_max (see the module docstring).
       maxiter: cap on LOBPCG iterations at each end (each at most 2 products).
       max_bytes: memory budget for the products' column batches, the kernel chunks and the Nystrom factor.
+      lengths (ArrayLike | None): (n,) lengths of right-padded sequences, as in empirical_ntk.
 
     Returns:
       ExtremeEigenvalues(lambda_min, lambda_max, size N, matvecs, columns).

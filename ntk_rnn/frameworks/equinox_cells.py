@@ -31,8 +31,9 @@ def from_equinox(cells: Any, head: Any = None, *, readout: str = "last") -> tupl
         padded steps) or "mean" (on the mean of h over the real steps).
 
     Returns:
-      (cfg, params): cfg in the "standard" parameterization with every array of cells and head trainable,
-      params float64 jax arrays equal to Equinox's. Inputs are (n, L, d_x).
+      cfg: the model, in the "standard" parameterization with every array of cells and head trainable; its
+        inputs are (n, L, d_x).
+      params: float64 jax arrays equal to Equinox's.
     """
     eqx = require("equinox", "ntk_rnn.from_equinox")
     if readout not in READOUTS:

@@ -222,9 +222,9 @@ def from_flax(rnn: Any, variables: Any, head: Any = None, head_variables: Any = 
         where Flax's are not zeroed) or "mean" (the head on the mean of the outputs over the real steps).
 
     Returns:
-      (cfg, params): cfg in the "standard" parameterization with every parameter of rnn and head trainable,
-      params float64 jax arrays equal to Flax's (the model computes in float64, whatever the modules' dtype).
-      Inputs are (n, L, d_x) (batch first, whatever time_major), states start at 0.
+      cfg: the model, in the "standard" parameterization with every parameter of rnn and head trainable; its
+        inputs are (n, L, d_x) (batch first, whatever time_major), its states start at 0.
+      params: float64 jax arrays equal to Flax's (the model computes in float64, whatever the modules' dtype).
     """
     linen = require("flax.linen", "ntk_rnn.from_flax", "flax")
     if readout not in READOUTS:

@@ -80,9 +80,10 @@ def from_torch(rnn: Any, head: Any = None, *, readout: str = "last") -> tuple[RN
         padded steps) or "mean" (the head on the mean of the outputs over the real steps).
 
     Returns:
-      (cfg, params): cfg in the "standard" parameterization with every parameter of rnn and head trainable
-      (requires_grad is not read; narrow cfg.trainable with cfg.replace), both biases when bias=True
-      (hidden_bias=True); params float64 jax arrays equal to torch's. Inputs are (n, L, d_x) with lengths (n,).
+      cfg: the model, in the "standard" parameterization with every parameter of rnn and head trainable
+        (requires_grad is not read; narrow cfg.trainable with cfg.replace), both biases when bias=True
+        (hidden_bias=True); its inputs are (n, L, d_x) with lengths (n,).
+      params: float64 jax arrays equal to torch's.
     """
     torch = require("torch", "ntk_rnn.from_torch")
     _check_rnn(torch, rnn)

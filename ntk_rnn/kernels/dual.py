@@ -43,9 +43,13 @@ import numpy as np
 from ntk_rnn.network.config import ACTIVATIONS
 
 CLOSED_FORMS = ("relu", "step", "erf", "linear")
-DEFAULT_NODES = 64  # quadrature nodes per dimension
+"""Activations with closed-form dual transforms; every other one goes through quadrature."""
+DEFAULT_NODES = 64
+"""Quadrature nodes per dimension."""
 DEFAULT_RULE = "trapezoid"
+"""The default quadrature rule (accuracy table in the module docstring)."""
 RULES = ("trapezoid", "hermite")
+"""The quadrature rules."""
 TRAPEZOID_RANGE = 8.5  # the normal density there is 2e-16 of its peak
 
 Activation = str | Callable[[jax.Array], jax.Array]

@@ -23,6 +23,7 @@ from ntk_rnn.network.config import RNNConfig, base_name
 from ntk_rnn.network.model import activation_derivative, full_lengths, hidden_states, output_fn, trainable
 
 METHODS = ("structured", "jacobian", "ntvp")
+"""The methods of empirical_ntk and empirical_ntk_fn: the structured path and two autodiff references."""
 
 
 def bucket_width(m: int) -> int:
@@ -213,20 +214,24 @@ def empirical_ntk(
     once, then batch(empirical_ntk_fn(cfg, positions=positions, method=method)).
 
     Args:
-      cfg, params: the model (any cell, layers and directions).
-      x1: (n1, L1, d_x) sequences; x2: (n2, L2, d_x), or None for x2 = x1.
+      cfg: the model (any cell, layers and directions).
+      params: its parameters, {name: array} as init_params returns.
+      x1 (ArrayLike): (n1, L1, d_x) sequences.
+      x2 (ArrayLike | None): (n2, L2, d_x) sequences, or None for x2 = x1.
       positions: 0-based output positions kept on both sides; None means the paper's loss
         positions 1..L-1 of each input.
       method: "structured", "jacobian" or "ntvp" (empirical_ntk_fn).
-      lengths1, lengths2: (n1,), (n2,) lengths of right-padded sequences (ints in [1, L]); None means
+      max_bytes: working memory per device in bytes, as in ntk_rnn.batch; None derives it from the device.
+      lengths1 (ArrayLike | None): (n1,) lengths of right-padded sequences (ints in [1, L1]); None means
         full length. With readout "all" only the rows of real positions are kept.
-      max_bytes, output, path: as in ntk_rnn.batch (working memory per device, None: derived from the
-        device; "numpy", "sharded" or "npy").
+      lengths2 (ArrayLike | None): (n2,) lengths of x2's sequences, likewise.
+      output: "numpy", "sharded" or "npy", as in ntk_rnn.batch.
+      path (str | None): the .npy file of output "npy".
 
     Returns:
-      (n1 * P1 * d, n2 * P2 * d) float64 kernel, rows ordered (sample, position, unit); with readout
-      "last" or "mean", (n1 * d, n2 * d), rows ordered (sample, unit), and positions must be None.
-      With lengths, the rows of padded positions are left out.
+      The (n1 * P1 * d, n2 * P2 * d) float64 kernel, rows ordered (sample, position, unit); with readout
+        "last" or "mean", (n1 * d, n2 * d), rows ordered (sample, unit), and positions must be None.
+        With lengths, the rows of padded positions are left out.
     """
     params = check_params(cfg, params)
     pair = check_pair(cfg, x1, x2, positions, lengths1, lengths2)

@@ -5,8 +5,10 @@ Tensor Programs II (Yang 2020) makes the "gradient independence" calculation exa
 RNNs, so the limits follow from one recursion over the (a, b) time grid of two sequences i, j.
 
 Forward (q: pre-activation covariance, S: hidden-state covariance, k: derivative covariance):
+
     q_ab = sigma_w2 S_{a-1,b-1} + sigma_u2 x_{i,a}.x_{j,b} / nu + sigma_b2,      S_{-1,*} = 0,
     S_ab = V_phi(q_aa(i,i), q_ab, q_bb(j,j)),   k_ab = V_phi'(same),            (ntk_rnn.kernels.dual)
+
 with nu = 1 for "paper" and nu = d_x otherwise. Normalization: "paper" has vectors of norm O(1), so
 q = lim g_i.g_j and S = lim h_i.h_j (this needs phi(c u) = c phi(u), c > 0: relu, linear); "standard"
 and "ntk" have coordinates O(1), so q = lim g_i.g_j / m and S = lim h_i.h_j / m; in all three
@@ -16,8 +18,10 @@ Backward. With delta_{i,l,a} = dy_{i,l,k}/dg_{i,a}, E[delta_{i,l,a}.delta_{j,l',
 l - a = l' - b = s, and is [k = k'] P_s with P_0 = c0 k_{l,l'}, P_s = P_{s-1} sigma_w2 k_{l-s,l'-s}
 (one step multiplies by c_W^2 Var(W) m = sigma_w2 in every parameterization); c0 = c_B^2 Var(B) m is
 sigma_v2 m / d ("paper") or sigma_v2 ("standard", "ntk"). The output at step l (readout "all") has
+
     Theta_{l,l'} = sum_{s=0}^{min(l,l')} P_s F_{l-s,l'-s} + beta S_{l,l'},
     F_ab = omega_W S_{a-1,b-1} + omega_A x_{i,a}.x_{j,b} + omega_b,
+
 computed as G_{l,l'} = k_{l,l'} (F_{l,l'} + sigma_w2 G_{l-1,l'-1}), Theta = c0 G + beta S. The
 weights of each trainable parameter (0 for frozen ones), after the normalization of the result:
 
@@ -47,14 +51,18 @@ callables) multiplies the per-point cost by nodes^2 (4096 at the default). Timin
 
 Stacked layers (num_layers = k). Layer j >= 2 reads the hidden states of layer j-1 through A_l{j-1},
 whose variance is sigma_u2/m in every parameterization, so in the normalization above
+
     q^j_ab = sigma_w2 S^j_{a-1,b-1} + sigma_u2 S^{j-1}_ab + sigma_b2,
-and layer 1 is the recursion above. Backward, delta^j_a = phi'(g^j_a) (W_j^T delta^j_{a+1} + A_{j+1}^T
-delta^{j+1}_a) (multipliers included); each of the two factors gives c^2 Var m = sigma_w2, resp.
+
+and layer 1 is the recursion above. Backward, `delta^j_a = phi'(g^j_a) (W_j^T delta^j_{a+1} + A_{j+1}^T
+delta^{j+1}_a)` (multipliers included); each of the two factors gives c^2 Var m = sigma_w2, resp.
 sigma_u2, and the cross terms vanish, so every delta^j stays on the diagonal l - a = l' - b. As a forward
 recursion for G^j = k^j * (the pre-activation kernel of layer j), with G^0 = 0:
+
     G^j_ab = k^j_ab (F^j_ab + sigma_w2 G^j_{a-1,b-1} + sigma_u2 G^{j-1}_ab),
     F^j_ab = omega_W S^j_{a-1,b-1} + omega_A' S^{j-1}_ab + omega_b        (j >= 2),
     Theta_{l,l'} = c0 G^k_{l,l'} + beta S^k_{l,l'},
+
 with omega_A' = 1 ("paper", "standard") or sigma_u2 ("ntk") when A is trained, else 0 (the A of layers
 j >= 2 has fan-in m, so its gradient is O(m) in "standard" too). For relu, "ntk", same-time pairs and
 all trained this is the RNTK recursion (Alemohammad et al. 2021) with Sigma^j = q^j, Theta^j = G^j / k^j.

@@ -17,12 +17,16 @@ earlier steps give (a growing Cholesky factor over (step, sequence)).
 The NTK is the same construction on the tangent (theory §15): with T = lim <dh, dh'> over the trainable
 parameters (normalized like S), each input of a unit has a tangent whose parameter inner products are
 deterministic,
+
     W-row: omega_W S_{t-1,t'-1} + sigma_w2 T_{t-1,t'-1},  A-row: omega_A x.x' (omega_A' S^below + su2_up T^below),
     b: omega_b,
+
 so T = E[D T_inputs D'^T] with D the unit's Jacobian of h_{i,t} with respect to its inputs. That expectation is
 the covariance of a forward-mode JVP of the unit's recursion driven by independent Gaussian tangents xi with
 covariance T_inputs: the NTK is the NNGP of the (state, tangent) process. The readout gives
+
     NNGP = beta_nngp S,   NTK = beta S + c0 T (+ omega_bo),
+
 summed over the directions, at the readout's steps (constants: ntk_rnn.kernels.recursion's table). "paper" sends
 every pre-activation to 0 like m^-1/2: the unit runs the cell's linearization at 0 (sigmoid gates 1/2, tanh the
 identity), which needs step(0, 0) = 0. A linear unit's state is linear in its Gaussian inputs, so there the process
@@ -55,7 +59,9 @@ from ntk_rnn.network.config import RNNConfig
 from ntk_rnn.network.model import step_order
 
 DEFAULT_SAMPLES = 8192
+"""Units sampled in all by a gated cell's limit estimate (limit_ntk, nngp_kernel)."""
 DEFAULT_REPLICATES = 8
+"""Independent runs those units are split into; their spread gives the standard error."""
 JITTER = 1e-10  # relative diagonal jitter of each conditional covariance (a perturbation far below the error bar)
 
 

@@ -165,9 +165,13 @@ class TiedUse:
 
 
 GRU = Cell("gru", gru_step, gates=3, shared=(("A", "b"), ("W", "bh")))
+"""PyTorch's GRU (gru_step), the cell of RNNConfig(cell="gru")."""
 FLAX_GRU = Cell("gru", flax_gru_step, gates=3, shared=(("A", "b"),), hidden_bias_gates=1)
+"""The GRU of Flax and Equinox (flax_gru_step), with one hidden-side bias in the candidate."""
 LSTM = Cell("lstm", lstm_step, gates=4, state_factor=2, shared=(CELL_WEIGHTS,))
+"""PyTorch's LSTM (lstm_step), the cell of RNNConfig(cell="lstm")."""
 CELLS = ("elman", "gru", "lstm")
+"""The built-in cells RNNConfig.cell names (builtin_cell)."""
 
 
 @functools.cache

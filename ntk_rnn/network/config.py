@@ -23,11 +23,16 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "erf": jax.scipy.special.erf,
     "linear": lambda u: u,
 }
+"""The activations RNNConfig.activation names; any other elementwise jax function may be passed itself."""
 PARAM_NAMES = ("W", "A", "b", "bh", "B", "bo")
+"""The parameters a model can have, by base name (RNNConfig.trainable is a subset)."""
 PARAMETERIZATIONS = ("paper", "standard", "ntk")
+"""The values of RNNConfig.parameterization."""
 VARIANCES = ("sigma_w2", "sigma_u2", "sigma_b2", "sigma_v2")
 READOUTS = ("all", "last", "mean")
+"""The values of RNNConfig.readout."""
 STACKINGS = ("separate", "concat")
+"""The values of RNNConfig.stacking."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,12 +50,17 @@ class RNNConfig:
       activation: the Elman cell's phi: "relu", "tanh", "erf", "linear", or any elementwise jax function
         (GRU and LSTM use PyTorch's sigmoid and tanh).
       parameterization: how the variances below enter (multipliers c are 1 unless stated):
-        "paper":    W ~ N(0, sigma_w2/m), A ~ N(0, sigma_u2/m), b ~ N(0, sigma_b2/m), B ~ N(0, sigma_v2/d);
-        "standard": W ~ N(0, sigma_w2/m), A ~ N(0, sigma_u2/d_x), b ~ N(0, sigma_b2), B ~ N(0, sigma_v2/m);
-        "ntk":      every weight N(0, 1), c_W = sqrt(sigma_w2/m), c_A = sqrt(sigma_u2/d_x),
-                    c_b = sqrt(sigma_b2), c_B = sqrt(sigma_v2/m).
+
+        - "paper": W ~ N(0, sigma_w2/m), A ~ N(0, sigma_u2/m), b ~ N(0, sigma_b2/m), B ~ N(0, sigma_v2/d);
+        - "standard": W ~ N(0, sigma_w2/m), A ~ N(0, sigma_u2/d_x), b ~ N(0, sigma_b2), B ~ N(0, sigma_v2/m);
+        - "ntk": every weight N(0, 1), c_W = sqrt(sigma_w2/m), c_A = sqrt(sigma_u2/d_x),
+          c_b = sqrt(sigma_b2), c_B = sqrt(sigma_v2/m).
+
         Layers j >= 1 read the layer below through A_l{j} (k m, m): its fan-in d_x above becomes m.
-      sigma_w2, sigma_u2, sigma_b2, sigma_v2: the variances; sigma_b2 = 0 means no bias b.
+      sigma_w2: the variance of W.
+      sigma_u2: the variance of A.
+      sigma_b2: the variance of b (and bh); 0 means no bias b.
+      sigma_v2: the variance of B.
       trainable: the parameters the kernel and training differentiate, a subset of PARAM_NAMES
         ("W", "A", "b", "bh", "B", "bo"); each name covers that parameter in every layer and direction.
       readout: "all" (an output at every step, the paper's), "last" (the last state's) or "mean" (the

@@ -75,6 +75,8 @@ class KernelGD:
 
     @classmethod
     def from_kernel(cls, K0: np.ndarray, f0: np.ndarray, y: np.ndarray, lr: float) -> KernelGD:
+        """The closed form from the training kernel K0 (N, N), the initial outputs f0 and targets y (each N
+        values, any shape) and the step size lr; K0 is diagonalized here."""
         lam, vec = scipy.linalg.eigh(np.asarray(K0, dtype=float))
         tol = lam.size * np.finfo(float).eps * max(abs(lam[-1]), abs(lam[0]))
         lam = np.where(lam <= tol, 0.0, lam)

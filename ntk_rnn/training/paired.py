@@ -62,11 +62,12 @@ def train_paired(
     """Train the true and the linearized model from the same initialization with the same optimizer,
     step size, steps and minibatches, recording every record_every steps:
 
-    train_loss_true/_lin, test_loss_true/_lin; gap_train, gap_test = ||f_true - f_lin|| on the train
-    and test outputs at the loss positions, and gap_*_rel = gap / ||f_true - f_0||; param_gap =
-    ||theta_true - theta_lin||; w_distance_true = ||W_t - W_0||_F; kernel_drift of the true model at
-    kernel checkpoints; and for full-batch GD closed_form_gap_train/_test, the relative distance
-    of the trained linearized outputs from KernelGD's. Past tcfg.max_bytes (see TrainConfig) K_0 is not
+    `train_loss_true`, `train_loss_lin`, `test_loss_true`, `test_loss_lin`; `gap_train`, `gap_test` =
+    `||f_true - f_lin||` on the train and test outputs at the loss positions, and `gap_train_rel`,
+    `gap_test_rel` = `gap / ||f_true - f_0||`; `param_gap` = `||theta_true - theta_lin||`; `w_distance_true` =
+    `||W_t - W_0||_F`; `kernel_drift` of the true model at kernel checkpoints; and for full-batch GD
+    `closed_form_gap_train`, `closed_form_gap_test`, the relative distance of the trained linearized outputs
+    from KernelGD's. Past tcfg.max_bytes (see TrainConfig) K_0 is not
     formed: kernel_drift is NaN and there is no closed form. The test set may have another length L, not
     another token dimension. trace_points > 0 also records the first outputs of each split for
     each model (and the closed form) in `outputs`.

@@ -42,6 +42,7 @@ from ntk_rnn.training.fitting import fit_log_rate, predicted_log_rate
 from ntk_rnn.training.linearized import model_outputs
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
+"""The values of TrainConfig.optimizer."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +62,7 @@ class TrainConfig:
       divergence_factor: a loss above this times the initial loss counts as divergence.
       optimizer: "sgd" (plain gradient steps: GD, or SGD with batch_size), "momentum" (heavy ball
         with coefficient `momentum`) or "adam", all from optax, at step size eta.
+      momentum: the heavy-ball coefficient of optimizer "momentum", in [0, 1).
       max_bytes: memory budget of one kernel checkpoint. The tracked kernel is dense (N x N, N = n P d)
         while K_0, K_t and the eigendecomposition's copy of K_t fit in it (3 * 8 * N^2 bytes); beyond
         that lambda_min and lambda_max are computed matrix-free (ntk_rnn.eigen.matfree, K never formed) and
