@@ -292,8 +292,9 @@ def check_call(text: str, fn) -> str | None:
         if keyword_only and params[at].kind is not params[at].KEYWORD_ONLY:
             return f"'{name}' is quoted keyword-only but is not in the code"
         given = kind == "kw" and value is not None and not (isinstance(value, ast.Constant) and value.value is ...)
-        if given and params[at].default is not inspect.Parameter.empty and params[at].default != ast.literal_eval(value):
-            return f"'{name}' defaults to {params[at].default!r} in the code, not {ast.unparse(value)}"
+        default = params[at].default
+        if given and default is not inspect.Parameter.empty and default != ast.literal_eval(value):
+            return f"'{name}' defaults to {default!r} in the code, not {ast.unparse(value)}"
     return None
 
 
