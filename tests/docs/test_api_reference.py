@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import ast
 import functools
-import importlib
 import inspect
+import sys
 import textwrap
 import types
 from pathlib import Path
@@ -22,6 +22,9 @@ import pytest
 import yaml
 
 import ntk_rnn
+
+sys.path.insert(0, str(Path(__file__).parent))
+from dotted import resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 API = ROOT / "docs" / "api"
@@ -46,20 +49,6 @@ def directives(page: Path) -> list[tuple[str, dict]]:
 
 
 DIRECTIVES = [(page, target, options) for page in PAGES for target, options in directives(page)]
-
-
-def resolve(target: str):
-    """The object a dotted path names: the longest importable module prefix, then attributes."""
-    parts = target.split(".")
-    for split in range(len(parts), 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:split]))
-        except ModuleNotFoundError:
-            continue
-        for attribute in parts[split:]:
-            obj = getattr(obj, attribute)
-        return obj
-    raise ModuleNotFoundError(target)
 
 
 @functools.cache
@@ -112,10 +101,9 @@ def test_pages_have_directives():
 @pytest.mark.parametrize(("page", "target", "options"), DIRECTIVES, ids=[f"{p.name}:{t}" for p, t, _ in DIRECTIVES])
 def test_directive_resolves(page, target, options):
     where = f"docs/api/{page.name}: ::: {target}"
-    try:
-        obj = resolve(target)
-    except (ImportError, AttributeError) as error:
-        pytest.fail(f"{where} does not resolve: {error!r}")
+    obj = resolve(target)
+    if obj is None:
+        pytest.fail(f"{where} does not resolve")
     members = options.get("members")
     if isinstance(members, list):
         missing = [name for name in members if not hasattr(obj, name)]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import ast
-import importlib
 import re
+import sys
 from functools import cache
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from dotted import module_of
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "development.md"
@@ -30,28 +33,6 @@ def table() -> dict[str, list[tuple[str, str | None]]]:
     """module -> [(test file, the module it is reached through, or None)]."""
     section = PAGE.read_text(encoding="utf-8").split("## Where each module is tested", 1)[1]
     return {module: ENTRY.findall(cells) for module, cells in ROW.findall(section)}
-
-
-def module_of(dotted: str) -> str | None:
-    """The project module a dotted name lives in: the module itself, or the module that defines the object."""
-    parts = dotted.split(".")
-    for cut in range(len(parts), 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
-        for name in parts[cut:]:
-            try:
-                obj = getattr(obj, name)
-            except AttributeError:
-                try:
-                    obj = importlib.import_module(f"{obj.__name__}.{name}")
-                except (ImportError, AttributeError):
-                    return None
-            if not hasattr(obj, "__path__") and type(obj).__name__ != "module":
-                return getattr(obj, "__module__", None)
-        return getattr(obj, "__name__", None)
-    return None
 
 
 @cache

@@ -15,10 +15,14 @@ import inspect
 import pkgutil
 import re
 import shlex
+import sys
 import unicodedata
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from dotted import resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", ROOT / "reference" / "README.md",
@@ -162,22 +166,6 @@ def test_named_paths_exist(page):
         elif anchor and file.suffix == ".md" and anchor not in anchors(file):
             missing.append(f"{target} (no such heading)")
     assert not missing, f"{rel(page)} names paths that do not exist: {missing}"
-
-
-def resolve(dotted: str):
-    """The object a dotted name names, importing the longest module prefix; None if there is none."""
-    parts = dotted.split(".")
-    for cut in range(len(parts), 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
-        for name in parts[cut:]:
-            obj = getattr(obj, name, None)
-            if obj is None:
-                return None
-        return obj
-    return None
 
 
 @pytest.mark.parametrize("page", PAGES, ids=rel)
