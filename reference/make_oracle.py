@@ -1,4 +1,5 @@
-"""Write neural-tangents oracle files for tests/ntk_rnn/test_oracle.py. Runs in .venv-nt (`make reference`), never in .venv.
+"""Write neural-tangents oracle files for tests/ntk_rnn/test_oracle.py. Runs in .venv-nt (`make reference`), never
+in .venv.
 
 This script must not import ntk_rnn: it runs on neural-tangents 0.6.5 with JAX 0.4.25 (see
 reference/requirements-nt.txt), and it has its own transcription of the RNN (theory.md §1 and
