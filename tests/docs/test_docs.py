@@ -1,10 +1,9 @@
 """The documentation is true: its examples run, and the paths, names, signatures and commands it quotes exist.
 
 Checked pages: the READMEs and every page of the site but the API reference, which mkdocstrings generates from
-the code itself. A page's ```python
-blocks run in order in one namespace, in a temporary directory, as a reader would run them. A block may be
-preceded by `<!-- test: `old` -> `new` -->` lines: the test runs it with `old` replaced by `new` (a smaller
-size, a file of its own), and the page's text says so. Every such `old` must occur in the block.
+the code itself. A page's Python blocks run in order in one namespace, in a temporary directory, as a reader would
+run them. A block may be preceded by `<!-- test: `old` -> `new` -->` lines: the test runs it with `old` replaced
+by `new` (a smaller size, a file of its own), and the page's text says so. Every such `old` must occur in the block.
 """
 
 from __future__ import annotations
