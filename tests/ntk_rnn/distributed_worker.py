@@ -1,7 +1,10 @@
 """One process of the multi-process tests (tests/ntk_rnn/test_distributed.py), started by
-ntk_rnn.batching.launch.launch_local. It writes what it computed under --out; the test compares it with one process.
+ntk_rnn.batching.launch.launch_local. It runs the given cases in order, writes what they computed under --out and
+prints one JSON line {case: report}; the test compares it with one process. Several cases share one launch, so
+that the processes import JAX and join jax.distributed once (memory first: its peaks are measured in a process
+that has computed nothing else yet, as in a launch of its own).
 
-    python distributed_worker.py {kernels,memory} --out DIR --coordinator HOST:PORT --num-processes N --process-id K
+    python distributed_worker.py {kernels,memory}... --out DIR --coordinator HOST:PORT --num-processes N --process-id K
 """
 
 from __future__ import annotations
@@ -97,14 +100,14 @@ def _status() -> dict[str, int]:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("case", choices=("kernels", "memory"))
+    parser.add_argument("case", nargs="+", choices=("kernels", "memory"))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--coordinator", required=True)
     parser.add_argument("--num-processes", type=int, required=True)
     parser.add_argument("--process-id", type=int, required=True)
     args = parser.parse_args()
     initialize(args.coordinator, args.num_processes, args.process_id)
-    report = kernels(args.out) if args.case == "kernels" else memory(args.out)
+    report = {case: kernels(args.out) if case == "kernels" else memory(args.out) for case in args.case}
     print(json.dumps(report))
     return 0
 

@@ -49,22 +49,24 @@ def _assemble(directory: Path, name: str, processes: int, shape) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("processes", [2, 4])
-def test_kernels_and_eigenvalues_on_several_processes_equal_one_process(tmp_path, processes):
+def _launch(out: Path, processes: int, *cases: str) -> list[dict]:
+    """The reports {case: report} of the processes of one launch of the worker running the cases in order."""
+    return [_report(s) for s in launch_local([sys.executable, WORKER, *cases, "--out", str(out)], processes, TIMEOUT)]
+
+
+def _check_kernels(out: Path, processes: int, reports: list[dict]) -> None:
     """Row-sharded and .npy kernels (the Elman §2 path, and the limit kernel with lengths) to 1e-12, and the extreme
     eigenvalues of the sharded kernel to 1e-8 on 2 and 4 processes, and of the sample-split matrix-free operator
     on 2."""
-    reports = [_report(s) for s in launch_local([sys.executable, WORKER, "kernels", "--out", str(tmp_path)],
-                                                processes, TIMEOUT)]  # fmt: skip
     assert all(r["processes"] == processes and r["devices"] == processes for r in reports)
     for name in ("elman", "limit"):
         K = _single(name)
         scale = np.abs(K).max()
-        sharded = _assemble(tmp_path, name, processes, K.shape)
+        sharded = _assemble(out, name, processes, K.shape)
         assert np.abs(sharded - K).max() <= 1e-12 * scale, name
-        written = np.load(tmp_path / f"{name}.npy")
+        written = np.load(out / f"{name}.npy")
         assert written.shape == K.shape and np.abs(written - K).max() <= 1e-12 * scale, name
-    assert not list(tmp_path.glob(".*.partial"))  # renamed into place
+    assert not list(out.glob(".*.partial"))  # renamed into place
     eig = scipy.linalg.eigvalsh(_single("elman"))
     for r in reports:  # every process returns the same numbers
         assert r["sharded"] == reports[0]["sharded"] and r.get("matfree") == reports[0].get("matfree")
@@ -80,17 +82,26 @@ def test_kernels_and_eigenvalues_on_several_processes_equal_one_process(tmp_path
         assert reports[0]["uneven"] == "no error"
 
 
-def test_each_process_holds_only_its_share(tmp_path):
-    """Two processes: the peak memory of a kernel call beyond what the process held before stays below the whole
-    kernel (103 MB) for the row-sharded output (each holds its half) and far below it for the .npy file (each
-    holds one chunk at a time)."""
-    reports = [_report(s) for s in launch_local([sys.executable, WORKER, "memory", "--out", str(tmp_path)], 2,
-                                                TIMEOUT)]  # fmt: skip
-    whole = reports[0]["kernel_bytes"]
-    for r in reports:
+def test_two_processes_equal_one_process_and_each_holds_only_its_share(tmp_path):
+    """One launch of two processes (they import JAX and join jax.distributed once for both checks):
+
+    - the kernels and eigenvalues as _check_kernels says;
+    - the peak memory of a kernel call beyond what the process held before stays below the whole kernel (103 MB)
+      for the row-sharded output (each holds its half) and far below it for the .npy file (each holds one chunk
+      at a time). It is measured first, before the processes compute anything else."""
+    reports = _launch(tmp_path, 2, "memory", "kernels")
+    _check_kernels(tmp_path, 2, [r["kernels"] for r in reports])
+    memory = [r["memory"] for r in reports]
+    whole = memory[0]["kernel_bytes"]
+    for r in memory:
         assert r["sharded"] < 0.8 * whole, r
         assert r["npy"] < 0.5 * whole, r
-    print({k: v / 2**20 for k, v in reports[0].items()})
+    print({k: v / 2**20 for k, v in memory[0].items()})
+
+
+def test_four_processes_equal_one_process(tmp_path):
+    """The kernels and eigenvalues on four processes as _check_kernels says, and 14 samples are refused."""
+    _check_kernels(tmp_path, 4, [r["kernels"] for r in _launch(tmp_path, 4, "kernels")])
 
 
 # ----------------------------------------------------------------------------- one process
