@@ -14,6 +14,8 @@ from ntk_rnn import RNNConfig, apply, empirical_ntk
 from ntk_rnn.network.cells import Cell
 from ntk_rnn.network.checks import check_lengths
 
+FAST_COMPILE = {"xla_backend_optimization_level": 0}  # for the autodiff references: tiny programs, compiling dominates
+
 
 def _draw(cfg, seed):
     """Parameters N(0, init_std^2) as ntk_rnn.init_params draws them, but with numpy: init_params compiles a
@@ -147,7 +149,7 @@ def test_kernel_with_lengths_is_the_kernel_of_the_truncated_sequences():
             y = apply(cfg, {**params, **th}, x[i : i + 1, : lengths[i]])
             return y[0, [p for p in positions if p < lengths[i]], 0]
 
-        jac = jax.jacrev(f)(theta)
+        jac = jax.jit(jax.jacrev(f), compiler_options=FAST_COMPILE)(theta)  # one program, not one per operation
         return np.concatenate([np.asarray(j).reshape(j.shape[0], -1) for j in jax.tree.leaves(jac)], axis=1)
 
     J = np.concatenate([rows(i) for i in range(3)])

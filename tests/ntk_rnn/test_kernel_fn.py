@@ -23,6 +23,7 @@ CASES = {
 }
 N, L, DX = 4, 5, 3
 LENGTHS = np.array([5, 2, 4, 5])
+FAST_COMPILE = {"xla_backend_optimization_level": 0}  # the reference's one program is tiny: compiling dominates
 
 
 def draw(cfg: ntk_rnn.RNNConfig, seed: int) -> dict:
@@ -43,7 +44,8 @@ def inputs(n: int = N, seed: int = 0) -> np.ndarray:
 
 def autodiff_ntk(cfg, params, x, lengths=None) -> np.ndarray:
     """J J^T from jax.jacrev of the model's outputs at width cfg.width (no padding): rows (sample, position, unit)
-    over every position 1..L-1 (readout "all") or (sample, unit)."""
+    over every position 1..L-1 (readout "all") or (sample, unit). The Jacobian is one jitted program: run op by
+    op, each scan of the model and each small operation would be compiled on its own."""
     positions = tuple(range(1, x.shape[1])) if cfg.readout == "all" else None
     theta = {k: params[k] for k in cfg.trainable_names}
 
@@ -51,7 +53,7 @@ def autodiff_ntk(cfg, params, x, lengths=None) -> np.ndarray:
         y = ntk_rnn.apply(cfg, {**params, **t}, jnp.asarray(x), None if lengths is None else jnp.asarray(lengths))
         return (y if positions is None else y[:, np.asarray(positions)]).reshape(-1)
 
-    jac = jax.jacrev(outputs)(theta)
+    jac = jax.jit(jax.jacrev(outputs), compiler_options=FAST_COMPILE)(theta)
     J = np.concatenate([np.asarray(j).reshape(np.asarray(j).shape[0], -1) for j in jax.tree.leaves(jac)], axis=1)
     return J @ J.T
 
